@@ -1,0 +1,504 @@
+"""Typed configuration loaded from ``config.yaml``.
+
+* ``${VAR}`` and ``${VAR:-default}`` anywhere in a string value are replaced from the
+  environment before validation; a variable that is unset (and has no default) is an error
+  naming the key path and the variable.
+* Every error names the key path (``source.tables.tickets.columns.creatd_at``) and the bad
+  value; values of secret fields are never shown.
+* Relative paths (CSV directories, output directory, SQLite files) are resolved against the
+  directory of the config file, so the service behaves the same from any working directory.
+
+Defaults live here and only here; ``config.yaml`` in the repository documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from forecaster.errors import ConfigError
+from forecaster.secret import Secret, mask_url
+
+__all__ = [
+    "Config",
+    "TableMap",
+    "SourceConfig",
+    "METRICS",
+    "TABLE_COLUMNS",
+    "load_config",
+    "parse_config",
+    "describe_config",
+    "DEFAULT_CONFIG_PATH",
+]
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+
+METRICS = ("ticket_count", "complaint_count", "satisfaction", "resolution_hours")
+Metric = Literal["ticket_count", "complaint_count", "satisfaction", "resolution_hours"]
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+# The source-table contract (DESIGN.md): canonical column names, mapped to the company's own
+# names through ``source.tables.<table>.columns``.
+TABLE_COLUMNS: dict[str, TableColumns] = {
+    "communities": TableColumns(
+        required=("community_id",), optional=("name", "city", "region", "manager", "manager_mobile")
+    ),
+    "tickets": TableColumns(
+        required=("ticket_id", "community_id", "created_at"), optional=("closed_at", "category", "rating")
+    ),
+    "surveys": TableColumns(required=("community_id", "date", "score"), optional=("responses",)),
+}
+
+
+def _to_secret(value: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return Secret(value)
+
+
+def _to_secret_url(value: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return Secret(value, is_url=True)
+
+
+SecretStr = Annotated[Secret, PlainValidator(_to_secret), PlainSerializer(lambda s: "<secret>")]
+# A URL that may carry a password or token: its credentials are masked wherever it shows.
+SecretUrl = Annotated[Secret, PlainValidator(_to_secret_url), PlainSerializer(lambda s: mask_url(s.get()))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name such as 'Asia/Shanghai' or 'UTC')")
+    return value
+
+
+class TableMap(_Model):
+    """Where one source table lives and how its columns are named.
+
+    ``table`` is the SQL table name, the CSV file name, or the HTTP endpoint path.
+    ``columns`` maps canonical names to the source's own: ``{created_at: create_time}``.
+    """
+
+    table: str
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    def source_column(self, canonical: str) -> str:
+        return self.columns.get(canonical, canonical)
+
+
+class Tables(_Model):
+    communities: TableMap = TableMap(table="communities")
+    tickets: TableMap = TableMap(table="tickets")
+    # No surveys table: satisfaction then comes from post-ticket ratings alone.
+    surveys: TableMap | None = TableMap(table="surveys")
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> "Tables":
+        for name in ("communities", "tickets", "surveys"):
+            table = getattr(self, name)
+            if table is None:
+                continue
+            for canonical in table.columns:
+                if canonical not in TABLE_COLUMNS[name].all:
+                    known = ", ".join(TABLE_COLUMNS[name].all)
+                    raise ValueError(
+                        f"@{name}.columns.{canonical}: unknown column {canonical!r}; the keys are "
+                        f"our names ({known}) and the values are yours"
+                    )
+        return self
+
+    def items(self) -> list[tuple[str, TableMap]]:
+        return [(n, t) for n in ("communities", "tickets", "surveys") if (t := getattr(self, n)) is not None]
+
+
+class SqlSourceConfig(_Model):
+    url: SecretUrl
+
+
+class CsvSourceConfig(_Model):
+    directory: Path = Path("data/csv")
+    encoding: str = "utf-8-sig"
+    delimiter: str = ","
+
+
+class HttpPaging(_Model):
+    style: Literal["page", "next"] = "page"
+    page_param: str = "page"
+    size_param: str = "page_size"
+    first_page: int = 1
+    items_key: str = "items"
+    # "next" style: the response's next_key holds a link (absolute or relative) or a cursor,
+    # which is sent back as cursor_param.
+    next_key: str = "next"
+    cursor_param: str = "cursor"
+
+
+class HttpSourceConfig(_Model):
+    base_url: str
+    token: SecretStr | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    page_size: int = Field(500, ge=1, le=100_000)
+    paging: HttpPaging = HttpPaging()
+    since_param: str | None = "since"
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_s: float = Field(1.0, ge=0)
+    max_pages: int = Field(100_000, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {mask_url(value)!r})")
+        return value.rstrip("/")
+
+
+class SourceConfig(_Model):
+    type: Literal["sql", "csv", "http"] = "sql"
+    # Timezone of timestamps the source stores without one ("UTC" if it stores UTC).
+    # Defaults to the top-level timezone.
+    timezone: str | None = None
+    # Only this many days of history before the as-of date are read.
+    history_days: int = Field(3 * 366, ge=28)
+    tables: Tables = Tables()
+    sql: SqlSourceConfig | None = None
+    csv: CsvSourceConfig | None = None
+    http: HttpSourceConfig | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+    @model_validator(mode="after")
+    def _section_for_type(self) -> "SourceConfig":
+        if getattr(self, self.type) is None:
+            raise ValueError(f"@{self.type}: source.type is {self.type!r} but there is no source.{self.type} section")
+        return self
+
+
+class MetricsConfig(_Model):
+    enabled: list[Metric] = list(METRICS)
+    # Ticket categories that count as complaints (compared after trimming, case-insensitively).
+    complaint_categories: list[str] = ["投诉", "complaint"]
+    # Post-ticket ratings run from 0 (or 1) to this value; they are rescaled to 0-100.
+    rating_scale: float = Field(5.0, gt=0)
+    # Survey scores run from 0 to this value; they are rescaled to 0-100.
+    survey_scale: float = Field(100.0, gt=0)
+    satisfaction_from: list[Literal["surveys", "ratings"]] = ["surveys", "ratings"]
+
+
+class Threshold(_Model):
+    below: float | None = None
+    above: float | None = None
+    drop_share: float | None = Field(None, gt=0, lt=1)
+    rise_share: float | None = Field(None, gt=0)
+
+
+class ThresholdOverride(_Model):
+    community: str | None = None
+    region: str | None = None
+    city: str | None = None
+    metrics: dict[Metric, Threshold]
+
+    @model_validator(mode="after")
+    def _has_scope(self) -> "ThresholdOverride":
+        if not (self.community or self.region or self.city):
+            raise ValueError("an override needs one of community, region or city")
+        return self
+
+
+class ThresholdsConfig(_Model):
+    defaults: dict[Metric, Threshold] = {
+        "satisfaction": Threshold(below=85.0, drop_share=0.05),
+        "ticket_count": Threshold(rise_share=0.3),
+        "complaint_count": Threshold(rise_share=0.5),
+        "resolution_hours": Threshold(above=48.0),
+    }
+    overrides: list[ThresholdOverride] = []
+
+
+class ForecastConfig(_Model):
+    horizon: int = Field(90, ge=1, le=730)
+    level: float = Field(80.0, gt=0, lt=100)
+    min_history_days: int = Field(56, ge=14)
+    country: str = "CN"
+
+
+class ChannelConfig(_Model):
+    type: Literal["dingtalk", "wecom", "feishu", "webhook", "console"]
+    url: SecretUrl | None = None
+    secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _url_unless_console(self) -> "ChannelConfig":
+        if self.type != "console" and (self.url is None or not self.url.get()):
+            raise ValueError(f"a {self.type} channel needs a url (put the token in an environment variable)")
+        return self
+
+
+class RouteConfig(_Model):
+    name: str
+    communities: list[str] = []
+    regions: list[str] = []
+    cities: list[str] = []
+    channels: list[str]
+    mention_mobiles: list[str] = []
+
+
+class AlertsConfig(_Model):
+    # With no channel configured, alerts are printed to the console.
+    channels: dict[str, ChannelConfig] = {}
+    routes: list[RouteConfig] = []
+    default_channels: list[str] = []
+    report_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> "AlertsConfig":
+        for i, route in enumerate(self.routes):
+            for j, name in enumerate(route.channels):
+                if name not in self.channels:
+                    raise ValueError(
+                        f"@routes[{i}].channels[{j}]: unknown channel {name!r}; "
+                        f"defined channels: {', '.join(self.channels) or 'none'}"
+                    )
+        for j, name in enumerate(self.default_channels):
+            if name not in self.channels:
+                raise ValueError(f"@default_channels[{j}]: unknown channel {name!r}")
+        return self
+
+
+class ScheduleConfig(_Model):
+    nightly: str = "0 2 * * *"
+    outbox_every_s: int = Field(60, ge=5)
+    misfire_grace_s: int = Field(6 * 3600, ge=0)
+
+    @field_validator("nightly")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc}); e.g. '0 2 * * *' for 02:00 daily")
+        return value
+
+
+class StoreConfig(_Model):
+    url: SecretUrl = Secret("sqlite:///data/forecaster.db", is_url=True)
+
+
+class OutputConfig(_Model):
+    dir: Path = Path("out")
+
+
+class DemoConfig(_Model):
+    communities: int = Field(50, ge=1, le=5000)
+    years: float = Field(3.0, gt=0, le=10)
+    seed: int = 42
+
+
+class Config(_Model):
+    timezone: str = "Asia/Shanghai"
+    source: SourceConfig = SourceConfig(sql=SqlSourceConfig(url=Secret("sqlite:///data/demo.db", is_url=True)))
+    metrics: MetricsConfig = MetricsConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    store: StoreConfig = StoreConfig()
+    output: OutputConfig = OutputConfig()
+    demo: DemoConfig = DemoConfig()
+    # Where the file was read from (for messages); not a key users set.
+    path: Path | None = Field(None, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @property
+    def source_timezone(self) -> str:
+        return self.source.timezone or self.timezone
+
+
+# ----------------------------------------------------------------------------- loading
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, environ: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), environ) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", environ) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV_RE.sub(repl, node)
+    return node
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_SECRET_KEYS = ("url", "secret", "token", "password")
+
+
+def _show_value(loc: str, value: Any) -> str:
+    if any(loc.endswith(k) for k in _SECRET_KEYS):
+        return mask_url(value) if isinstance(value, str) and "://" in value else "<secret>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _validation_message(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: {exc.error_count()} problem(s) in the configuration"]
+    for err in exc.errors(include_url=False):
+        loc = _format_loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith("@") and ": " in msg:
+            # A model-level check names the sub-key it is about: "@tickets.columns.x: ..."
+            sub, msg = msg[1:].split(": ", 1)
+            loc = f"{loc}{'' if sub.startswith('[') else '.'}{sub}" if loc else sub
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (a typo? see config.yaml for the keys)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        line = f"  {loc or '(top level)'}: {msg}"
+        value = err.get("input")
+        if err["type"] != "missing" and not isinstance(value, (dict, list)) and repr(value) not in msg:
+            line += f" (got {_show_value(loc, value)})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _resolve_sqlite(url: Secret, base: Path) -> Secret:
+    raw = url.get()
+    if not raw.startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(raw)
+    if parsed.database and parsed.database != ":memory:" and not os.path.isabs(parsed.database):
+        return Secret(parsed.set(database=str((base / parsed.database).resolve())).render_as_string(False), is_url=True)
+    return url
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    source = config.source
+    updates: dict[str, Any] = {}
+    if source.sql is not None:
+        updates["sql"] = source.sql.model_copy(update={"url": _resolve_sqlite(source.sql.url, base)})
+    if source.csv is not None and not source.csv.directory.is_absolute():
+        updates["csv"] = source.csv.model_copy(update={"directory": (base / source.csv.directory).resolve()})
+    out_dir = config.output.dir if config.output.dir.is_absolute() else (base / config.output.dir).resolve()
+    return config.model_copy(
+        update={
+            "source": source.model_copy(update=updates),
+            "store": config.store.model_copy(update={"url": _resolve_sqlite(config.store.url, base)}),
+            "output": config.output.model_copy(update={"dir": out_dir}),
+        }
+    )
+
+
+def parse_config(
+    data: dict[str, Any] | None,
+    *,
+    base_dir: Path | str = ".",
+    where: str = "config",
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Validate an already-parsed mapping (e.g. from YAML) into a `Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys, not {type(data).__name__}")
+    data = _interpolate(data, "", dict(os.environ) if environ is None else environ)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc, where)) from None
+    return _resolve_paths(config, Path(base_dir).resolve())
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the config file (``$FORECASTER_CONFIG`` or ``./config.yaml`` by default)."""
+    env = dict(os.environ) if environ is None else environ
+    path = Path(path or env.get("FORECASTER_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass --config PATH or set FORECASTER_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{at}: not valid YAML: {problem}") from None
+    config = parse_config(data, base_dir=path.parent, where=str(path), environ=env)
+    return config.model_copy(update={"path": path})
+
+
+def describe_config(config: Config) -> str:
+    """The effective configuration as YAML, secrets masked (for ``check-config``)."""
+    dumped = config.model_dump(mode="json", exclude={"path"})
+    return yaml.safe_dump(dumped, allow_unicode=True, sort_keys=False)

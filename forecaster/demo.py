@@ -1,0 +1,451 @@
+"""Realistic synthetic demo data: a property company's communities, tickets and surveys.
+
+Seeded and reproducible. What it contains, so that every later stage has something real to find:
+
+* communities in northern cities (central heating from 15 November to 15 March) and southern
+  ones (rainy season; typhoon season in Guangdong), of different sizes and service quality;
+* weekly rhythm (busy Mondays, quiet weekends) that follows the official calendar, so a
+  make-up workday (调休) looks like a weekday and a holiday like a Sunday;
+* summer peaks (air conditioning, water), a surge at the start of the heating season in the
+  north, leaks in the southern rainy season;
+* the Spring Festival staffing gap (from about ten days before to a week after) and a smaller
+  one at National Day: fewer tickets where migrants leave, slower resolution, lower satisfaction;
+* per-community sensitivity: some communities dip hard in those windows, others hardly at all;
+* a few communities with short history (recently taken over) and a few with missing weeks;
+* a handful of dirty rows, as real exports have: a duplicated ticket, a ticket of a community
+  not in the master table, a ``closed_at`` before ``created_at``, a survey score off the scale.
+
+`make_demo_frames` is pure (returns frames); `write_demo_sql` / `write_demo_csv` store them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from forecaster.calendar import make_day_table
+from forecaster.db import first_line, make_engine
+from forecaster.errors import SourceError
+from forecaster.secret import mask_url
+
+__all__ = [
+    "CITIES",
+    "DemoData",
+    "make_demo_profiles",
+    "make_demo_frames",
+    "write_demo_sql",
+    "write_demo_csv",
+    "demo_status",
+    "DEMO_MARKER_TABLE",
+]
+
+DEMO_MARKER_TABLE = "wuye_demo_info"
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    region: str
+    heating: bool  # northern central heating, 15 Nov – 15 Mar
+    rainy: tuple[str, str] | None  # "MM-DD" range of the rainy season
+    typhoon: bool  # typhoon season Jul – Sep
+    tier1: bool  # migrants leave at Spring Festival
+
+
+CITIES: tuple[City, ...] = (
+    City("北京", "华北", True, None, False, True),
+    City("天津", "华北", True, None, False, False),
+    City("沈阳", "东北", True, None, False, False),
+    City("济南", "华东", True, None, False, False),
+    City("西安", "西北", True, None, False, False),
+    City("郑州", "华中", True, None, False, False),
+    City("上海", "华东", False, ("06-10", "07-10"), False, True),
+    City("杭州", "华东", False, ("06-10", "07-10"), False, False),
+    City("武汉", "华中", False, ("06-15", "07-15"), False, False),
+    City("广州", "华南", False, ("05-01", "06-30"), True, True),
+    City("深圳", "华南", False, ("05-01", "06-30"), True, True),
+    City("成都", "西南", False, ("07-01", "08-31"), False, False),
+)
+
+_NAME_A = "翠湖 金色 阳光 锦绣 御景 碧水 紫荆 华府 龙湖 海棠 万科 保利 绿城 融创 中海 招商 滨江 时代 星河 春晓".split()
+_NAME_B = "花园 家园 小区 公馆 名苑 雅苑 新城 天地 佳园 华庭".split()
+_SURNAMES = "王 李 张 刘 陈 杨 黄 赵 吴 周 徐 孙 马 朱 胡 郭 何 林 罗 高".split()
+_GIVEN = "伟 芳 娜 敏 静 磊 洋 勇 艳 杰 涛 明 超 霞 平 刚 桂英 建华 志强 海燕".split()
+
+CATEGORIES = ("报修", "投诉", "保洁", "安保", "咨询")
+# Share of non-complaint tickets by category, and how long each takes relative to a repair.
+_OTHER_SHARE = np.array([0.62, 0.0, 0.13, 0.09, 0.16])
+_HOURS_FACTOR = np.array([1.0, 2.5, 0.6, 0.5, 0.3])
+
+
+@dataclass(frozen=True)
+class DemoData:
+    communities: pd.DataFrame
+    tickets: pd.DataFrame
+    surveys: pd.DataFrame
+    profiles: pd.DataFrame  # the hidden truth per community (not written to the source)
+    start: dt.date
+    end: dt.date  # last day with data (the day before as_of)
+
+
+def make_demo_profiles(n: int, seed: int) -> pd.DataFrame:
+    """One row per community: identity and the hidden parameters that drive its data."""
+    rng = np.random.default_rng([seed, 1])
+    cities = [CITIES[i % len(CITIES)] for i in range(n)]
+    names: list[str] = []
+    seen: set[str] = set()
+    for i in range(n):
+        while True:
+            name = f"{rng.choice(_NAME_A)}{rng.choice(_NAME_B)}"
+            if name not in seen or len(seen) >= len(_NAME_A) * len(_NAME_B):
+                break
+        seen.add(name)
+        names.append(name if name not in names else f"{name}{i}")
+    households = np.clip(rng.lognormal(np.log(1200), 0.5, n), 250, 5000).round()
+    quality = rng.normal(0, 1, n)
+    # How strongly holidays and seasons hit this community (staffing, building age…).
+    sensitivity = rng.uniform(0.5, 1.3, n)
+    kinds = np.array(["normal"] * n, dtype=object)
+    order = rng.permutation(n)
+    n_fragile = max(1, n // 10)
+    n_steady = max(1, n // 10)
+    kinds[order[:n_fragile]] = "fragile"
+    kinds[order[n_fragile : n_fragile + n_steady]] = "steady"
+    sensitivity[kinds == "fragile"] = rng.uniform(1.8, 2.4, n_fragile)
+    sensitivity[kinds == "steady"] = rng.uniform(0.05, 0.2, n_steady)
+    quality[kinds == "steady"] = np.abs(quality[kinds == "steady"]) + 0.8
+    # Short history (recently taken over) and missing weeks, on "normal" communities.
+    normal = [i for i in order if kinds[i] == "normal"]
+    history = np.full(n, np.nan)
+    gap = np.zeros(n, dtype=bool)
+    if n >= 10:
+        for j, days in zip(normal[:4], (35, 90, 150, 240)):
+            history[j] = days
+        gap[normal[4:6]] = True
+    return pd.DataFrame(
+        {
+            "community_id": [f"C{i + 1:03d}" for i in range(n)],
+            "name": [f"{c.name}·{nm}" for c, nm in zip(cities, names)],
+            "city": [c.name for c in cities],
+            "region": [c.region for c in cities],
+            "manager": [f"{rng.choice(_SURNAMES)}{rng.choice(_GIVEN)}" for _ in range(n)],
+            "manager_mobile": [f"1380000{i + 1:04d}" for i in range(n)],
+            "households": households.astype(int),
+            "quality": quality,
+            "sensitivity": sensitivity,
+            "kind": kinds,
+            "history_days": history,
+            "has_gap": gap,
+        }
+    )
+
+
+def _season_mask(days: pd.DatetimeIndex, start_md: str, end_md: str) -> np.ndarray:
+    md = days.strftime("%m-%d").to_numpy()
+    if start_md <= end_md:
+        return (md >= start_md) & (md <= end_md)
+    return (md >= start_md) | (md <= end_md)
+
+
+def _dilate(mask: np.ndarray, before: int, after: int) -> np.ndarray:
+    """True on days within ``before`` days ahead of / ``after`` days behind a True day."""
+    out = mask.copy()
+    for k in range(1, before + 1):
+        out[:-k] |= mask[k:]
+    for k in range(1, after + 1):
+        out[k:] |= mask[:-k]
+    return out
+
+
+def make_demo_frames(
+    as_of: dt.date,
+    *,
+    communities: int = 50,
+    years: float = 3.0,
+    seed: int = 42,
+) -> DemoData:
+    """Generate the demo company's data up to the day before ``as_of`` (pure)."""
+    rng = np.random.default_rng([seed, 2])
+    prof = make_demo_profiles(communities, seed)
+    end = as_of - dt.timedelta(days=1)
+    start = as_of - dt.timedelta(days=int(round(years * 365)))
+    cal = make_day_table(start, end)
+    days = cal.index
+    n_days, n_comm = len(days), len(prof)
+    city = {c.name: c for c in CITIES}
+    cities = [city[c] for c in prof["city"]]
+
+    dow = days.dayofweek.to_numpy()
+    workday = cal["is_workday"].to_numpy()
+    holiday = cal["holiday"].to_numpy()
+    sf = holiday == "spring_festival"
+    nd = holiday == "national_day"
+    sf_gap = _dilate(sf, 10, 7)  # staff leave ten days ahead and return a week after
+    nd_gap = _dilate(nd, 1, 2)
+    summer = _season_mask(days, "06-15", "08-31")
+    heating = _season_mask(days, "11-15", "03-15")
+    heat_onset = _season_mask(days, "11-15", "12-06")
+
+    # Weekly rhythm from the official calendar (a make-up workday behaves like a weekday).
+    base_day = np.where(workday, np.where(dow == 0, 1.12, 1.0), 0.8)
+    base_day = np.where(cal["is_holiday"].to_numpy(), 0.75, base_day)
+
+    t_years = (days - days[0]).days.to_numpy() / 365.0
+    active = np.ones((n_comm, n_days), dtype=bool)
+    mult = np.empty((n_comm, n_days))
+    complaint_share = np.empty((n_comm, n_days))
+    staff = np.empty((n_comm, n_days))  # resolution-time multiplier
+    sat_mu = np.empty((n_comm, n_days))
+    for i, (c, p) in enumerate(zip(cities, prof.itertuples())):
+        s = p.sensitivity
+        rainy = _season_mask(days, *c.rainy) if c.rainy else np.zeros(n_days, bool)
+        typhoon = _season_mask(days, "07-15", "09-30") if c.typhoon else np.zeros(n_days, bool)
+        heat = heating if c.heating else np.zeros(n_days, bool)
+        onset = heat_onset if c.heating else np.zeros(n_days, bool)
+        m = base_day * (1 + 0.04 * t_years)
+        m = m * np.where(sf, 0.6 if c.tier1 else 0.85, 1.0)
+        m = m * np.where(summer, 1.25 + (0.1 if not c.heating else 0.0), 1.0)
+        m = m * np.where(heat, 1.12, 1.0) * np.where(onset, 1.0 + 0.45 * s, 1.0)
+        m = m * np.where(rainy, 1.0 + 0.25 * s, 1.0) * np.where(typhoon, 1.15, 1.0)
+        if not np.isnan(p.history_days):
+            first = n_days - int(p.history_days)
+            active[i, : max(first, 0)] = False
+            since = np.arange(n_days) - first
+            # Move-in season: a newly handed-over community files many tickets at first.
+            m = m * np.where((since >= 0) & (since < 120), 1.0 + 0.8 * np.exp(-np.maximum(since, 0) / 40.0), 1.0)
+        if p.has_gap:
+            g0 = int(rng.integers(n_days // 4, n_days // 2))
+            active[i, g0 : g0 + int(rng.integers(14, 29))] = False
+        mult[i] = m
+        complaint_share[i] = np.clip(
+            0.09 - 0.015 * p.quality + 0.05 * s * sf_gap + 0.08 * s * onset + 0.03 * summer + 0.03 * s * rainy, 0.02, 0.45
+        )
+        staff[i] = (
+            np.exp(-0.2 * p.quality)
+            * np.where(sf_gap, 1.0 + 1.3 * s, 1.0)
+            * np.where(nd_gap, 1.0 + 0.5 * s, 1.0)
+            * np.where(onset, 1.0 + 0.4 * s, 1.0)
+            * np.where(workday, 1.0, 1.15)
+        )
+        sat_mu[i] = (
+            np.clip(90.0 + 2.5 * p.quality, 78, 97)
+            - 5.5 * s * sf_gap
+            - 2.0 * s * nd_gap
+            - 5.0 * s * onset
+            - 1.0 * s * heat
+            - 1.5 * s * summer
+            - 1.5 * s * rainy
+            - 1.5 * s * typhoon
+        )
+
+    rate = (prof["households"].to_numpy() / 200.0)[:, None] * mult
+    # Negative binomial: Poisson with a gamma-distributed day effect (over-dispersion).
+    lam = rate * rng.gamma(25.0, 1 / 25.0, size=rate.shape)
+    counts = np.where(active, rng.poisson(lam), 0)
+
+    # ---- tickets
+    ci, di = np.nonzero(counts)
+    reps = counts[ci, di]
+    t_comm = np.repeat(ci, reps)
+    t_day = np.repeat(di, reps)
+    n = len(t_comm)
+    hour_pmf = np.array([1, 0.5, 0.3, 0.2, 0.2, 0.4, 1, 2.5, 4, 5, 5, 4.5, 3.5, 3.5, 4, 4, 4, 4, 4.5, 5, 4.5, 3.5, 2.5, 1.5])
+    hour = rng.choice(24, size=n, p=hour_pmf / hour_pmf.sum())
+    seconds = hour * 3600 + rng.integers(0, 3600, size=n)
+    created = days.to_numpy()[t_day] + seconds.astype("timedelta64[s]")
+
+    share = complaint_share[t_comm, t_day]
+    probs = np.outer(1 - share, _OTHER_SHARE)
+    probs[:, 1] = share
+    cat = (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, len(CATEGORIES) - 1)
+
+    median_h = 7.0 * staff[t_comm, t_day] * _HOURS_FACTOR[cat]
+    hours = rng.lognormal(np.log(median_h), 0.8)
+    closed = created + (hours * 3600).astype("timedelta64[s]")
+    data_end = np.datetime64(as_of)
+    abandoned = rng.random(n) < 0.005
+    open_ = (closed >= data_end) | abandoned
+    rated = ~open_ & (rng.random(n) < 0.4)
+    q = prof["quality"].to_numpy()[t_comm]
+    rating = np.clip(
+        np.round(4.5 + 0.25 * q - 0.45 * np.log2(np.maximum(hours / 7.0, 0.25)) - 0.7 * (cat == 1) + rng.normal(0, 0.6, n)),
+        1,
+        5,
+    )
+    order = np.argsort(created, kind="stable")
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": [f"WO{k + 1:09d}" for k in range(n)],
+            "community_id": prof["community_id"].to_numpy()[t_comm][order],
+            "created_at": pd.to_datetime(created[order]).floor("s"),
+            "closed_at": pd.to_datetime(np.where(open_, np.datetime64("NaT"), closed)[order]).floor("s"),
+            "category": np.array(CATEGORIES, dtype=object)[cat][order],
+            "rating": np.where(rated, rating, np.nan)[order],
+        }
+    )
+
+    # ---- surveys: some days a few residents answer; the score is their mean (0-100)
+    p_survey = rng.uniform(0.35, 0.8, n_comm)[:, None]
+    has = active & (rng.random((n_comm, n_days)) < p_survey)
+    si, sd = np.nonzero(has)
+    responses = 1 + rng.poisson(2.5, size=len(si))
+    score = np.clip(rng.normal(sat_mu[si, sd], 7.0 / np.sqrt(responses)), 0, 100).round(1)
+    surveys = pd.DataFrame(
+        {
+            "community_id": prof["community_id"].to_numpy()[si],
+            "date": days[sd].date,
+            "score": score,
+            "responses": responses,
+        }
+    )
+
+    tickets, surveys = _add_dirty_rows(tickets, surveys, rng)
+    communities_frame = prof[["community_id", "name", "city", "region", "manager", "manager_mobile"]].copy()
+    return DemoData(communities_frame, tickets, surveys, prof, start, end)
+
+
+def _add_dirty_rows(tickets: pd.DataFrame, surveys: pd.DataFrame, rng: np.random.Generator):
+    """The few bad rows every real export has; ingest must report each, not choke on them."""
+    if len(tickets) < 10 or len(surveys) < 10:
+        return tickets, surveys
+    k = int(rng.integers(len(tickets) // 2, len(tickets) - 1))
+    dup = tickets.iloc[[k]].copy()  # the same ticket exported twice
+    unknown = tickets.iloc[[k + 1]].copy()
+    unknown["ticket_id"] = "WO999000001"
+    unknown["community_id"] = "C999"  # a community missing from the master table
+    backwards = tickets.iloc[[k - 1]].copy()
+    backwards["ticket_id"] = "WO999000002"
+    backwards["closed_at"] = backwards["created_at"] - pd.Timedelta(hours=3)  # clock skew
+    off_scale = surveys.iloc[[len(surveys) // 2]].copy()
+    off_scale["score"] = 120.0
+    tickets = pd.concat([tickets, dup, unknown, backwards], ignore_index=True)
+    surveys = pd.concat([surveys, off_scale], ignore_index=True)
+    return tickets, surveys
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _demo_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    return {
+        "communities": sa.Table(
+            "communities",
+            metadata,
+            sa.Column("community_id", sa.String(32), primary_key=True),
+            sa.Column("name", sa.String(128), nullable=False),
+            sa.Column("city", sa.String(32)),
+            sa.Column("region", sa.String(32)),
+            sa.Column("manager", sa.String(64)),
+            sa.Column("manager_mobile", sa.String(32)),
+        ),
+        "tickets": sa.Table(
+            "tickets",
+            metadata,
+            sa.Column("ticket_id", sa.String(32), index=True),
+            sa.Column("community_id", sa.String(32), index=True),
+            sa.Column("created_at", sa.DateTime, index=True),
+            sa.Column("closed_at", sa.DateTime),
+            sa.Column("category", sa.String(32)),
+            sa.Column("rating", sa.Integer),
+        ),
+        "surveys": sa.Table(
+            "surveys",
+            metadata,
+            sa.Column("community_id", sa.String(32), index=True),
+            sa.Column("date", sa.Date, index=True),
+            sa.Column("score", sa.Float),
+            sa.Column("responses", sa.Integer),
+        ),
+        DEMO_MARKER_TABLE: sa.Table(
+            DEMO_MARKER_TABLE,
+            metadata,
+            sa.Column("key", sa.String(32), primary_key=True),
+            sa.Column("value", sa.String(64)),
+        ),
+    }
+
+
+def demo_status(url: str) -> tuple[str, dict[str, str]]:
+    """``("absent" | "demo" | "foreign", info)``: no tables yet, our demo data, or someone's real data."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return "absent", {}
+    engine = make_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        names = set(inspector.get_table_names())
+        if DEMO_MARKER_TABLE in names:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text(f"SELECT key, value FROM {DEMO_MARKER_TABLE}")).all()
+            return "demo", {k: v for k, v in rows}
+        if names & {"communities", "tickets", "surveys"}:
+            return "foreign", {}
+        return "absent", {}
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceError(f"{mask_url(url)}: cannot inspect the database: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = frame.astype(object).where(frame.notna(), None)
+    return out.to_dict("records")
+
+
+def write_demo_sql(url: str, data: DemoData, *, seed: int, chunk: int = 20_000) -> None:
+    """Replace the demo tables at ``url``. Refuses to touch a database that holds data other
+    than our demo (no marker table)."""
+    status, _ = demo_status(url)
+    if status == "foreign":
+        raise SourceError(
+            f"{mask_url(url)}: already has communities/tickets/surveys tables that are not demo data; "
+            "refusing to overwrite them (point the demo at another database with --url)"
+        )
+    engine = make_engine(url, create_dir=True)
+    metadata = sa.MetaData()
+    tables = _demo_tables(metadata)
+    try:
+        metadata.drop_all(engine, checkfirst=True)
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(tables["communities"].insert(), _records(data.communities))
+            tickets = data.tickets.assign(
+                created_at=data.tickets["created_at"].dt.to_pydatetime(),
+                closed_at=data.tickets["closed_at"].astype(object).where(data.tickets["closed_at"].notna(), None),
+                rating=data.tickets["rating"].astype("Int64"),
+            )
+            for lo in range(0, len(tickets), chunk):
+                conn.execute(tables["tickets"].insert(), _records(tickets.iloc[lo : lo + chunk]))
+            for lo in range(0, len(data.surveys), chunk):
+                conn.execute(tables["surveys"].insert(), _records(data.surveys.iloc[lo : lo + chunk]))
+            info = {
+                "generated_for": (data.end + dt.timedelta(days=1)).isoformat(),
+                "data_end": data.end.isoformat(),
+                "seed": str(seed),
+                "communities": str(len(data.communities)),
+            }
+            conn.execute(tables[DEMO_MARKER_TABLE].insert(), [{"key": k, "value": v} for k, v in info.items()])
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceError(f"{mask_url(url)}: cannot write demo data: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def write_demo_csv(directory: Path, data: DemoData) -> list[Path]:
+    """Write communities.csv, tickets.csv and surveys.csv (UTF-8 with BOM, as Excel saves them)."""
+    from forecaster.export import write_csv
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in (("communities", data.communities), ("tickets", data.tickets), ("surveys", data.surveys)):
+        path = directory / f"{name}.csv"
+        out = frame.copy()
+        if name == "tickets":
+            out["rating"] = out["rating"].astype("Int64")
+        write_csv(out, path, neutralise=False)
+        paths.append(path)
+    return paths

@@ -1,0 +1,29 @@
+"""Specific exceptions with messages a user can act on.
+
+Each names what is at fault (the config key, the file and row, the table and column) so
+that the person reading it knows what to change. The CLI maps them to exit codes.
+"""
+
+__all__ = ["ForecasterError", "ConfigError", "SourceError", "EmptySourceError"]
+
+
+class ForecasterError(Exception):
+    """Base class for errors the CLI reports without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(ForecasterError):
+    """The configuration is invalid; raised before any work starts."""
+
+    exit_code = 2
+
+
+class SourceError(ForecasterError):
+    """A data source cannot be read: unreachable, missing table or column, wrong format."""
+
+    exit_code = 2
+
+
+class EmptySourceError(SourceError):
+    """A source was read but holds nothing usable (no communities, no tickets or surveys)."""

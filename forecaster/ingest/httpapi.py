@@ -1,0 +1,138 @@
+"""Reading source tables from a ticket system's HTTP JSON API, page by page.
+
+Each table is an endpoint (``source.tables.<table>.table`` is its path under ``base_url``)
+that returns either a JSON list or an object holding the list under ``paging.items_key``.
+Two paging styles: ``page`` (page number + page size parameters; a short page ends it) and
+``next`` (the response carries the next page's URL or cursor under ``paging.next_key``).
+
+Timeouts, connection errors, 429 and 5xx are retried with exponential backoff; other 4xx
+are not (a wrong token does not get better by asking again). The HTTP session and the sleep
+function are passed in so tests control them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin
+
+import pandas as pd
+import requests
+
+from forecaster.config import HttpSourceConfig, TableMap
+from forecaster.errors import SourceError
+from forecaster.ingest.mapping import select_columns
+from forecaster.ingest.validate import RawTable
+from forecaster.secret import mask_url
+
+__all__ = ["HttpSource"]
+
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class HttpSource:
+    def __init__(
+        self,
+        config: HttpSourceConfig,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.config = config
+        self.session = session or requests.Session()
+        self._own_session = session is None
+        self.sleep = sleep
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.config.token is not None:
+            scheme = f"{self.config.auth_scheme} " if self.config.auth_scheme else ""
+            headers[self.config.auth_header] = scheme + self.config.token.get()
+        return headers
+
+    def _get(self, url: str, params: dict[str, Any] | None) -> Any:
+        cfg = self.config
+        shown = mask_url(url)
+        last = ""
+        for attempt in range(cfg.retries + 1):
+            if attempt:
+                self.sleep(cfg.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self.session.get(url, params=params, headers=self._headers(), timeout=cfg.timeout_s)
+            except requests.Timeout:
+                last = f"timed out after {cfg.timeout_s:g} s"
+                continue
+            except requests.ConnectionError as exc:
+                last = f"connection failed ({type(exc).__name__})"
+                continue
+            if response.status_code in RETRY_STATUS:
+                last = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                hint = " (check source.http.token)" if response.status_code in (401, 403) else ""
+                raise SourceError(f"GET {shown}: HTTP {response.status_code}{hint}: {response.text[:200]}")
+            try:
+                return response.json()
+            except ValueError:
+                raise SourceError(f"GET {shown}: response is not JSON: {response.text[:120]!r}") from None
+        raise SourceError(f"GET {shown}: gave up after {cfg.retries + 1} attempts: {last}")
+
+    def _items(self, body: Any, url: str) -> list[dict[str, Any]]:
+        items = body if isinstance(body, list) else body.get(self.config.paging.items_key) if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise SourceError(
+                f"GET {mask_url(url)}: expected a JSON list or an object with a list under "
+                f"{self.config.paging.items_key!r} (source.http.paging.items_key)"
+            )
+        return items
+
+    def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
+        cfg, paging = self.config, self.config.paging
+        url = urljoin(cfg.base_url + "/", tmap.table.lstrip("/"))
+        params: dict[str, Any] = {}
+        if since is not None and cfg.since_param and name != "communities":
+            params[cfg.since_param] = since.date().isoformat()
+        rows: list[dict[str, Any]] = []
+        labels: list[str] = []
+        page = paging.first_page
+        next_url, next_params = url, dict(params)
+        for n in range(cfg.max_pages):
+            if paging.style == "page":
+                body = self._get(url, {**params, paging.page_param: page, paging.size_param: cfg.page_size})
+            else:
+                body = self._get(next_url, next_params)
+            items = self._items(body, url)
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise SourceError(f"GET {mask_url(url)} page {n + 1} item {i + 1}: expected a JSON object")
+                rows.append(item)
+                labels.append(f"page {n + 1} item {i + 1}")
+            if paging.style == "page":
+                if len(items) < cfg.page_size:
+                    break
+                page += 1
+            else:
+                nxt = body.get(paging.next_key) if isinstance(body, dict) else None
+                if not nxt:
+                    break
+                nxt = str(nxt)
+                if nxt.startswith(("http://", "https://", "/", "?")):
+                    # A link: it carries its own query (and must stay on the configured server).
+                    next_url, next_params = urljoin(url, nxt), None
+                    if not next_url.startswith(cfg.base_url):
+                        raise SourceError(f"GET {mask_url(url)}: next page link leaves {mask_url(cfg.base_url)}")
+                else:
+                    next_url, next_params = url, {**params, paging.cursor_param: nxt}
+        else:
+            raise SourceError(f"GET {mask_url(url)}: more than {cfg.max_pages} pages (source.http.max_pages)")
+        origin = f"GET {mask_url(url)}"
+        if not rows:
+            # An empty answer has no keys to check; the caller reports the empty table.
+            return RawTable(name, origin, pd.DataFrame(), pd.Series([], dtype=object))
+        frame = select_columns(pd.DataFrame.from_records(rows), name, tmap, origin)
+        return RawTable(name, origin, frame, pd.Series(labels, index=frame.index, dtype=object))

@@ -1,0 +1,51 @@
+"""Column mapping shared by all sources: the company's names → our canonical names.
+
+A required column that is absent (or an optional one the config explicitly maps but that is
+absent) is a `SourceError` naming the source, the column it looked for, the columns that are
+there, and the config key to fix.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from forecaster.config import TABLE_COLUMNS, TableMap
+from forecaster.errors import SourceError
+
+__all__ = ["select_columns", "table_key", "make_labels"]
+
+
+def table_key(name: str) -> str:
+    return f"source.tables.{name}"
+
+
+def select_columns(frame: pd.DataFrame, name: str, tmap: TableMap, origin: str) -> pd.DataFrame:
+    """Keep the mapped columns, renamed to canonical names. Raises `SourceError` on a missing one."""
+    spec = TABLE_COLUMNS[name]
+    present = {str(c) for c in frame.columns}
+    # Case-insensitive fallback: many exports upper-case headers (TICKET_ID).
+    by_lower = {c.lower(): c for c in present}
+    rename: dict[str, str] = {}
+    for canonical in spec.all:
+        wanted = tmap.source_column(canonical)
+        found = wanted if wanted in present else by_lower.get(wanted.lower())
+        if found is not None:
+            rename[found] = canonical
+        elif canonical in spec.required or canonical in tmap.columns:
+            there = ", ".join(sorted(present)) or "none"
+            raise SourceError(
+                f"{origin}: column {wanted!r} not found (needed as {canonical}); columns there: {there}. "
+                f"Map it with {table_key(name)}.columns.{canonical}: <your column name>"
+            )
+    return frame[list(rename)].rename(columns=rename)
+
+
+def make_labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
+    """Per-row labels such as ``ticket_id=T0042`` or ``community_id=C01, date=2024-03-05``."""
+    labels = pd.Series("", index=frame.index, dtype=object)
+    sep = ""
+    for key in keys:
+        if key in frame.columns:
+            labels = labels + sep + key + "=" + frame[key].astype(str)
+            sep = ", "
+    return labels

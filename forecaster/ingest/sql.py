@@ -1,0 +1,84 @@
+"""Reading source tables from any SQLAlchemy URL (SQLite, PostgreSQL, MySQL/MariaDB, …).
+
+Only the mapped columns are selected, and tickets and surveys only from the history window
+(a day of margin either side of the cut, since the column's timezone is applied later).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from forecaster.config import TABLE_COLUMNS, TableMap
+from forecaster.db import first_line, make_engine
+from forecaster.errors import SourceError
+from forecaster.ingest.mapping import make_labels, select_columns, table_key
+from forecaster.ingest.validate import RawTable
+from forecaster.secret import mask_url
+
+__all__ = ["SqlSource"]
+
+# The column of each table that the history window applies to.
+WINDOW_COLUMN = {"tickets": "created_at", "surveys": "date"}
+LABEL_COLUMNS = {"communities": ("community_id",), "tickets": ("ticket_id",), "surveys": ("community_id", "date")}
+
+
+class SqlSource:
+    def __init__(self, url: str):
+        self.url = url
+        self._engine: sa.Engine | None = None
+        self._tables: dict[str, sa.Table] = {}
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _reflect(self, name: str, tmap: TableMap) -> sa.Table:
+        schema, _, table_name = tmap.table.rpartition(".")
+        try:
+            inspector = sa.inspect(self.engine)
+            if not inspector.has_table(table_name, schema=schema or None):
+                there = ", ".join(sorted(inspector.get_table_names(schema=schema or None))) or "none"
+                raise SourceError(
+                    f"{mask_url(self.url)}: table {tmap.table!r} not found (tables there: {there}). "
+                    f"Set {table_key(name)}.table to your {name} table"
+                )
+            return sa.Table(table_name, sa.MetaData(), schema=schema or None, autoload_with=self.engine)
+        except SQLAlchemyError as exc:
+            raise SourceError(f"{mask_url(self.url)}: cannot read {tmap.table!r}: {first_line(exc)}") from None
+
+    def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
+        table = self._reflect(name, tmap)
+        origin = f"table {tmap.table} in {mask_url(self.url)}"
+        # Map on an empty frame with the real column names first: errors name the missing column.
+        select_columns(pd.DataFrame(columns=[c.name for c in table.columns]), name, tmap, origin)
+        wanted = [c for c in TABLE_COLUMNS[name].all]
+        by_lower = {c.name.lower(): c for c in table.columns}
+        cols = []
+        for canonical in wanted:
+            src = tmap.source_column(canonical)
+            col = table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
+            if col is not None:
+                cols.append(col.label(canonical))
+        query = sa.select(*cols)
+        window = WINDOW_COLUMN.get(name)
+        if since is not None and window is not None:
+            src = tmap.source_column(window)
+            col = table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
+            if col is not None and isinstance(col.type, (sa.DateTime, sa.Date)):
+                query = query.where(col >= since - dt.timedelta(days=1))
+        try:
+            with self.engine.connect() as conn:
+                frame = pd.read_sql(query, conn)
+        except SQLAlchemyError as exc:
+            raise SourceError(f"{origin}: query failed: {first_line(exc)}") from None
+        return RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))

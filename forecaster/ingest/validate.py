@@ -1,0 +1,269 @@
+"""Validation of source tables into tidy frames: pure functions, no I/O.
+
+Every source (SQL, CSV, HTTP) hands over a `RawTable`: the rows with canonical column names
+and, per row, a label a person can find it by ("line 17", "ticket_id=T0042", "page 3 item 8").
+Bad rows are never dropped silently: each is counted under a reason, with the first few
+labels and values as examples, in a `TableReport`. A row whose key fields are bad is
+*skipped*; a row with a bad optional field (a ``closed_at`` before ``created_at``, a rating
+off the scale) is kept and only that field is *cleared*, so the ticket still counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from forecaster.config import TABLE_COLUMNS
+
+__all__ = [
+    "RawTable",
+    "Problem",
+    "TableReport",
+    "parse_timestamps",
+    "validate_communities",
+    "validate_tickets",
+    "validate_surveys",
+]
+
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class RawTable:
+    """Rows as read, with canonical column names (missing optional columns absent)."""
+
+    name: str  # communities | tickets | surveys
+    origin: str  # "tickets.csv", "table tickets in sqlite:///…", "GET https://…/tickets"
+    frame: pd.DataFrame
+    labels: pd.Series  # same index as frame: how a person finds each row
+
+
+@dataclass
+class Problem:
+    reason: str
+    action: str  # "skipped" (row dropped) or "cleared" (field emptied, row kept)
+    count: int
+    examples: list[str]
+
+    def describe(self) -> str:
+        return f"{self.count} {self.action}: {self.reason} (e.g. {'; '.join(self.examples)})"
+
+
+@dataclass
+class TableReport:
+    table: str
+    origin: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(p.count for p in self.problems if p.action == "skipped")
+
+    @property
+    def fields_cleared(self) -> int:
+        return sum(p.count for p in self.problems if p.action == "cleared")
+
+
+class _Checker:
+    """Applies checks one after another; each marks rows and records them under a reason."""
+
+    def __init__(self, raw: RawTable):
+        self.raw = raw
+        self.keep = np.ones(len(raw.frame), dtype=bool)
+        self.report = TableReport(table=raw.name, origin=raw.origin, rows_read=len(raw.frame))
+
+    def flag(self, bad: np.ndarray | pd.Series, reason: str, column: str | None, action: str = "skipped") -> np.ndarray:
+        bad = np.asarray(bad, dtype=bool) & self.keep
+        n = int(bad.sum())
+        if n:
+            idx = np.flatnonzero(bad)[:MAX_EXAMPLES]
+            labels = self.raw.labels.iloc[idx].tolist()
+            if column is not None and column in self.raw.frame.columns:
+                values = self.raw.frame[column].iloc[idx].tolist()
+                examples = [f"{lab}: {_show(v)}" for lab, v in zip(labels, values)]
+            else:
+                examples = [str(lab) for lab in labels]
+            self.report.problems.append(Problem(reason, action, n, examples))
+            if action == "skipped":
+                self.keep &= ~bad
+        return bad
+
+
+def _show(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return "(empty)"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Identifiers as trimmed strings; blank becomes missing. Numbers like 101.0 read as '101'."""
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        if len(whole) and (whole == whole.round()).all():
+            series = series.astype("Int64")
+    out = series.astype("string").str.strip()
+    return out.mask(out == "")
+
+
+def _blank(series: pd.Series) -> np.ndarray:
+    return series.isna().to_numpy()
+
+
+_OFFSET_RE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+
+
+def parse_timestamps(values: pd.Series, source_tz: str, target_tz: str) -> pd.Series:
+    """Parse timestamps into naive local time of ``target_tz`` (NaT where unparseable).
+
+    Values carrying an offset (``…+08:00``, ``…Z``, tz-aware datetimes) are converted;
+    values without one are taken to be in ``source_tz``. ISO 8601 is parsed fast; anything
+    else (``2024/3/5 14:00``) falls back to a flexible parser, row by row.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(target_tz).dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _localize(values, source_tz, target_tz)
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        # Numbers are not timestamps we can trust (epoch seconds or ms? unknown): reject them.
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    text = values.astype("string").str.strip()
+    has_offset = text.str.contains(_OFFSET_RE, na=False).to_numpy()
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    if (~has_offset).any():
+        out[~has_offset] = _localize(_parse_text(text[~has_offset], utc=False), source_tz, target_tz)
+    if has_offset.any():
+        aware = _parse_text(text[has_offset], utc=True)
+        out[has_offset] = aware.dt.tz_convert(target_tz).dt.tz_localize(None)
+    return out
+
+
+def _parse_text(text: pd.Series, *, utc: bool) -> pd.Series:
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=utc)
+    retry = parsed.isna() & text.notna()
+    if retry.any():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=utc)
+    return parsed
+
+
+def _localize(naive: pd.Series, source_tz: str, target_tz: str) -> pd.Series:
+    naive = naive.astype("datetime64[ns]")
+    if source_tz == target_tz:
+        return naive
+    aware = naive.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="shift_forward")
+    return aware.dt.tz_convert(target_tz).dt.tz_localize(None)
+
+
+def _column(raw: RawTable, name: str) -> pd.Series:
+    if name in raw.frame.columns:
+        return raw.frame[name]
+    return pd.Series(pd.NA, index=raw.frame.index, dtype="object")
+
+
+def validate_communities(raw: RawTable) -> tuple[pd.DataFrame, TableReport]:
+    """→ ``community_id, name, city, region, manager, manager_mobile`` (strings), one row per id."""
+    check = _Checker(raw)
+    cid = _text(_column(raw, "community_id"))
+    check.flag(_blank(cid), "missing community_id", "community_id")
+    check.flag(cid.duplicated(keep="first").to_numpy() & ~_blank(cid), "duplicate community_id (first kept)", "community_id")
+    out = pd.DataFrame({"community_id": cid})
+    for col in TABLE_COLUMNS["communities"].optional:
+        out[col] = _text(_column(raw, col))
+    out["name"] = out["name"].fillna(out["community_id"])
+    out = out[check.keep].reset_index(drop=True)
+    check.report.rows_kept = len(out)
+    return out, check.report
+
+
+def validate_tickets(
+    raw: RawTable,
+    known_communities: set[str],
+    *,
+    source_tz: str,
+    timezone: str,
+    rating_scale: float,
+) -> tuple[pd.DataFrame, TableReport]:
+    """→ ``ticket_id, community_id, created_at, closed_at, category, rating`` with times in
+    naive local time of ``timezone`` and ``rating`` rescaled to 0–100."""
+    check = _Checker(raw)
+    tid = _text(_column(raw, "ticket_id"))
+    cid = _text(_column(raw, "community_id"))
+    created = parse_timestamps(_column(raw, "created_at"), source_tz, timezone)
+    check.flag(_blank(tid), "missing ticket_id", "ticket_id")
+    check.flag(_blank(cid), "missing community_id", "community_id")
+    check.flag(created.isna().to_numpy(), "created_at is not a date/time", "created_at")
+    dup = tid.duplicated(keep="first").to_numpy() & ~_blank(tid)
+    check.flag(dup, "duplicate ticket_id (first kept)", "ticket_id")
+    check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
+
+    closed_raw = _column(raw, "closed_at")
+    closed = parse_timestamps(closed_raw, source_tz, timezone)
+    bad_closed = check.flag(closed.isna().to_numpy() & closed_raw.notna().to_numpy() & (_text(closed_raw).notna().to_numpy()), "closed_at is not a date/time", "closed_at", "cleared")
+    before = check.flag((closed < created).fillna(False).to_numpy(), "closed_at before created_at", "closed_at", "cleared")
+    closed = closed.mask(bad_closed | before)
+
+    rating_raw = _column(raw, "rating")
+    rating = pd.to_numeric(rating_raw, errors="coerce")
+    present = _text(rating_raw).notna().to_numpy()
+    check.flag(rating.isna().to_numpy() & present, "rating is not a number", "rating", "cleared")
+    off = check.flag(((rating < 0) | (rating > rating_scale)).fillna(False).to_numpy(), f"rating outside 0–{rating_scale:g}", "rating", "cleared")
+    rating = rating.mask(off) * (100.0 / rating_scale)
+
+    out = pd.DataFrame(
+        {
+            "ticket_id": tid,
+            "community_id": cid,
+            "created_at": created,
+            "closed_at": closed,
+            "category": _text(_column(raw, "category")),
+            "rating": rating.astype("float64"),
+        }
+    )[check.keep].reset_index(drop=True)
+    check.report.rows_kept = len(out)
+    return out, check.report
+
+
+def validate_surveys(
+    raw: RawTable,
+    known_communities: set[str],
+    *,
+    timezone: str,
+    score_scale: float,
+) -> tuple[pd.DataFrame, TableReport]:
+    """→ ``community_id, date, score, responses``; ``score`` rescaled to 0–100, ``date`` a local day."""
+    check = _Checker(raw)
+    cid = _text(_column(raw, "community_id"))
+    # A survey date is a calendar day: no timezone shift unless it carries an offset.
+    date = parse_timestamps(_column(raw, "date"), timezone, timezone).dt.normalize()
+    score = pd.to_numeric(_column(raw, "score"), errors="coerce")
+    responses_raw = _column(raw, "responses")
+    responses = pd.to_numeric(responses_raw, errors="coerce")
+    responses = responses.where(_text(responses_raw).notna(), 1.0)
+
+    check.flag(_blank(cid), "missing community_id", "community_id")
+    check.flag(date.isna().to_numpy(), "date is not a date", "date")
+    check.flag(score.isna().to_numpy(), "score is not a number", "score")
+    check.flag(((score < 0) | (score > score_scale)).fillna(False).to_numpy(), f"score outside 0–{score_scale:g}", "score")
+    check.flag(responses.isna().to_numpy() | (responses < 0).fillna(False).to_numpy(), "responses is not a count ≥ 0", "responses")
+    check.flag((responses == 0).fillna(False).to_numpy(), "no responses", "responses")
+    check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
+
+    out = pd.DataFrame(
+        {
+            "community_id": cid,
+            "date": date,
+            "score": (score * (100.0 / score_scale)).astype("float64"),
+            "responses": responses.astype("float64"),
+        }
+    )[check.keep].reset_index(drop=True)
+    check.report.rows_kept = len(out)
+    return out, check.report

@@ -1,0 +1,179 @@
+"""One nightly cycle, as data flowing one way: ingest → aggregate → (models → detect) → outputs → store.
+
+`run_once` never lets one bad piece stop the rest: bad rows are skipped and reported by
+ingest, a series too short to model is marked ``short``; the run is recorded in the store
+with what failed and why. Exit codes: 0 every series usable, 1 some series failed, 2 a
+configuration, source or store error (nothing could be done).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from forecaster.clock import Clock, SystemClock, today_in
+from forecaster.config import Config
+from forecaster.errors import ForecasterError
+from forecaster.export import write_series_csv
+from forecaster.ingest import SourceData, describe_source, load_source
+from forecaster.ingest.aggregate import make_daily_series
+from forecaster.ingest.validate import TableReport
+from forecaster.secret import redact
+from forecaster.store import Store
+
+__all__ = ["RunResult", "run_once"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    as_of: dt.date
+    status: str  # ok | partial | failed
+    exit_code: int
+    dry_run: bool = False
+    source: str = ""
+    store: str = ""
+    reports: list[TableReport] = field(default_factory=list)
+    communities: int = 0
+    series_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    output_rows: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return sum(self.timings.values())
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        if self.series_stats.empty:
+            return {}
+        return {k: int(v) for k, v in self.series_stats["status"].value_counts().items()}
+
+    @property
+    def rows_read(self) -> int:
+        return sum(r.rows_read for r in self.reports)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(r.rows_skipped for r in self.reports)
+
+    def summary_dict(self) -> dict:
+        return {
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "series_by_status": self.status_counts,
+            "tables": {
+                r.table: {"read": r.rows_read, "kept": r.rows_kept, "skipped": r.rows_skipped, "cleared": r.fields_cleared}
+                for r in self.reports
+            },
+            "outputs": {k: str(v) for k, v in self.outputs.items()},
+        }
+
+
+class _Timer:
+    def __init__(self, clock: Clock, timings: dict[str, float]):
+        self.clock, self.timings = clock, timings
+
+    def __call__(self, stage: str) -> "_Timer":
+        self.stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self.t0 = self.clock.monotonic()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + self.clock.monotonic() - self.t0
+
+
+def run_once(
+    config: Config,
+    as_of: dt.date | None = None,
+    *,
+    clock: Clock | None = None,
+    session: requests.Session | None = None,
+    dry_run: bool = False,
+    trigger: str = "cli",
+) -> RunResult:
+    """Run one cycle as of ``as_of`` (default: today in the configured timezone).
+
+    History ends the day before ``as_of`` (the last complete day); forecasts start on it.
+    """
+    clock = clock or SystemClock()
+    as_of = as_of or today_in(clock, config.timezone)
+    result = RunResult(run_id=uuid.uuid4().hex, as_of=as_of, status="failed", exit_code=2, dry_run=dry_run)
+    timer = _Timer(clock, result.timings)
+    started = clock.now()
+    store: Store | None = None
+    try:
+        if not dry_run:
+            with timer("store"):
+                store = Store(config.store.url.get())
+                result.store = store.describe
+                store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
+        with timer("ingest"):
+            data = load_source(config, as_of, session=session)
+        result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
+        with timer("aggregate"):
+            series = make_daily_series(
+                data.tickets,
+                data.surveys,
+                as_of,
+                config.metrics,
+                min_history_days=config.forecast.min_history_days,
+                communities=data.communities["community_id"],
+            )
+        result.series_stats = series.stats
+        if not dry_run:
+            with timer("outputs"):
+                _write_outputs(config, as_of, data, series.frame, result)
+            with timer("store"):
+                store.add_series_status(result.run_id, series.stats)
+                store.add_ingest_problems(result.run_id, data.reports)
+        failed = result.status_counts.get("failed", 0)
+        result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
+    except ForecasterError as exc:
+        result.error, result.exit_code, result.status = redact(str(exc)), exc.exit_code, "failed"
+    except Exception as exc:  # a bug: record it, keep the traceback in the log
+        log.exception("run %s failed unexpectedly", result.run_id)
+        result.error, result.exit_code, result.status = redact(f"internal error: {type(exc).__name__}: {exc}"), 1, "failed"
+    finally:
+        if store is not None:
+            _finish(store, result, clock)
+            store.close()
+    return result
+
+
+def _write_outputs(config: Config, as_of: dt.date, data: SourceData, frame: pd.DataFrame, result: RunResult) -> None:
+    out_dir = config.output.dir / as_of.isoformat()
+    path = write_series_csv(frame, data.communities, out_dir / "series.csv")
+    result.outputs["series"] = path
+    result.output_rows["series"] = len(frame)
+
+
+def _finish(store: Store, result: RunResult, clock: Clock) -> None:
+    try:
+        store.finish_run(
+            result.run_id,
+            status=result.status,
+            finished_at=clock.now(),
+            duration_s=round(result.duration_s, 3),
+            summary=result.summary_dict(),
+            error=result.error,
+            communities=result.communities,
+            series=int((result.series_stats["status"] != "no_data").sum()) if not result.series_stats.empty else 0,
+            rows_read=result.rows_read,
+            rows_skipped=result.rows_skipped,
+        )
+    except ForecasterError as exc:
+        log.error("could not record the end of run %s: %s", result.run_id, exc)
+        result.error = result.error or str(exc)
+        result.exit_code = max(result.exit_code, 2)

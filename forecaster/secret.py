@@ -1,0 +1,147 @@
+"""Secrets that never show: a `Secret` prints as ``<secret>``, and every secret value seen is
+registered so that `redact` (and the logging filter built on it) masks it wherever it appears.
+
+URLs get a dedicated `mask_url`: the password and credential-like query parameters
+(``access_token``, ``key``, ``token``, ``sign``, ``secret``…) are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "Secret",
+    "register",
+    "register_url_credentials",
+    "redact",
+    "mask_url",
+    "RedactingFilter",
+    "install_log_redaction",
+]
+
+MASK = "***"
+SENSITIVE_QUERY_KEYS = frozenset(
+    {"access_token", "token", "key", "sign", "secret", "password", "passwd", "pwd", "apikey", "api_key"}
+)
+
+_lock = threading.Lock()
+_known: set[str] = set()
+
+
+def register(value: str | None) -> None:
+    """Remember a secret value so that `redact` masks it (values shorter than 4 are ignored)."""
+    if value and len(value) >= 4:
+        with _lock:
+            _known.add(value)
+
+
+def register_url_credentials(url: str) -> None:
+    """Register the password and the credential-like query values of ``url`` (not the whole URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        register(url)
+        return
+    if parts.password:
+        register(parts.password)
+        register(unquote(parts.password))
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() in SENSITIVE_QUERY_KEYS:
+            register(value)
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret value and any URL credentials in ``text``."""
+    if not text:
+        return text
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for value in known:
+        if value in text:
+            text = text.replace(value, MASK)
+    return _URL_RE.sub(lambda m: mask_url(m.group(0)), text)
+
+
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; ``…?access_token=T`` → ``…?access_token=***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc, changed = parts.netloc, False
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            netloc, changed = f"{user}:{MASK}@{host}", True
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in SENSITIVE_QUERY_KEYS for k, _ in pairs):
+            query = urlencode(
+                [(k, MASK if k.lower() in SENSITIVE_QUERY_KEYS else v) for k, v in pairs], safe="*"
+            )
+            changed = True
+    if not changed:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class Secret:
+    """A string that does not print itself. Use `.get()` where the real value is needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str, *, is_url: bool = False):
+        self._value = value
+        if is_url:
+            register_url_credentials(value)
+        else:
+            register(value)
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with `redact`, so no handler ever sees a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Format the traceback now, redacted, and drop the raw exception.
+            formatter = logging.Formatter()
+            cleaned = cleaned + "\n" + redact(formatter.formatException(record.exc_info))
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Attach the redacting filter to every handler of ``logger`` (root by default)."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

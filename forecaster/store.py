@@ -1,0 +1,233 @@
+"""The service's own database: runs, per-series status and ingest problems.
+
+SQLAlchemy 2.x Core; the same code runs on SQLite, PostgreSQL and MySQL/MariaDB. Tables are
+created on first use. Timestamps are stored as UTC without a zone (portable across the three);
+dates (``as_of``, ``first_ds``…) are local calendar days in the configured timezone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from forecaster.db import first_line, make_engine
+from forecaster.errors import ForecasterError
+from forecaster.ingest.validate import TableReport
+from forecaster.secret import mask_url
+
+__all__ = ["Store", "StoreError", "metadata", "runs", "series_status", "ingest_problems", "RunRecord"]
+
+
+class StoreError(ForecasterError):
+    """The service database cannot be opened or written."""
+
+    exit_code = 2
+
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False, index=True),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | ok | partial | failed | interrupted
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("source", sa.String(512)),
+    sa.Column("communities", sa.Integer),
+    sa.Column("series", sa.Integer),
+    sa.Column("rows_read", sa.BigInteger),
+    sa.Column("rows_skipped", sa.BigInteger),
+    sa.Column("summary", sa.Text),  # JSON: timings, counts by status, outputs
+    sa.Column("error", sa.Text),
+)
+
+series_status = sa.Table(
+    "series_status",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("series_id", sa.String(191), primary_key=True),
+    sa.Column("community_id", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | short | no_data (models add fallback | failed)
+    sa.Column("n_days", sa.Integer),
+    sa.Column("n_obs", sa.Integer),
+    sa.Column("first_ds", sa.Date),
+    sa.Column("last_ds", sa.Date),
+    sa.Column("reason", sa.Text),
+)
+
+ingest_problems = sa.Table(
+    "ingest_problems",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("origin", sa.String(512)),
+    sa.Column("reason", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("examples", sa.Text),  # JSON list
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    as_of: dt.date
+    trigger: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_s: float | None
+    source: str | None
+    communities: int | None
+    series: int | None
+    rows_read: int | None
+    rows_skipped: int | None
+    summary: dict[str, Any]
+    error: str | None
+
+
+def _utc_naive(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+class Store:
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        self.describe = mask_url(url)
+        self.engine = make_engine(url, create_dir=True)
+        if create:
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"store {self.describe}: cannot create tables: {first_line(exc)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self, what: str, fn) -> Any:
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.describe}: cannot {what}: {first_line(exc)}") from None
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, run_id: str, as_of: dt.date, trigger: str, started_at: dt.datetime, source: str) -> None:
+        self._write(
+            "record the run start",
+            lambda c: c.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    as_of=as_of,
+                    trigger=trigger,
+                    status="running",
+                    started_at=_utc_naive(started_at),
+                    source=source[:512],
+                )
+            ),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        finished_at: dt.datetime,
+        duration_s: float,
+        summary: dict[str, Any],
+        error: str | None = None,
+        communities: int | None = None,
+        series: int | None = None,
+        rows_read: int | None = None,
+        rows_skipped: int | None = None,
+    ) -> None:
+        values = dict(
+            status=status,
+            finished_at=_utc_naive(finished_at),
+            duration_s=duration_s,
+            summary=json.dumps(summary, ensure_ascii=False, default=str),
+            error=error,
+            communities=communities,
+            series=series,
+            rows_read=rows_read,
+            rows_skipped=rows_skipped,
+        )
+        self._write("record the run end", lambda c: c.execute(runs.update().where(runs.c.run_id == run_id).values(**values)))
+
+    def add_series_status(self, run_id: str, stats: pd.DataFrame) -> None:
+        if stats.empty:
+            return
+        frame = stats.assign(run_id=run_id)
+        rows = []
+        for rec in frame.to_dict("records"):
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "series_id": rec["series_id"],
+                    "community_id": rec["community_id"],
+                    "metric": rec["metric"],
+                    "status": rec["status"],
+                    "n_days": int(rec["n_days"]),
+                    "n_obs": int(rec["n_obs"]),
+                    "first_ds": None if pd.isna(rec.get("first_ds")) else pd.Timestamp(rec["first_ds"]).date(),
+                    "last_ds": None if pd.isna(rec.get("last_ds")) else pd.Timestamp(rec["last_ds"]).date(),
+                    "reason": rec.get("reason") or None,
+                }
+            )
+        self._write("record series status", lambda c: c.execute(series_status.insert(), rows))
+
+    def add_ingest_problems(self, run_id: str, reports: list[TableReport]) -> None:
+        rows = [
+            {
+                "run_id": run_id,
+                "table_name": r.table,
+                "origin": r.origin[:512],
+                "reason": p.reason[:255],
+                "action": p.action,
+                "count": p.count,
+                "examples": json.dumps(p.examples, ensure_ascii=False),
+            }
+            for r in reports
+            for p in r.problems
+        ]
+        if rows:
+            self._write("record ingest problems", lambda c: c.execute(ingest_problems.insert(), rows))
+
+    # ------------------------------------------------------------------ reads
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return None if row is None else _record(row)
+
+    def last_runs(self, limit: int = 10) -> list[RunRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)).mappings().all()
+        return [_record(r) for r in rows]
+
+    def series_status_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(series_status).where(series_status.c.run_id == run_id), conn)
+
+    def ingest_problems_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(ingest_problems).where(ingest_problems.c.run_id == run_id), conn)
+
+
+def _record(row: Any) -> RunRecord:
+    data = dict(row)
+    data["summary"] = json.loads(data["summary"]) if data.get("summary") else {}
+    return RunRecord(**data)

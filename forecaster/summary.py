@@ -1,0 +1,63 @@
+"""The short, readable run summary the CLI prints (and the scheduler logs)."""
+
+from __future__ import annotations
+
+from forecaster.pipeline import RunResult
+
+__all__ = ["format_run_summary"]
+
+STATUS_WORDS = {
+    "ok": "ok",
+    "short": "short history",
+    "no_data": "no data",
+    "fallback": "fallback",
+    "failed": "failed",
+}
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 2) -> str:
+    head = f"run {result.run_id[:8]} as of {result.as_of} ({timezone})"
+    if result.dry_run:
+        head += " — dry run, nothing written"
+    lines = [head]
+    if result.source:
+        lines.append(f"  source     {result.source}")
+    if result.reports:
+        read = " · ".join(f"{r.table} {_n(r.rows_read)}" for r in result.reports)
+        lines.append(f"  read       {read}")
+        problems = [(r, p) for r in result.reports for p in r.problems]
+        if problems:
+            skipped, cleared = result.rows_skipped, sum(r.fields_cleared for r in result.reports)
+            fields = "field" if cleared == 1 else "fields"
+            lines.append(f"  problems   {_n(skipped)} rows skipped, {_n(cleared)} {fields} cleared:")
+            for report, problem in problems:
+                examples = "; ".join(problem.examples[:max_examples])
+                lines.append(f"             {report.table}: {problem.count} {problem.action}, {problem.reason} (e.g. {examples})")
+    if not result.series_stats.empty:
+        counts = result.status_counts
+        usable = sum(v for k, v in counts.items() if k != "no_data")
+        parts = [f"{_n(counts[k])} {STATUS_WORDS.get(k, k)}" for k in ("ok", "fallback", "short", "failed", "no_data") if counts.get(k)]
+        metrics = result.series_stats["metric"].nunique()
+        lines.append(f"  series     {_n(usable)} from {result.communities} communities × {metrics} metrics: {', '.join(parts)}")
+        for status in ("failed", "short"):
+            rows = result.series_stats[result.series_stats["status"] == status]
+            if len(rows):
+                ids = ", ".join(rows["series_id"].head(4))
+                more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
+                lines.append(f"             {STATUS_WORDS[status]}: {ids}{more}")
+    for name, path in result.outputs.items():
+        rows = result.output_rows.get(name)
+        lines.append(f"  output     {path}" + (f" ({_n(rows)} rows)" if rows is not None else ""))
+    if result.store:
+        lines.append(f"  store      {result.store} (run {result.run_id[:8]} recorded)")
+    if result.timings:
+        stages = " · ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+        lines.append(f"  duration   {result.duration_s:.1f} s ({stages})")
+    if result.error:
+        lines.append(f"  error      {result.error}")
+    lines.append(f"  status     {result.status} (exit {result.exit_code})")
+    return "\n".join(lines)
