@@ -81,7 +81,7 @@ def _year_table(year: int, country: str) -> pd.DataFrame:
     n = len(days)
     holiday = np.full(n, "", dtype=object)
     makeup = np.zeros(n, dtype=bool)
-    weekend = days.dayofweek.to_numpy() >= 5
+    weekend = days.day_of_week.to_numpy() >= 5
     estimated = False
     if country.upper() == "CN" and is_published_year(year):
         import chinese_calendar

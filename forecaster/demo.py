@@ -180,7 +180,7 @@ def make_demo_frames(
     city = {c.name: c for c in CITIES}
     cities = [city[c] for c in prof["city"]]
 
-    dow = days.dayofweek.to_numpy()
+    dow = days.day_of_week.to_numpy()
     workday = cal["is_workday"].to_numpy()
     holiday = cal["holiday"].to_numpy()
     sf = holiday == "spring_festival"

@@ -107,6 +107,8 @@ def _text(series: pd.Series) -> pd.Series:
         whole = series.dropna()
         if len(whole) and (whole == whole.round()).all():
             series = series.astype("Int64")
+    elif pd.api.types.is_object_dtype(series):
+        series = series.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     out = series.astype("string").str.strip()
     return out.mask(out == "")
 

@@ -1,0 +1,94 @@
+"""Shared fixtures: small realistic data, configs in temporary folders, real databases.
+
+Database backends: SQLite always; PostgreSQL and MySQL/MariaDB when
+``FORECASTER_TEST_POSTGRES_URL`` / ``FORECASTER_TEST_MYSQL_URL`` are set (``.ci/run`` sets
+them). Without them a test skips with the reason, except under CI (``CI`` set), where a
+missing service fails the test: CI always runs them. Each test gets a database of its own,
+created and dropped around it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from forecaster.config import Config, parse_config
+from forecaster.demo import DemoData, make_demo_frames
+
+AS_OF = dt.date(2026, 11, 23)
+
+SERVICE_ENV = {
+    "postgresql": "FORECASTER_TEST_POSTGRES_URL",
+    "mysql": "FORECASTER_TEST_MYSQL_URL",
+}
+
+
+def require_service(env: str, what: str) -> str:
+    """The URL from ``env``; skip (or, under CI, fail) when it is not set."""
+    url = os.environ.get(env)
+    if url:
+        return url
+    message = f"{what} tests need {env} (e.g. set by .ci/run)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run them, so a missing service fails the run")
+    pytest.skip(message)
+
+
+def _scratch_database(base_url: str):
+    """Create a uniquely named database on the server at ``base_url``; yield its URL; drop it."""
+    name = f"wuye_test_{uuid.uuid4().hex[:10]}"
+    base = sa.engine.make_url(base_url)
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if base.get_backend_name() == "mysql":
+            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        else:
+            conn.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            if base.get_backend_name() == "mysql":
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def db_url(request, tmp_path):
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    base = require_service(SERVICE_ENV[request.param], request.param)
+    yield from _scratch_database(base)
+
+
+@pytest.fixture(scope="session")
+def small_demo() -> DemoData:
+    """Twelve communities, 14 months: every pattern of the full demo, small enough to be quick."""
+    return make_demo_frames(AS_OF, communities=12, years=1.2, seed=7)
+
+
+def write_config(directory: Path, data: dict) -> Path:
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Build a `Config` rooted in ``tmp_path`` from a (partial) mapping."""
+
+    def build(data: dict | None = None, environ: dict | None = None) -> Config:
+        return parse_config(data or {}, base_dir=tmp_path, environ=environ or {})
+
+    return build

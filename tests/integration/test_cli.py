@@ -1,0 +1,161 @@
+"""The CLI end to end on real files and SQLite: demo → run → outputs and store."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from forecaster.cli import main
+from forecaster.store import Store
+from tests.conftest import write_config
+
+SMALL_DEMO = {"communities": 10, "years": 0.6, "seed": 5}
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    write_config(tmp_path, {"demo": SMALL_DEMO})
+    return tmp_path
+
+
+def run_cli(workdir, command, *args):
+    return main([command, "--config", str(workdir / "config.yaml"), *args])
+
+
+def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
+    assert run_cli(workdir, "demo", "--as-of", "2026-11-23") == 0
+    assert "10 communities" in capsys.readouterr().out
+    assert run_cli(workdir, "run", "--as-of", "2026-11-23") == 0
+    out = capsys.readouterr().out
+    assert "as of 2026-11-23 (Asia/Shanghai)" in out
+    assert "problems   3 rows skipped, 1 field cleared" in out
+    assert "tickets: 1 skipped, duplicate ticket_id (first kept) (e.g. ticket_id=WO" in out
+    assert "series     40 from 10 communities × 4 metrics" in out
+    assert "status     ok (exit 0)" in out
+
+    csv = workdir / "out" / "2026-11-23" / "series.csv"
+    assert csv.read_bytes().startswith(b"\xef\xbb\xbf")
+    frame = pd.read_csv(csv, encoding="utf-8-sig")
+    assert list(frame.columns) == ["community_id", "community_name", "metric", "ds", "y"]
+    assert frame["ds"].max() == "2026-11-22"
+    assert frame["community_name"].str.contains("·").all()
+
+    store = Store(f"sqlite:///{workdir / 'data' / 'forecaster.db'}")
+    [run] = store.last_runs()
+    assert run.status == "ok" and run.communities == 10 and run.series == 40 and run.rows_skipped == 3
+    assert len(store.series_status_frame(run.run_id)) == 40
+    assert set(store.ingest_problems_frame(run.run_id)["table_name"]) == {"tickets", "surveys"}
+
+
+def test_dry_run_writes_nothing(workdir, capsys):
+    run_cli(workdir, "demo", "--as-of", "2026-11-23")
+    assert run_cli(workdir, "run", "--as-of", "2026-11-23", "--dry-run") == 0
+    assert "dry run, nothing written" in capsys.readouterr().out
+    assert not (workdir / "out").exists()
+    assert not (workdir / "data" / "forecaster.db").exists()
+
+
+def test_config_error_exits_2_before_any_work(tmp_path, capsys):
+    write_config(tmp_path, {"forecast": {"horizon": -1}, "demo": SMALL_DEMO})
+    assert run_cli(tmp_path, "run") == 2
+    err = capsys.readouterr().err
+    assert "forecast.horizon" in err and "config.yaml" in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+    assert run_cli(tmp_path, "check-config") == 2
+
+
+def test_empty_source_exits_2_and_the_failed_run_is_recorded(tmp_path, capsys):
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "communities.csv").write_text("community_id,name\nA1,x\n", encoding="utf-8")
+    (tmp_path / "csv" / "tickets.csv").write_text("ticket_id,community_id,created_at\n", encoding="utf-8")
+    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "csv"}, "tables": {"surveys": None}}})
+    assert run_cli(tmp_path, "run", "--as-of", "2026-11-23") == 2
+    out = capsys.readouterr().out
+    assert "no tickets or surveys between" in out and "status     failed (exit 2)" in out
+    [run] = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}").last_runs()
+    assert run.status == "failed" and "no tickets or surveys" in run.error
+
+
+def test_demo_as_csv_then_run_on_the_csv_source(tmp_path, capsys):
+    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "exports"}}, "demo": SMALL_DEMO})
+    assert run_cli(tmp_path, "demo", "--as-of", "2026-11-23") == 0
+    assert {p.name for p in (tmp_path / "exports").iterdir()} == {"communities.csv", "tickets.csv", "surveys.csv"}
+    assert run_cli(tmp_path, "run", "--as-of", "2026-11-23") == 0
+    out = capsys.readouterr().out
+    assert "source     csv" in out and "tickets.csv" not in out.split("problems")[0]
+    assert "surveys: 1 skipped, score outside 0–100 (e.g. line " in out
+
+
+def test_demo_never_overwrites_real_data(tmp_path, capsys):
+    db = tmp_path / "company.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE tickets (ticket_id TEXT)")
+        conn.exec_driver_sql("INSERT INTO tickets VALUES ('real-1')")
+    write_config(tmp_path, {"source": {"sql": {"url": f"sqlite:///{db}"}}, "demo": SMALL_DEMO})
+    assert run_cli(tmp_path, "demo", "--if-absent") == 0
+    assert "holds real data; leaving it alone" in capsys.readouterr().out
+    assert run_cli(tmp_path, "demo") == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT ticket_id FROM tickets").all() == [("real-1",)]
+
+
+def test_demo_if_absent_skips_when_up_to_date_and_refreshes_when_stale(workdir, capsys):
+    assert run_cli(workdir, "demo", "--if-absent", "--as-of", "2026-11-23") == 0
+    assert "written to" in capsys.readouterr().out
+    assert run_cli(workdir, "demo", "--if-absent", "--as-of", "2026-11-23") == 0
+    assert "is up to date (ends 2026-11-22)" in capsys.readouterr().out
+    assert run_cli(workdir, "demo", "--if-absent", "--as-of", "2026-11-30") == 0
+    assert "written to" in capsys.readouterr().out
+
+
+def test_check_config_prints_settings_with_secrets_masked(tmp_path, capsys):
+    write_config(
+        tmp_path,
+        {
+            "source": {"sql": {"url": "postgresql+psycopg://app:${DB_PW}@db/wuye"}},
+            "alerts": {"channels": {"ops": {"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=${DT}", "secret": "${DT_SEC}"}}},
+        },
+    )
+    env = {"DB_PW": "pw-31337", "DT": "tok-8a8a8a", "DT_SEC": "SEC0f0f0f0f"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert run_cli(tmp_path, "check-config", "--show") == 0
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    out = capsys.readouterr().out
+    assert "valid" in out and "ops (dingtalk)" in out and "app:***@db/wuye" in out
+    for secret in env.values():
+        assert secret not in out
+
+
+def test_bad_as_of_date_is_rejected_by_the_parser(workdir, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli(workdir, "run", "--as-of", "23/11/2026")
+    assert info.value.code == 2
+    assert "use YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_installed_console_script_runs(workdir):
+    exe = shutil.which("forecaster", path=str(Path(sys.executable).parent))
+    assert exe, "the forecaster console script is not installed next to this Python"
+    env = {**os.environ, "FORECASTER_CONFIG": str(workdir / "config.yaml")}
+    demo = subprocess.run([exe, "demo", "--as-of", "2026-11-23"], capture_output=True, text=True, env=env, cwd=workdir)
+    assert demo.returncode == 0, demo.stderr
+    run = subprocess.run([exe, "run", "--as-of", "2026-11-23"], capture_output=True, text=True, env=env, cwd="/")
+    assert run.returncode == 0, run.stderr
+    assert f"{workdir / 'out' / '2026-11-23' / 'series.csv'}" in run.stdout
+    helptext = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    for command in ("run", "demo", "check-config"):
+        assert command in helptext

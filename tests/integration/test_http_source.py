@@ -1,0 +1,147 @@
+"""The HTTP source against a real HTTP server on 127.0.0.1 (paging, retries, auth errors)."""
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from forecaster.errors import SourceError
+from forecaster.ingest import load_source
+
+AS_OF = dt.date(2026, 3, 10)
+TOKEN = "api-tok-77f3e1"
+
+COMMUNITIES = [{"code": "A01", "name": "翠湖花园"}, {"code": "A02", "name": "锦绣家园"}]
+TICKETS = [
+    {"id": f"W{i:03d}", "community": "A01" if i % 3 else "A02", "created": f"2026-03-0{1 + i % 8}T0{i % 10}:15:00+08:00", "rating": 5}
+    for i in range(23)
+]
+TICKETS.append({"id": "W999", "community": "A01", "created": "garbage", "rating": 5})
+
+
+class Api:
+    """What the fake ticket system does; tests change it."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, dict]] = []
+        self.fail_first: dict[str, list[int]] = {}
+        self.style = "page"
+
+    def handle(self, path, query, headers):
+        self.requests.append((path, query))
+        if headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {"error": "invalid token"}
+        pending = self.fail_first.get(path)
+        if pending:
+            return pending.pop(0), {"error": "busy"}
+        rows = {"/api/communities": COMMUNITIES, "/api/tickets": TICKETS, "/api/surveys": []}[path]
+        size = int(query.get("page_size", ["10"])[0])
+        if self.style == "page":
+            page = int(query.get("page", ["1"])[0])
+            return 200, {"items": rows[(page - 1) * size : page * size]}
+        start = int(query.get("cursor", ["0"])[0])
+        nxt = start + 10 if start + 10 < len(rows) else None
+        return 200, {"items": rows[start : start + 10], "next": None if nxt is None else str(nxt)}
+
+
+@pytest.fixture
+def api():
+    state = Api()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            parts = urlsplit(self.path)
+            status, body = state.handle(parts.path, parse_qs(parts.query), self.headers)
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.base = f"http://127.0.0.1:{server.server_address[1]}/api"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def http_config(make_config, api, **http):
+    return make_config(
+        {
+            "source": {
+                "type": "http",
+                "http": {"base_url": api.base, "token": "${API_TOKEN}", "page_size": 10, "backoff_s": 0, **http},
+                "tables": {
+                    "communities": {"table": "communities", "columns": {"community_id": "code"}},
+                    "tickets": {"table": "/tickets", "columns": {"ticket_id": "id", "community_id": "community", "created_at": "created"}},
+                },
+            }
+        },
+        environ={"API_TOKEN": TOKEN},
+    )
+
+
+def test_pages_until_a_short_page_and_reports_bad_items(api, make_config):
+    data = load_source(http_config(make_config, api), AS_OF)
+    assert len(data.tickets) == 23
+    ticket_pages = [q for p, q in api.requests if p == "/api/tickets"]
+    assert [q["page"] for q in ticket_pages] == [["1"], ["2"], ["3"]]
+    assert ticket_pages[0]["since"] == [str(AS_OF - dt.timedelta(days=1098))]
+    problems = [p for r in data.reports for p in r.problems]
+    assert problems[0].examples == ["page 3 item 4: 'garbage'"]
+
+
+def test_cursor_paging(api, make_config):
+    api.style = "next"
+    data = load_source(http_config(make_config, api, paging={"style": "next"}), AS_OF)
+    assert len(data.tickets) == 23
+    assert [q.get("cursor") for p, q in api.requests if p == "/api/tickets"] == [None, ["10"], ["20"]]
+
+
+def test_transient_errors_are_retried(api, make_config):
+    api.fail_first["/api/tickets"] = [503, 502]
+    data = load_source(http_config(make_config, api, retries=2), AS_OF)
+    assert len(data.tickets) == 23
+
+
+def test_gives_up_after_retries_naming_the_url(api, make_config):
+    api.fail_first["/api/tickets"] = [503, 503, 503]
+    with pytest.raises(SourceError, match=r"GET http://127\.0\.0\.1:\d+/api/tickets: gave up after 3 attempts: HTTP 503"):
+        load_source(http_config(make_config, api, retries=2), AS_OF)
+
+
+def test_bad_token_is_not_retried_and_never_shown(api, make_config):
+    config = make_config(
+        {
+            "source": {
+                "type": "http",
+                "http": {"base_url": api.base, "token": "wrong-token-123", "retries": 5, "backoff_s": 0},
+                "tables": {"communities": {"table": "communities", "columns": {"community_id": "code"}}},
+            }
+        }
+    )
+    with pytest.raises(SourceError) as info:
+        load_source(config, AS_OF)
+    assert "HTTP 401 (check source.http.token)" in str(info.value)
+    assert "wrong-token-123" not in str(info.value)
+    assert len(api.requests) == 1
+
+
+def test_connection_refused_is_a_source_error():
+    from forecaster.config import parse_config
+
+    config = parse_config(
+        {"source": {"type": "http", "http": {"base_url": "http://127.0.0.1:9", "retries": 1, "backoff_s": 0, "timeout_s": 2}}},
+        environ={},
+    )
+    with pytest.raises(SourceError, match="gave up after 2 attempts: connection failed"):
+        load_source(config, AS_OF)

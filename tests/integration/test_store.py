@@ -1,0 +1,64 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from forecaster.ingest.validate import Problem, TableReport
+from forecaster.store import Store, StoreError
+
+T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def test_run_lifecycle_series_status_and_problems(db_url):
+    store = Store(db_url)
+    store.start_run("r1", dt.date(2026, 11, 23), "cli", T0, source="sql sqlite:///x")
+    assert store.get_run("r1").status == "running"
+    stats = pd.DataFrame(
+        {
+            "series_id": ["C001:ticket_count", "C002:satisfaction"],
+            "community_id": ["C001", "C002"],
+            "metric": ["ticket_count", "satisfaction"],
+            "first_ds": pd.to_datetime(["2024-01-01", pd.NaT]),
+            "last_ds": pd.to_datetime(["2026-11-22", pd.NaT]),
+            "n_days": [1057, 0],
+            "n_obs": [1057, 0],
+            "status": ["ok", "no_data"],
+            "reason": ["", "no observations in the history window"],
+        }
+    )
+    store.add_series_status("r1", stats)
+    report = TableReport("tickets", "tickets.csv", 10, 8, [Problem("duplicate ticket_id (first kept)", "skipped", 2, ["line 3: '北京-1'"])])
+    store.add_ingest_problems("r1", [report])
+    store.finish_run(
+        "r1",
+        status="ok",
+        finished_at=T0 + dt.timedelta(seconds=42),
+        duration_s=42.0,
+        summary={"series_by_status": {"ok": 1, "no_data": 1}, "note": "小区"},
+        communities=2,
+        series=1,
+        rows_read=10,
+        rows_skipped=2,
+    )
+    run = store.get_run("r1")
+    assert run.status == "ok" and run.as_of == dt.date(2026, 11, 23)
+    assert run.started_at == dt.datetime(2026, 11, 22, 18, 0)  # stored as UTC
+    assert run.summary["note"] == "小区" and run.rows_skipped == 2
+    status = store.series_status_frame("r1").set_index("series_id")
+    assert status.loc["C001:ticket_count", "n_obs"] == 1057
+    assert status.loc["C002:satisfaction", "status"] == "no_data"
+    problems = store.ingest_problems_frame("r1")
+    assert problems.loc[0, "count"] == 2 and "北京-1" in problems.loc[0, "examples"]
+    store.close()
+
+
+def test_tables_are_created_once_and_runs_listed_newest_first(db_url):
+    for i in range(3):
+        store = Store(db_url)  # re-opening must not fail or recreate
+        store.start_run(f"r{i}", dt.date(2026, 11, 20 + i), "cli", T0 + dt.timedelta(days=i), source="s")
+        store.close()
+    store = Store(db_url)
+    assert [r.run_id for r in store.last_runs(2)] == ["r2", "r1"]
+    with pytest.raises(StoreError, match="cannot record the run start"):
+        store.start_run("r1", dt.date(2026, 11, 20), "cli", T0, source="s")  # duplicate id
+    store.close()

@@ -1,0 +1,111 @@
+import datetime as dt
+
+import pytest
+
+from forecaster.errors import EmptySourceError, SourceError
+from forecaster.ingest import load_source
+
+AS_OF = dt.date(2026, 3, 10)
+
+
+def csv_config(make_config, tmp_path, **tables):
+    return make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path)}, "tables": tables}})
+
+
+def write(path, text, encoding="utf-8-sig"):
+    path.write_text(text, encoding=encoding)
+
+
+def test_reads_mapped_columns_and_reports_bad_rows_with_file_and_line(tmp_path, make_config):
+    write(tmp_path / "xq.csv", "CODE,XQ_NAME,CITY\nA01,翠湖花园,北京\nA02,锦绣家园,广州\n")
+    write(
+        tmp_path / "workorders.csv",
+        "id,xq,create_time,finish_time,kind,stars\n"
+        "1,A01,2026-03-01 09:00,2026-03-01 12:00,报修,5\n"
+        "2,A01,2026-03-0X 09:00,,投诉,\n"
+        "3,A03,2026-03-02 09:00,,报修,\n"
+        "4,A02,2026-03-02 10:00,2026-03-02 11:00,投诉,9\n",
+    )
+    write(tmp_path / "surveys.csv", "community_id,date,score,responses\nA01,2026-03-01,88,2\nA02,2026-03-02,abc,1\n")
+    config = csv_config(
+        make_config,
+        tmp_path,
+        communities={"table": "xq.csv", "columns": {"community_id": "code", "name": "xq_name", "city": "city"}},
+        tickets={
+            "table": "workorders",
+            "columns": {
+                "ticket_id": "id",
+                "community_id": "xq",
+                "created_at": "create_time",
+                "closed_at": "finish_time",
+                "category": "kind",
+                "rating": "stars",
+            },
+        },
+    )
+    data = load_source(config, AS_OF)
+    assert data.communities["name"].tolist() == ["翠湖花园", "锦绣家园"]
+    assert data.tickets["ticket_id"].tolist() == ["1", "4"]
+    reports = {r.table: r for r in data.reports}
+    problems = {p.reason: p for p in reports["tickets"].problems}
+    assert problems["created_at is not a date/time"].examples == ["line 3: '2026-03-0X 09:00'"]
+    assert problems["unknown community_id (not in communities)"].examples == ["line 4: 'A03'"]
+    assert problems["rating outside 0–5"].examples == ["line 5: '9'"]
+    assert reports["tickets"].origin == "workorders.csv"
+    assert [p.reason for p in reports["surveys"].problems] == ["score is not a number"]
+    assert data.rows_skipped == 3
+
+
+def test_missing_column_names_the_file_the_columns_and_the_key(tmp_path, make_config):
+    write(tmp_path / "communities.csv", "community_id,name\nA01,x\n")
+    write(tmp_path / "tickets.csv", "ticket_id,community,created_at\n1,A01,2026-03-01\n")
+    config = csv_config(make_config, tmp_path, surveys=None)
+    with pytest.raises(SourceError) as info:
+        load_source(config, AS_OF)
+    msg = str(info.value)
+    assert "tickets.csv" in msg and "'community_id' not found" in msg
+    assert "columns there: community, created_at, ticket_id" in msg
+    assert "source.tables.tickets.columns.community_id" in msg
+
+
+def test_missing_file_names_path_and_key(tmp_path, make_config):
+    write(tmp_path / "communities.csv", "community_id\nA01\n")
+    config = csv_config(make_config, tmp_path)
+    with pytest.raises(SourceError, match=r"tickets\.csv: file not found .*source\.tables\.tickets\.table"):
+        load_source(config, AS_OF)
+
+
+def test_wrong_encoding_says_which_setting_to_change(tmp_path, make_config):
+    (tmp_path / "communities.csv").write_bytes("community_id,name\nA01,翠湖花园\n".encode("gbk"))
+    config = csv_config(make_config, tmp_path)
+    with pytest.raises(SourceError, match="source.csv.encoding"):
+        load_source(config, AS_OF)
+    gbk = make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path), "encoding": "gbk"}, "tables": {"surveys": None}}})
+    (tmp_path / "tickets.csv").write_bytes("ticket_id,community_id,created_at\n1,A01,2026-03-01 10:00\n".encode("gbk"))
+    data = load_source(gbk, AS_OF)
+    assert data.communities["name"].tolist() == ["翠湖花园"]
+
+
+def test_empty_sources_are_a_clear_error(tmp_path, make_config):
+    write(tmp_path / "communities.csv", "community_id,name\n")
+    write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at\n")
+    config = csv_config(make_config, tmp_path, surveys=None)
+    with pytest.raises(EmptySourceError, match="no communities"):
+        load_source(config, AS_OF)
+    write(tmp_path / "communities.csv", "community_id,name\nA01,x\n")
+    with pytest.raises(EmptySourceError, match="no tickets or surveys between"):
+        load_source(config, AS_OF)
+
+
+def test_rows_outside_the_window_are_left_out(tmp_path, make_config):
+    write(tmp_path / "communities.csv", "community_id\nA01\n")
+    write(
+        tmp_path / "tickets.csv",
+        "ticket_id,community_id,created_at,closed_at\n"
+        "1,A01,2020-01-01 10:00,\n"  # before the history window
+        "2,A01,2026-03-09 10:00,2026-03-10 09:00\n"  # closed on the as-of day: still open then
+        "3,A01,2026-03-10 08:00,\n",  # the as-of day itself is incomplete
+    )
+    data = load_source(csv_config(make_config, tmp_path, surveys=None), AS_OF)
+    assert data.tickets["ticket_id"].tolist() == ["2"]
+    assert data.tickets["closed_at"].isna().all()
