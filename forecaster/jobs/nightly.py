@@ -1,0 +1,46 @@
+"""The nightly cycle as a scheduler job.
+
+The config file is read afresh at every run, so an edit takes effect the next night without a
+restart; a config that has become invalid fails that night's run (logged, exit code 2 in the
+result) instead of killing the service. One log line at the start and one at the end, with
+the run id and the duration.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from forecaster.clock import Clock, SystemClock, today_in
+from forecaster.config import load_config
+from forecaster.errors import ConfigError
+from forecaster.pipeline import RunResult, run_once
+
+__all__ = ["nightly_job"]
+
+log = logging.getLogger(__name__)
+
+
+def nightly_job(config_path: str | Path | None = None, *, clock: Clock | None = None, trigger: str = "schedule") -> RunResult | None:
+    """Run one cycle as of today (in the configured timezone). Returns the result, or ``None``
+    when the config could not be loaded (the error is logged)."""
+    clock = clock or SystemClock()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("nightly run not started: %s", exc)
+        return None
+    as_of = today_in(clock, config.timezone)
+    log.info("nightly run starting as of %s", as_of)
+    result = run_once(config, as_of, clock=clock, trigger=trigger)
+    level = logging.INFO if result.exit_code == 0 else logging.ERROR
+    log.log(
+        level,
+        "nightly run %s as of %s finished: %s in %.1f s%s",
+        result.run_id[:8],
+        as_of,
+        result.status,
+        result.duration_s,
+        f" ({result.error})" if result.error else "",
+    )
+    return result
