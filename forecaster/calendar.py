@@ -15,12 +15,24 @@ Pure functions of dates; no I/O.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["HOLIDAY_NAMES_ZH", "make_day_table", "is_published_year"]
+if TYPE_CHECKING:
+    from forecaster.config import CalendarConfig
+
+__all__ = [
+    "HOLIDAY_NAMES_ZH",
+    "Location",
+    "make_day_table",
+    "make_features",
+    "is_published_year",
+    "FEATURE_TEXT_COLUMNS",
+]
 
 # Canonical holiday keys and how they read in an alert.
 HOLIDAY_NAMES_ZH = {
@@ -132,3 +144,131 @@ def make_day_table(start: dt.date | str, end: dt.date | str, country: str = "CN"
         raise ValueError(f"calendar range ends ({end_ts.date()}) before it starts ({start_ts.date()})")
     frames = [_year_table(y, country) for y in range(start_ts.year, end_ts.year + 1)]
     return pd.concat(frames).loc[start_ts:end_ts].copy()
+
+
+# ----------------------------------------------------------------------------- features and windows
+
+MAJOR_HOLIDAYS = ("spring_festival", "national_day", "labour_day")
+WINDOW_LABELS = {"spring_festival": "春节前后", "national_day": "国庆", "labour_day": "五一"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a series lives: seasons and events may apply only to some regions, cities or communities."""
+
+    community_id: str | None = None
+    city: str | None = None
+    region: str | None = None
+
+
+def _applies(scope, location: Location) -> bool:
+    communities = getattr(scope, "communities", [])
+    if not (scope.regions or scope.cities or communities):
+        return True
+    return (
+        (location.region is not None and location.region in scope.regions)
+        or (location.city is not None and location.city in scope.cities)
+        or (location.community_id is not None and location.community_id in communities)
+    )
+
+
+def _blocks(keys: np.ndarray) -> list[tuple[str, int, int]]:
+    """Runs of the same non-empty holiday key: (key, first index, last index)."""
+    out = []
+    i, n = 0, len(keys)
+    while i < n:
+        if keys[i]:
+            j = i
+            while j + 1 < n and keys[j + 1] == keys[i]:
+                j += 1
+            out.append((keys[i], i, j))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def _md_mask(days: pd.DatetimeIndex, start_md: str, end_md: str) -> np.ndarray:
+    md = days.strftime("%m-%d").to_numpy()
+    return (md >= start_md) & (md <= end_md) if start_md <= end_md else (md >= start_md) | (md <= end_md)
+
+
+def make_features(
+    start: dt.date | str,
+    end: dt.date | str,
+    *,
+    country: str = "CN",
+    calendar: "CalendarConfig | None" = None,
+    location: Location = Location(),
+) -> pd.DataFrame:
+    """Calendar features for the models and named windows for detection, one row per day.
+
+    Numeric columns (0/1): ``off_day`` (not an official working day), ``holiday_off`` (a
+    holiday off on a Monday–Friday), ``makeup_workday`` (调休), ``hol_<h>`` / ``pre_<h>`` /
+    ``post_<h>`` for Spring Festival, National Day and Labour Day (days off, and the configured
+    days before and after), ``hol_minor`` (other holidays), ``season_<name>`` and
+    ``event_<name>`` where they apply to ``location``.
+    Text columns: ``holiday`` (key), ``window`` (e.g. "春节前后", "供暖季"; several joined by
+    "、"), and ``estimated`` (the holiday schedule of that year is computed, not published).
+    """
+    from forecaster.config import CalendarConfig
+
+    calendar = calendar or CalendarConfig()
+    start_ts, end_ts = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    margin = pd.Timedelta(days=62)  # windows of holidays just outside the range still count
+    days_tbl = make_day_table(start_ts - margin, end_ts + margin, country)
+    days = days_tbl.index
+    n = len(days)
+    keys = days_tbl["holiday"].to_numpy()
+    weekday = days.day_of_week.to_numpy() < 5
+    feats: dict[str, np.ndarray] = {
+        "off_day": (~days_tbl["is_workday"].to_numpy()).astype(float),
+        "holiday_off": (days_tbl["is_holiday"].to_numpy() & weekday).astype(float),
+        "makeup_workday": days_tbl["is_makeup_workday"].to_numpy().astype(float),
+    }
+    labels = [[] for _ in range(n)]
+    for key in MAJOR_HOLIDAYS:
+        feats[f"hol_{key}"] = (keys == key).astype(float)
+        window = calendar.windows.get(key)
+        if window and window.before:
+            feats[f"pre_{key}"] = np.zeros(n)
+        if window and window.after:
+            feats[f"post_{key}"] = np.zeros(n)
+    feats["hol_minor"] = ((keys != "") & ~np.isin(keys, MAJOR_HOLIDAYS)).astype(float)
+    for key, first, last in _blocks(keys):
+        window = calendar.windows.get(key) or calendar.windows.get("other")
+        lo = max(first - (window.before if window else 0), 0)
+        hi = min(last + (window.after if window else 0), n - 1)
+        label = WINDOW_LABELS.get(key) or HOLIDAY_NAMES_ZH.get(key, key)
+        if key == "spring_festival" or (window and (window.before or window.after) and key not in WINDOW_LABELS):
+            label = label if key in WINDOW_LABELS else f"{label}前后"
+        for i in range(lo, hi + 1):
+            if label not in labels[i]:
+                labels[i].append(label)
+        if key in MAJOR_HOLIDAYS and window:
+            if window.before:
+                feats[f"pre_{key}"][lo:first] = 1.0
+            if window.after:
+                feats[f"post_{key}"][last + 1 : hi + 1] = 1.0
+    for name, season in calendar.seasons.items():
+        if not _applies(season, location):
+            continue
+        mask = _md_mask(days, season.start, season.end)
+        feats[f"season_{name}"] = mask.astype(float)
+        for i in np.flatnonzero(mask):
+            labels[i].append(season.label)
+    for name, event in calendar.events.items():
+        if not _applies(event, location):
+            continue
+        mask = (days >= pd.Timestamp(event.start)) & (days <= pd.Timestamp(event.end))
+        feats[f"event_{name}"] = np.asarray(mask, dtype=float)
+        for i in np.flatnonzero(mask):
+            labels[i].append(event.label)
+    frame = pd.DataFrame(feats, index=days)
+    frame["holiday"] = keys
+    frame["window"] = ["、".join(x) for x in labels]
+    frame["estimated"] = days_tbl["estimated"].to_numpy()
+    return frame.loc[start_ts:end_ts].copy()
+
+
+FEATURE_TEXT_COLUMNS = ("holiday", "window", "estimated")

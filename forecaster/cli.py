@@ -77,6 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
+        "forecast",
+        parents=[common],
+        help="forecast every series of a long CSV (series_id, ds, y)",
+        description="Forecast each series of a long CSV with columns series_id, ds (daily dates), y. "
+        "Writes series_id, ds, yhat, yhat_lower, yhat_upper, model: one row per series and future day. "
+        "The model is chosen per series by backtest (--model auto) unless one is forced.",
+    )
+    p.add_argument("--input", "-i", required=True, type=Path, metavar="IN.csv")
+    p.add_argument("--output", "-o", required=True, type=Path, metavar="OUT.csv")
+    p.add_argument("--horizon", type=int, metavar="H", help="days to forecast (default: forecast.horizon, 90)")
+    p.add_argument("--model", choices=["auto", "naive", "arima", "prophet"], help="default: forecast.model (auto)")
+    _add_series_options(p)
+    p.set_defaults(func=cmd_forecast)
+
+    p = sub.add_parser(
+        "backtest",
+        parents=[common],
+        help="score the models on a long CSV by rolling-origin backtest",
+        description="Rolling-origin backtest of every model (and of auto-selection, which chooses each "
+        "fold's model from the folds before it) on a long CSV with series_id, ds, y. Prints MASE, sMAPE "
+        "and interval coverage per model, overall and on holiday windows.",
+    )
+    p.add_argument("--input", "-i", required=True, type=Path, metavar="IN.csv")
+    p.add_argument("--horizon", type=int, default=28, metavar="H", help="days per fold (default 28)")
+    p.add_argument("--folds", type=int, default=3, metavar="K", help="folds scored (default 3)")
+    p.add_argument("--models", default="naive,arima,prophet", help="comma-separated models (default all)")
+    p.add_argument("--output", "-o", type=Path, metavar="OUT.csv", help="also write the scores per series and model")
+    _add_series_options(p)
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
         "check-config",
         parents=[common],
         help="validate the config file",
@@ -87,6 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", action="store_true", help="also open the source and check its tables and columns")
     p.set_defaults(func=cmd_check_config)
     return parser
+
+
+def _add_series_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--country", help="holiday calendar (default: forecast.country, CN)")
+    p.add_argument("--level", type=float, metavar="PCT", help="prediction interval in percent (default 80)")
+    p.add_argument(
+        "--gaps",
+        choices=["missing", "zero"],
+        default="missing",
+        help="absent days are missing (levels; default) or zero (counts)",
+    )
+
+
+def _load_optional(args: argparse.Namespace):
+    """The config when one is given or present; the defaults otherwise (ad-hoc CSV commands)."""
+    import os
+
+    from forecaster.config import DEFAULT_CONFIG_PATH, Config, load_config
+
+    if args.config or os.environ.get("FORECASTER_CONFIG") or Path(DEFAULT_CONFIG_PATH).is_file():
+        return load_config(args.config)
+    return Config()
 
 
 def _setup_logging(verbose: int) -> None:
@@ -162,6 +215,105 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"survey days from {data.start} to {data.end} written to {where}"
     )
     return 0
+
+
+def _read_series(args: argparse.Namespace):
+    from forecaster.forecasting import complete_days, read_long_csv
+
+    return complete_days(read_long_csv(args.input), args.gaps)
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from forecaster.export import write_csv
+    from forecaster.models.select import Settings
+
+    config = _load_optional(args)
+    frame = _read_series(args)
+    settings = Settings.from_config(config.forecast)
+    changes = {k: v for k, v in (("horizon", args.horizon), ("model", args.model), ("level", args.level)) if v is not None}
+    if args.horizon is not None and args.horizon < 1:
+        raise ConfigError("--horizon must be at least 1")
+    settings = type(settings)(**{**settings.__dict__, **changes})
+    from forecaster.forecasting import forecast_long
+
+    out, outcomes = forecast_long(frame, settings, country=args.country or config.forecast.country, calendar=config.calendar)
+    out["ds"] = out["ds"].dt.strftime("%Y-%m-%d")
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        out[col] = out[col].round(3)
+    write_csv(out, args.output)
+    _print_outcomes(outcomes, settings.horizon, args.output)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
+    from collections import Counter
+
+    done = [o for o in outcomes if o.status != "failed"]
+    models = Counter(o.model for o in done)
+    print(f"forecast: {len(done)} of {len(outcomes)} series × {horizon} days → {path}")
+    print("  models    " + ", ".join(f"{m} {n}" for m, n in models.most_common()))
+    for status in ("fallback", "failed"):
+        rows = [o for o in outcomes if o.status == status]
+        for o in rows[:10]:
+            print(f"  {status:9} {o.series_id}: {o.reason}")
+        if len(rows) > 10:
+            print(f"  {status:9} … and {len(rows) - 10} more")
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from forecaster.export import write_csv
+    from forecaster.forecasting import backtest_long
+    from forecaster.models.select import MODELS, summarise_backtest
+
+    config = _load_optional(args)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"--models: unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    if args.horizon < 1 or args.folds < 1:
+        raise ConfigError("--horizon and --folds must be at least 1")
+    frame = _read_series(args)
+    level = args.level or config.forecast.level
+    points = backtest_long(
+        frame,
+        horizon=args.horizon,
+        folds=args.folds,
+        level=level,
+        models=models,
+        country=args.country or config.forecast.country,
+        calendar=config.calendar,
+        min_train=config.forecast.min_history_days,
+    )
+    if points.empty:
+        print(f"backtest: no series in {args.input} is long enough for {args.folds} folds of {args.horizon} days")
+        return 1
+    table = summarise_backtest(points)
+    print(f"backtest: {points['series_id'].nunique()} series, {args.folds} folds × {args.horizon} days, {level:g}% intervals")
+    print(_format_table(table))
+    if args.output:
+        per_series = summarise_backtest(points, by=["series_id"])
+        write_csv(per_series.round(4), args.output)
+        print(f"per-series scores → {args.output}")
+    return 0
+
+
+def _format_table(table) -> str:
+    cols = [
+        ("model", "model", "{}"),
+        ("mase", "MASE", "{:.3f}"),
+        ("smape", "sMAPE%", "{:.1f}"),
+        ("coverage", "coverage", "{:.1%}"),
+        ("holiday_mase", "holiday MASE", "{:.3f}"),
+        ("holiday_smape", "holiday sMAPE%", "{:.1f}"),
+        ("holiday_coverage", "holiday coverage", "{:.1%}"),
+        ("failed", "failed", "{}"),
+    ]
+    cols = [c for c in cols if c[0] in table.columns]
+    rows = [[title for _, title, _ in cols]]
+    for rec in table.to_dict("records"):
+        rows.append(["-" if rec[key] != rec[key] else fmt.format(rec[key]) for key, _, fmt in cols])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    return "\n".join("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ Defaults live here and only here; ``config.yaml`` in the repository documents ev
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass
@@ -256,11 +257,99 @@ class ThresholdsConfig(_Model):
     overrides: list[ThresholdOverride] = []
 
 
+_MD_RE = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+
+
+class SeasonConfig(_Model):
+    """A season that comes back every year, e.g. heating from 11-15 to 03-15 (crosses the new year)."""
+
+    label: str  # how a finding names it: 供暖季
+    start: str  # MM-DD
+    end: str  # MM-DD, inclusive
+    # Where it applies; both empty = everywhere.
+    regions: list[str] = []
+    cities: list[str] = []
+
+    @field_validator("start", "end")
+    @classmethod
+    def _month_day(cls, value: str) -> str:
+        if not _MD_RE.match(value):
+            raise ValueError(f"use MM-DD, e.g. 11-15 (got {value!r})")
+        return value
+
+
+class EventConfig(_Model):
+    """A one-off period (a move-in, a renovation, a known outage), optionally for some communities."""
+
+    label: str
+    start: dt.date
+    end: dt.date
+    communities: list[str] = []
+    regions: list[str] = []
+    cities: list[str] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "EventConfig":
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class HolidayWindow(_Model):
+    """Days before the first and after the last day off that still feel the holiday."""
+
+    before: int = Field(0, ge=0, le=60)
+    after: int = Field(0, ge=0, le=60)
+
+
+NORTHERN_HEATING_CITIES = [
+    "济南", "青岛", "烟台", "潍坊", "淄博", "临沂", "济宁", "郑州", "洛阳", "开封", "新乡", "太原", "石家庄",
+]
+
+
+class CalendarConfig(_Model):
+    windows: dict[str, HolidayWindow] = {
+        "spring_festival": HolidayWindow(before=10, after=7),
+        "national_day": HolidayWindow(before=2, after=2),
+        "labour_day": HolidayWindow(before=1, after=1),
+        "new_year": HolidayWindow(),
+        "qingming": HolidayWindow(),
+        "dragon_boat": HolidayWindow(),
+        "mid_autumn": HolidayWindow(),
+    }
+    seasons: dict[str, SeasonConfig] = {
+        "summer": SeasonConfig(label="夏季高峰", start="06-15", end="08-31"),
+        "heating": SeasonConfig(
+            label="供暖季", start="11-15", end="03-15", regions=["华北", "东北", "西北"], cities=NORTHERN_HEATING_CITIES
+        ),
+        "rainy": SeasonConfig(label="雨季", start="05-15", end="07-15", regions=["华东", "华中", "华南", "西南"]),
+        "typhoon": SeasonConfig(label="台风季", start="07-15", end="09-30", regions=["华南"]),
+    }
+    events: dict[str, EventConfig] = {}
+
+    @field_validator("windows")
+    @classmethod
+    def _known_holidays(cls, value: dict[str, HolidayWindow]) -> dict[str, HolidayWindow]:
+        known = ("new_year", "spring_festival", "qingming", "labour_day", "dragon_boat", "mid_autumn", "national_day", "other")
+        for key in value:
+            if key not in known:
+                raise ValueError(f"@{key}: unknown holiday; use one of {', '.join(known)}")
+        return value
+
+
 class ForecastConfig(_Model):
     horizon: int = Field(90, ge=1, le=730)
     level: float = Field(80.0, gt=0, lt=100)
     min_history_days: int = Field(56, ge=14)
     country: str = "CN"
+    # auto: choose per series by backtest; or force one model.
+    model: Literal["auto", "naive", "arima", "prophet"] = "auto"
+    # Models tried by "auto" (the seasonal-naive baseline is always the fallback).
+    candidates: list[Literal["naive", "arima", "prophet"]] = ["naive", "arima", "prophet"]
+    # Rolling-origin backtest used for the choice: folds, days per fold, and spacing of origins.
+    backtest_folds: int = Field(2, ge=1, le=12)
+    backtest_horizon: int = Field(28, ge=7, le=365)
+    backtest_step: int = Field(28, ge=1, le=365)
 
 
 class ChannelConfig(_Model):
@@ -342,6 +431,7 @@ class Config(_Model):
     source: SourceConfig = SourceConfig(sql=SqlSourceConfig(url=Secret("sqlite:///data/demo.db", is_url=True)))
     metrics: MetricsConfig = MetricsConfig()
     forecast: ForecastConfig = ForecastConfig()
+    calendar: CalendarConfig = CalendarConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     alerts: AlertsConfig = AlertsConfig()
     schedule: ScheduleConfig = ScheduleConfig()

@@ -1,0 +1,262 @@
+"""Forecasts and backtests of many series given as a long frame ``series_id, ds, y``.
+
+The edge between frames and the per-series numpy work in `forecaster.models`: validates the
+input (errors name the file, line and column), completes every series to consecutive days
+(absent days are missing, or zero for count data when asked), builds the calendar features
+once per location, and runs each series on its own, so that one failing series never stops
+the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecaster.calendar import Location, make_features
+from forecaster.config import CalendarConfig
+from forecaster.errors import ForecasterError
+from forecaster.models.base import SeriesSpec
+from forecaster.models.select import Settings, backtest_series, forecast_series
+
+__all__ = [
+    "InputError",
+    "read_long_csv",
+    "validate_long",
+    "complete_days",
+    "spec_for_metric",
+    "SeriesOutcome",
+    "forecast_long",
+    "backtest_long",
+]
+
+MAX_SHOWN = 5
+
+
+class InputError(ForecasterError):
+    """The input file is not a usable long series table."""
+
+    exit_code = 2
+
+
+def read_long_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: cannot read as a UTF-8 CSV: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return validate_long(frame, path.name)
+
+
+def _lines(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)[:MAX_SHOWN] + 2  # header is line 1
+    more = f" and {int(mask.sum()) - MAX_SHOWN} more" if mask.sum() > MAX_SHOWN else ""
+    return ", ".join(str(r) for r in rows) + more
+
+
+def validate_long(frame: pd.DataFrame, origin: str = "input") -> pd.DataFrame:
+    """Check and type a ``series_id, ds, y`` frame; raise `InputError` naming rows and columns."""
+    missing = [c for c in ("series_id", "ds", "y") if c not in frame.columns]
+    if missing:
+        there = ", ".join(frame.columns) or "none"
+        raise InputError(f"{origin}: missing column(s) {', '.join(missing)} (columns there: {there}); need series_id, ds, y")
+    sid = frame["series_id"].astype("string").str.strip()
+    bad = sid.isna().to_numpy()
+    if bad.any():
+        raise InputError(f"{origin}: empty series_id on line(s) {_lines(bad)}")
+    raw_ds = frame["ds"]
+    ds = pd.to_datetime(raw_ds, errors="coerce", format="ISO8601")
+    bad = ds.isna().to_numpy()
+    if bad.any():
+        first = raw_ds[bad].iloc[0]
+        raise InputError(f"{origin}: column ds: not a date on line(s) {_lines(bad)} (e.g. {first!r}; use YYYY-MM-DD)")
+    if (ds != ds.dt.normalize()).any():
+        bad = (ds != ds.dt.normalize()).to_numpy()
+        raise InputError(f"{origin}: column ds: daily dates expected, got a time of day on line(s) {_lines(bad)}")
+    y = pd.to_numeric(frame["y"], errors="coerce")
+    bad = (y.isna() & frame["y"].notna()).to_numpy() | ~np.isfinite(y.fillna(0).to_numpy())
+    if bad.any():
+        first = frame["y"][bad].iloc[0]
+        raise InputError(f"{origin}: column y: not a number on line(s) {_lines(bad)} (e.g. {first!r}; leave a missing value empty)")
+    out = pd.DataFrame({"series_id": sid.astype(str), "ds": ds.dt.tz_localize(None) if ds.dt.tz else ds, "y": y.astype(float)})
+    for extra in ("community_id", "metric"):
+        if extra in frame.columns:
+            out[extra] = frame[extra]
+    dup = out.duplicated(["series_id", "ds"], keep=False).to_numpy()
+    if dup.any():
+        first = out[dup].iloc[0]
+        raise InputError(
+            f"{origin}: duplicate (series_id, ds) on line(s) {_lines(dup)} "
+            f"(e.g. {first['series_id']!r} on {first['ds'].date()}); one value per series and day"
+        )
+    if out.empty:
+        raise InputError(f"{origin}: no rows")
+    return out.sort_values(["series_id", "ds"], kind="stable").reset_index(drop=True)
+
+
+def complete_days(frame: pd.DataFrame, gaps: str = "missing") -> pd.DataFrame:
+    """Every series on consecutive days from its first to its last date. Absent days become
+    missing (``gaps="missing"``, right for levels such as satisfaction) or 0 (``"zero"``, for counts
+    where an absent row means nothing happened)."""
+    if gaps not in ("missing", "zero"):
+        raise ValueError("gaps must be 'missing' or 'zero'")
+    parts = []
+    for sid, g in frame.groupby("series_id", sort=False):
+        full = pd.date_range(g["ds"].iloc[0], g["ds"].iloc[-1], freq="D")
+        if len(full) == len(g):
+            parts.append(g)
+            continue
+        filled = g.set_index("ds").reindex(full)
+        filled.index.name = "ds"
+        filled["series_id"] = sid
+        for col in ("community_id", "metric"):
+            if col in g.columns:
+                filled[col] = g[col].iloc[0]
+        if gaps == "zero":
+            filled["y"] = filled["y"].fillna(0.0)
+        parts.append(filled.reset_index())
+    return pd.concat(parts, ignore_index=True)[frame.columns]
+
+
+def spec_for_metric(metric: str | None, y: np.ndarray) -> SeriesSpec:
+    """Satisfaction stays within 0–100; counts and hours are non-negative (modelled in log1p)."""
+    if metric == "satisfaction":
+        return SeriesSpec("none", 0.0, 100.0)
+    if metric in ("ticket_count", "complaint_count", "resolution_hours"):
+        return SeriesSpec("log1p", 0.0, None)
+    return SeriesSpec.for_values(y)
+
+
+@dataclass
+class SeriesOutcome:
+    series_id: str
+    status: str  # ok | fallback | failed
+    model: str = ""
+    reason: str = ""
+    score: float = float("nan")
+    n_obs: int = 0
+
+
+class _Features:
+    """Calendar features per location, built once for the whole date range and sliced per series."""
+
+    def __init__(self, start: pd.Timestamp, end: pd.Timestamp, country: str, calendar: CalendarConfig):
+        self.start, self.end, self.country, self.calendar = start, end, country, calendar
+        self._cache: dict[tuple, pd.DataFrame] = {}
+
+    def get(self, location: Location, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+        key = (location.city, location.region, location.community_id if self.calendar.events else None)
+        if key not in self._cache:
+            self._cache[key] = make_features(self.start, self.end, country=self.country, calendar=self.calendar, location=location)
+        return self._cache[key].loc[first:last]
+
+
+def forecast_long(
+    frame: pd.DataFrame,
+    settings: Settings,
+    *,
+    country: str = "CN",
+    calendar: CalendarConfig | None = None,
+    locations: dict[str, Location] | None = None,
+    spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    """Forecast every series ``settings.horizon`` days past its last date.
+
+    Returns the forecasts (``series_id, ds, yhat, yhat_lower, yhat_upper, model``) and one
+    outcome per series. A series that raises is recorded as failed and skipped.
+    """
+    calendar = calendar or CalendarConfig()
+    h = settings.horizon
+    feats = _Features(frame["ds"].min(), frame["ds"].max() + pd.Timedelta(days=h), country, calendar)
+    metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
+    rows, outcomes = [], []
+    groups = list(frame.groupby("series_id", sort=False))
+    for i, (sid, g) in enumerate(groups):
+        ds = pd.DatetimeIndex(g["ds"])
+        y = g["y"].to_numpy(dtype=float)
+        try:
+            loc = (locations or {}).get(sid, Location())
+            f_all = feats.get(loc, ds[0], ds[-1] + pd.Timedelta(days=h))
+            hist, fut = f_all.iloc[: len(ds)], f_all.iloc[len(ds) :]
+            s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
+            fc = forecast_series(y, ds, s, hist, fut, settings)
+        except Exception as exc:  # one series must never stop the others
+            outcomes.append(SeriesOutcome(sid, "failed", reason=f"{type(exc).__name__}: {exc}", n_obs=int(np.isfinite(y).sum())))
+            continue
+        future_ds = pd.date_range(ds[-1] + pd.Timedelta(days=1), periods=h, freq="D")
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series_id": sid,
+                    "ds": future_ds,
+                    "yhat": fc.mean,
+                    "yhat_lower": fc.lower,
+                    "yhat_upper": fc.upper,
+                    "model": fc.model,
+                }
+            )
+        )
+        outcomes.append(SeriesOutcome(sid, fc.status, fc.model, fc.reason, fc.score, int(np.isfinite(y).sum())))
+        if progress:
+            progress(i + 1, len(groups))
+    columns = ["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    return out, outcomes
+
+
+def backtest_long(
+    frame: pd.DataFrame,
+    *,
+    horizon: int,
+    folds: int,
+    level: float = 80.0,
+    step: int | None = None,
+    models: Iterable[str] = ("naive", "arima", "prophet"),
+    country: str = "CN",
+    calendar: CalendarConfig | None = None,
+    locations: dict[str, Location] | None = None,
+    min_train: int = 56,
+    selection_folds: int = 2,
+    extra_models: dict | None = None,
+    spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
+) -> pd.DataFrame:
+    """Point-level backtest results of every series (see `backtest_series`), with ``series_id``."""
+    calendar = calendar or CalendarConfig()
+    feats = _Features(frame["ds"].min(), frame["ds"].max(), country, calendar)
+    metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
+    parts = []
+    for sid, g in frame.groupby("series_id", sort=False):
+        ds = pd.DatetimeIndex(g["ds"])
+        y = g["y"].to_numpy(dtype=float)
+        f = feats.get((locations or {}).get(sid, Location()), ds[0], ds[-1])
+        s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
+        points = backtest_series(
+            y,
+            ds,
+            s,
+            f,
+            models=tuple(models),
+            h=horizon,
+            folds=folds,
+            step=step or horizon,
+            level=level,
+            min_train=min_train,
+            selection_folds=selection_folds,
+            extra_models=extra_models,
+        )
+        points.insert(0, "series_id", sid)
+        parts.append(points)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def as_of_from(frame: pd.DataFrame) -> dt.date:
+    """The first day after the newest observation: where forecasts start."""
+    return (frame["ds"].max() + pd.Timedelta(days=1)).date()
