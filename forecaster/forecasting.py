@@ -166,7 +166,6 @@ def forecast_long(
     calendar: CalendarConfig | None = None,
     locations: dict[str, Location] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
     """Forecast every series ``settings.horizon`` days past its last date.
 
@@ -178,8 +177,7 @@ def forecast_long(
     feats = _Features(frame["ds"].min(), frame["ds"].max() + pd.Timedelta(days=h), country, calendar)
     metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
     rows, outcomes = [], []
-    groups = list(frame.groupby("series_id", sort=False))
-    for i, (sid, g) in enumerate(groups):
+    for sid, g in frame.groupby("series_id", sort=False):
         ds = pd.DatetimeIndex(g["ds"])
         y = g["y"].to_numpy(dtype=float)
         try:
@@ -205,8 +203,6 @@ def forecast_long(
             )
         )
         outcomes.append(SeriesOutcome(sid, fc.status, fc.model, fc.reason, fc.score, int(np.isfinite(y).sum())))
-        if progress:
-            progress(i + 1, len(groups))
     columns = ["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return out, outcomes

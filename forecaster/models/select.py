@@ -127,6 +127,7 @@ def evaluate_folds(
     level: float,
 ) -> list[FoldForecast]:
     out = []
+    spec = getattr(model, "spec", None) or spec  # a baseline may insist on its own (e.g. raw values)
     for o in origins:
         scale = seasonal_naive_scale(y[:o])
         hist = None if features is None else features.iloc[:o]
@@ -167,7 +168,7 @@ def calibration_factor(folds: list[FoldForecast], level: float, *, min_points: i
 
 
 def _scaled(fc: Forecast, factor: float, spec: SeriesSpec) -> Forecast:
-    if factor == 1.0:
+    if factor == 1.0 or fc is None:
         return fc
     lower = spec.clip(fc.mean - factor * (fc.mean - fc.lower))
     upper = spec.clip(fc.mean + factor * (fc.upper - fc.mean))
@@ -201,10 +202,10 @@ def forecast_series(
     }
     scores = {name: _mean_mase(f) for name, f in folds.items()}
     failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
-    ranked = sorted((s, name) for name, s in scores.items() if np.isfinite(s))
-    if settings.model == "auto" and not origins:
-        ranked = []
-    order = [name for _, name in ranked] if ranked else ([settings.model] if settings.model != "auto" else [])
+    # Best backtest first; a forced model is tried even when its backtest failed.
+    order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
+    if not order and settings.model != "auto":
+        order = [settings.model]
     notes = [f"{name} failed in backtest: {err}" for name, err in failed.items()]
     for name in order:
         try:

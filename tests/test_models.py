@@ -1,0 +1,63 @@
+"""Each model on synthetic series whose right answer is known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.calendar import make_features
+from forecaster.models.arima import Arima
+from forecaster.models.base import SeriesSpec, predict_with
+from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
+from forecaster.models.prophet import ProphetModel
+
+
+def holiday_series(start="2024-06-01", end="2026-11-22", seed=0):
+    """Weekday 20, weekend 12, National Day 4 (a real holiday dip), noise sd 1."""
+    rng = np.random.default_rng(seed)
+    f = make_features(start, end)
+    y = np.where(f["off_day"] == 1, 12.0, 20.0)
+    y = np.where(f["hol_national_day"] == 1, 4.0, y) + rng.normal(0, 1, len(f))
+    return pd.DatetimeIndex(f.index), np.maximum(y, 0)
+
+
+def test_seasonal_naive_repeats_last_week_and_widens_with_weeks():
+    ds = pd.date_range("2026-01-05", periods=28, freq="D")
+    y = np.tile([10, 11, 12, 13, 14, 5, 6], 4).astype(float) + np.random.default_rng(1).normal(0, 0.5, 28)
+    y[-2] = np.nan  # a missing Saturday: last week's Saturday stands in
+    fc = SeasonalNaive().forecast(y, ds, 14, 80)
+    assert fc.mean[0] == y[-7] and fc.mean[5] == y[-9] and fc.mean[7] == fc.mean[0]
+    width = fc.upper - fc.lower
+    assert width[7] > width[0] and np.isclose(width[7] / width[0], np.sqrt(2))
+
+
+def test_seasonal_naive_scale_ignores_missing_days():
+    y = np.array([1, 2, 3, 4, 5, 6, 7, 3, np.nan, 3, 4, 5, 6, 9], dtype=float)
+    assert seasonal_naive_scale(y) == pytest.approx(np.mean([2, 0, 0, 0, 0, 2]))
+
+
+@pytest.mark.parametrize("model", [Arima(), ProphetModel()], ids=["arima", "prophet"])
+def test_models_learn_the_holiday_from_last_year(model):
+    ds, y = holiday_series()
+    f = make_features(ds[0], ds[-1] + pd.Timedelta(days=90))
+    hist, fut = f.iloc[: len(ds)], f.iloc[len(ds) :]
+    # Forecast from 2026-09-10 across National Day 2026 (learned from 2024 and 2025).
+    cut = int(np.flatnonzero(ds == pd.Timestamp("2026-09-10"))[0])
+    fc = predict_with(model, y[:cut], ds[:cut], 40, 80, SeriesSpec.for_values(y), hist.iloc[:cut], hist.iloc[cut : cut + 40])
+    days = ds[cut : cut + 40]
+    nd = fc.mean[(days >= "2026-10-02") & (days <= "2026-10-06")]
+    weekday = fc.mean[(days.day_of_week < 3) & (days >= "2026-10-12")]
+    assert nd.max() < 8 and weekday.min() > 16
+    truth = y[cut : cut + 40]
+    assert np.mean((fc.lower <= truth) & (truth <= fc.upper)) > 0.6
+
+
+def test_bounds_hold_after_back_transform():
+    ds = pd.date_range("2025-01-01", periods=200, freq="D")
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(0.3, 200).astype(float)  # mostly zeros
+    fc = predict_with(Arima(), counts, ds, 30, 95, SeriesSpec.for_values(counts), make_features(ds[0], ds[-1]), make_features(ds[-1] + pd.Timedelta(days=1), ds[-1] + pd.Timedelta(days=30)))
+    assert (fc.lower >= 0).all() and (fc.mean >= 0).all()
+    sat = np.clip(98 + rng.normal(0, 3, 200), 0, 100)
+    spec = SeriesSpec("none", 0.0, 100.0)
+    fc = predict_with(SeasonalNaive(), sat, ds, 30, 95, spec)
+    assert (fc.upper <= 100).all() and (fc.lower >= 0).all()

@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.calendar import make_features
+from forecaster.models import select
+from forecaster.models.base import Forecast, ModelError, SeriesSpec
+from forecaster.models.select import (
+    FoldForecast,
+    Settings,
+    backtest_series,
+    calibration_factor,
+    fold_origins,
+    forecast_series,
+    summarise_backtest,
+)
+from tests.test_models import holiday_series
+
+FAST = Settings(horizon=30, folds=2, fold_horizon=28, step=28, candidates=("naive", "arima"))
+
+
+def inputs(end="2026-11-22", h=30):
+    ds, y = holiday_series(end=end)
+    f = make_features(ds[0], ds[-1] + pd.Timedelta(days=h))
+    return ds, y, f.iloc[: len(ds)], f.iloc[len(ds) :]
+
+
+def test_fold_origins_end_at_the_last_day_and_respect_min_train():
+    assert fold_origins(200, 28, 3, 28, 56) == [116, 144, 172]
+    assert fold_origins(100, 28, 3, 28, 56) == [72]
+    assert fold_origins(60, 28, 3, 28, 56) == []
+
+
+def test_auto_chooses_the_model_that_backtests_best_and_records_scores():
+    ds, y, hist, fut = inputs(end="2026-10-20")  # folds cover National Day 2026
+    fc = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, FAST)
+    assert fc.model == "arima" and fc.status == "ok" and fc.reason == ""
+    assert fc.scores["arima"] < fc.scores["naive"] and fc.score == fc.scores["arima"]
+    assert len(fc.mean) == 30
+
+
+def test_short_history_falls_back_to_the_baseline_with_a_reason():
+    ds, y, hist, fut = inputs()
+    fc = forecast_series(y[-40:], ds[-40:], SeriesSpec.for_values(y), hist.iloc[-40:], fut, FAST)
+    assert fc.model == "naive" and fc.status == "fallback"
+    assert "history of 40 days" in fc.reason and "min_history_days 56" in fc.reason
+
+
+class Broken:
+    name = "broken"
+
+    def forecast(self, *args, **kw):
+        raise ModelError("solver exploded")
+
+
+def test_a_failing_model_is_skipped_with_its_error_recorded(monkeypatch):
+    monkeypatch.setitem(select.MODELS, "broken", Broken)
+    ds, y, hist, fut = inputs()
+    settings = Settings(horizon=30, folds=1, fold_horizon=28, step=28, candidates=("broken", "naive"))
+    fc = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, settings)
+    assert fc.model == "naive" and "broken failed in backtest: solver exploded" in fc.reason
+    forced = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, Settings(horizon=30, model="broken", folds=1))
+    assert forced.model == "naive" and forced.status == "fallback" and "solver exploded" in forced.reason
+
+
+def test_calibration_widens_intervals_that_were_too_narrow():
+    y = np.array([0.0, 2.0] * 20)
+    narrow = Forecast(np.ones(40), np.full(40, 0.5), np.full(40, 1.5))  # half-width 0.5, errors are 1
+    factor = calibration_factor([FoldForecast(0, y, narrow, 1.0)], 80)
+    assert factor == pytest.approx(2.0)
+    assert calibration_factor([FoldForecast(0, y[:10], narrow, 1.0)], 80) == 1.0  # too few points to tell
+
+
+def test_backtest_auto_chooses_from_earlier_folds_only():
+    ds, y, hist, _ = inputs(end="2026-10-20")
+    points = backtest_series(
+        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "arima"), h=14, folds=2, step=14, level=80, min_train=56
+    )
+    assert set(points["model"]) == {"naive", "arima", "auto"}
+    assert points.groupby("model")["fold"].nunique().eq(2).all()
+    table = summarise_backtest(points).set_index("model")
+    assert table.loc["auto", "mase"] <= table.loc["naive", "mase"]
+    assert {"holiday_mase", "holiday_coverage"} <= set(table.columns)
+    assert 0 <= table.loc["auto", "coverage"] <= 1
