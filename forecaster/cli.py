@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", required=True, type=Path, metavar="IN.csv")
     p.add_argument("--output", "-o", required=True, type=Path, metavar="OUT.csv")
     p.add_argument("--horizon", type=int, metavar="H", help="days to forecast (default: forecast.horizon, 90)")
-    p.add_argument("--model", choices=["auto", "naive", "arima", "prophet"], help="default: forecast.model (auto)")
+    p.add_argument(
+        "--model",
+        choices=["auto", "naive", "arima", "prophet", "ensemble"],
+        help="default: forecast.model (auto); ensemble = mean of ARIMA and Prophet",
+    )
     _add_series_options(p)
     p.set_defaults(func=cmd_forecast)
 
@@ -102,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", required=True, type=Path, metavar="IN.csv")
     p.add_argument("--horizon", type=int, default=28, metavar="H", help="days per fold (default 28)")
     p.add_argument("--folds", type=int, default=3, metavar="K", help="folds scored (default 3)")
-    p.add_argument("--models", default="naive,arima,prophet", help="comma-separated models (default all)")
+    p.add_argument(
+        "--models",
+        default="naive,arima,prophet",
+        help="comma-separated models (default all; with arima and prophet the ensemble is scored too)",
+    )
     p.add_argument("--output", "-o", type=Path, metavar="OUT.csv", help="also write the scores per series and model")
     _add_series_options(p)
     p.set_defaults(func=cmd_backtest)

@@ -343,9 +343,10 @@ class ForecastConfig(_Model):
     min_history_days: int = Field(56, ge=14)
     country: str = "CN"
     # auto: choose per series by backtest; or force one model.
-    model: Literal["auto", "naive", "arima", "prophet"] = "auto"
-    # Models tried by "auto" (the seasonal-naive baseline is always the fallback).
-    candidates: list[Literal["naive", "arima", "prophet"]] = ["naive", "arima", "prophet"]
+    model: Literal["auto", "naive", "arima", "prophet", "ensemble"] = "auto"
+    # Models tried by "auto" (the seasonal-naive baseline is always the fallback); "ensemble" is
+    # the mean of ARIMA and Prophet.
+    candidates: list[Literal["naive", "arima", "prophet", "ensemble"]] = ["naive", "arima", "prophet", "ensemble"]
     # Rolling-origin backtest used for the choice: folds, days per fold, and spacing of origins.
     backtest_folds: int = Field(2, ge=1, le=12)
     backtest_horizon: int = Field(28, ge=7, le=365)

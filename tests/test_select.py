@@ -66,9 +66,22 @@ def test_a_failing_model_is_skipped_with_its_error_recorded(monkeypatch):
 def test_calibration_widens_intervals_that_were_too_narrow():
     y = np.array([0.0, 2.0] * 20)
     narrow = Forecast(np.ones(40), np.full(40, 0.5), np.full(40, 1.5))  # half-width 0.5, errors are 1
-    factor = calibration_factor([FoldForecast(0, y, narrow, 1.0)], 80)
-    assert factor == pytest.approx(2.0)
-    assert calibration_factor([FoldForecast(0, y[:10], narrow, 1.0)], 80) == 1.0  # too few points to tell
+    calibration = calibration_factor([FoldForecast(0, y, narrow, 1.0)], 80)
+    assert calibration.ordinary == pytest.approx(2.0) and calibration.holiday == calibration.ordinary
+    too_few = calibration_factor([FoldForecast(0, y[:10], narrow, 1.0)], 80)
+    assert (too_few.ordinary, too_few.holiday) == (1.0, 1.0)  # too few points to tell
+
+
+def test_holiday_window_days_get_their_own_wider_calibration():
+    y = np.ones(40)
+    y[30:] = 4.0  # errors of 3 on the ten holiday-window days, none elsewhere
+    holiday = np.arange(40) >= 30
+    fc = Forecast(np.ones(40), np.full(40, 0.5), np.full(40, 1.5))
+    calibration = calibration_factor([FoldForecast(0, y, fc, 1.0, holiday=holiday)], 80)
+    assert calibration.holiday == pytest.approx(4.0)  # 3 / 0.5 = 6, capped at 4
+    assert calibration.ordinary < calibration.holiday
+    per_day = calibration.per_day(np.array([False, True, False]), 3)
+    assert per_day[1] == calibration.holiday and per_day[0] == calibration.ordinary
 
 
 def test_backtest_auto_chooses_from_earlier_folds_only():

@@ -43,13 +43,56 @@ __all__ = [
 ]
 
 MODELS = {"naive": SeasonalNaive, "arima": Arima, "prophet": ProphetModel}
+# Candidates made of others: the mean of their forecasts. Scored from the members' backtest
+# forecasts, so they cost no extra fit in the backtest.
+COMBINATIONS = {"ensemble": ("arima", "prophet")}
 
 
 def make_model(name: str):
+    if name in COMBINATIONS:
+        return Combination(name, [MODELS[m]() for m in COMBINATIONS[name]])
     try:
         return MODELS[name]()
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join([*MODELS, *COMBINATIONS])}") from None
+
+
+def combine(forecasts: list[Forecast]) -> Forecast:
+    return Forecast(*(np.mean([getattr(f, part) for f in forecasts], axis=0) for part in ("mean", "lower", "upper")))
+
+
+class Combination:
+    """The mean of several models' forecasts (in the original space, after each one's bounds)."""
+
+    def __init__(self, name: str, members: list):
+        self.name, self.members = name, members
+
+    def predict(self, y, ds, h, level, spec, features, future) -> Forecast:
+        return combine([predict_with(m, y, ds, h, level, spec, features, future) for m in self.members])
+
+
+def _predict(model, y, ds, h, level, spec, features, future) -> Forecast:
+    if isinstance(model, Combination):
+        return model.predict(y, ds, h, level, spec, features, future)
+    return predict_with(model, y, ds, h, level, spec, features, future)
+
+
+def _add_combinations(folds: dict[str, list["FoldForecast"]]) -> None:
+    """Derive each combination's fold forecasts from its members' (when all are present)."""
+    for name, members in COMBINATIONS.items():
+        if all(m in folds for m in members):
+            parts = [folds[m] for m in members]
+            folds[name] = [
+                FoldForecast(
+                    fs[0].origin,
+                    fs[0].y,
+                    None if any(f.forecast is None for f in fs) else combine([f.forecast for f in fs]),
+                    fs[0].scale,
+                    next((f.error for f in fs if f.error), None),
+                    fs[0].holiday,
+                )
+                for fs in zip(*parts)
+            ]
 
 
 @dataclass(frozen=True)
@@ -58,7 +101,7 @@ class Settings:
     level: float = 80.0
     min_history_days: int = 56
     model: str = "auto"
-    candidates: tuple[str, ...] = ("naive", "arima", "prophet")
+    candidates: tuple[str, ...] = ("naive", "arima", "prophet", "ensemble")
     folds: int = 2
     fold_horizon: int = 28
     step: int = 28
@@ -85,6 +128,7 @@ class FoldForecast:
     forecast: Forecast | None
     scale: float
     error: str | None = None
+    holiday: np.ndarray | None = None  # which forecast days fall in a holiday window
 
     @property
     def mase(self) -> float:
@@ -106,7 +150,7 @@ class SeriesForecast:
     reason: str = ""
     score: float = float("nan")  # backtest MASE of the chosen model
     scores: dict[str, float] = field(default_factory=dict)
-    calibration: float = 1.0
+    calibration: "Calibration | None" = None
 
 
 def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[int]:
@@ -114,6 +158,28 @@ def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[
     last = n - h
     origins = [last - k * step for k in range(folds)]
     return sorted(o for o in origins if o >= min_train)
+
+
+def selection_origins(
+    t: int, h: int, folds: int, step: int, min_train: int, holiday: np.ndarray | None
+) -> tuple[list[int], list[int]]:
+    """The folds that decide at time ``t`` (history ``[:t]``): ``(recent, extra)``.
+
+    ``recent`` are the ``folds`` most recent origins: they choose the model (measured: adding
+    older folds to the choice made it worse). ``extra`` is one fold starting a few days before
+    the most recent holiday window, unless a recent fold covers it already: with the recent
+    ones it calibrates the interval, so that holiday days get a width learned on a holiday.
+    """
+    recent = fold_origins(t, h, folds, step, min_train)
+    if holiday is None:
+        return recent, []
+    hw = np.asarray(holiday[:t], dtype=bool)
+    starts = np.flatnonzero(hw & ~np.concatenate([[False], hw[:-1]]))
+    lead = 3
+    fits = [s - lead for s in starts if s - lead >= min_train and s - lead + h <= t]
+    if fits and all(abs(int(fits[-1]) - r) >= h // 2 for r in recent):
+        return recent, [int(fits[-1])]
+    return recent, []
 
 
 def evaluate_folds(
@@ -132,11 +198,12 @@ def evaluate_folds(
         scale = seasonal_naive_scale(y[:o])
         hist = None if features is None else features.iloc[:o]
         fut = None if features is None else features.iloc[o : o + h]
+        holiday = None if fut is None else holiday_window_mask(fut)
         try:
             fc = predict_with(model, y[:o], ds[:o], h, level, spec, hist, fut)
-            out.append(FoldForecast(o, y[o : o + h], fc, scale))
+            out.append(FoldForecast(o, y[o : o + h], fc, scale, holiday=holiday))
         except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
-            out.append(FoldForecast(o, y[o : o + h], None, scale, error=str(exc)))
+            out.append(FoldForecast(o, y[o : o + h], None, scale, error=str(exc), holiday=holiday))
     return out
 
 
@@ -148,27 +215,57 @@ def _mean_mase(folds: list[FoldForecast]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def calibration_factor(folds: list[FoldForecast], level: float, *, min_points: int = 20) -> float:
-    """How much to scale the interval's half-widths so that it would have covered ``level``%
-    of the backtest points (1.0 when there are too few points to tell)."""
-    ratios = []
+@dataclass(frozen=True)
+class Calibration:
+    """Factors for the interval half-widths: ordinary days, and days in a holiday window
+    (errors there are larger; their factor is never below the ordinary one)."""
+
+    ordinary: float = 1.0
+    holiday: float = 1.0
+
+    def per_day(self, holiday: np.ndarray | None, h: int) -> np.ndarray:
+        if holiday is None:
+            return np.full(h, self.ordinary)
+        return np.where(holiday[:h], self.holiday, self.ordinary)
+
+
+def calibration_factor(
+    folds: list[FoldForecast], level: float, *, min_points: int = 20, min_holiday_points: int = 5
+) -> Calibration:
+    """Scale the interval so that it would have covered ``level``% of the backtest points
+    (conformal calibration), separately for holiday-window days when there are enough of them.
+    Factors stay within 0.5–4; too few points leave the interval as the model gave it."""
+    ratios, holiday = [], []
     for f in folds:
         if f.forecast is None:
             continue
         m, lo, hi = f.forecast.mean, f.forecast.lower, f.forecast.upper
-        for y, mu, a, b in zip(f.y, m, lo, hi):
+        flags = f.holiday if f.holiday is not None else np.zeros(len(f.y), bool)
+        for y, mu, a, b, flag in zip(f.y, m, lo, hi, flags):
             if not np.isfinite(y):
                 continue
             width = (b - mu) if y >= mu else (mu - a)
             dist = abs(y - mu)
             ratios.append(dist / width if width > 1e-9 else (0.0 if dist <= 1e-9 else 10.0))
+            holiday.append(bool(flag))
     if len(ratios) < min_points:
-        return 1.0
-    return float(np.clip(np.quantile(ratios, level / 100), 0.5, 4.0))
+        return Calibration()
+    ratios_arr, holiday_arr = np.asarray(ratios), np.asarray(holiday)
+
+    def factor(values: np.ndarray) -> float:
+        # Split-conformal quantile with its finite-sample correction: level × (n + 1) / n.
+        q = min(1.0, level / 100 * (len(values) + 1) / len(values))
+        return float(np.clip(np.quantile(values, q), 0.5, 4.0))
+
+    off_holiday = ratios_arr[~holiday_arr]
+    ordinary = factor(off_holiday if len(off_holiday) >= min_points else ratios_arr)
+    on_holiday = ratios_arr[holiday_arr]
+    special = max(ordinary, factor(on_holiday)) if len(on_holiday) >= min_holiday_points else ordinary
+    return Calibration(ordinary, special)
 
 
-def _scaled(fc: Forecast, factor: float, spec: SeriesSpec) -> Forecast:
-    if factor == 1.0 or fc is None:
+def _scaled(fc: Forecast | None, factor: np.ndarray | float, spec: SeriesSpec) -> Forecast | None:
+    if fc is None or np.all(np.asarray(factor) == 1.0):
         return fc
     lower = spec.clip(fc.mean - factor * (fc.mean - fc.lower))
     upper = spec.clip(fc.mean + factor * (fc.upper - fc.mean))
@@ -195,12 +292,23 @@ def forecast_series(
         return baseline(f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}")
 
     candidates = [settings.model] if settings.model != "auto" else list(settings.candidates)
-    origins = fold_origins(len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days)
+    recent, extra = selection_origins(
+        len(y),
+        settings.fold_horizon,
+        settings.folds,
+        settings.step,
+        settings.min_history_days,
+        None if features is None else holiday_window_mask(features),
+    )
+    origins = sorted(recent + extra)
+    members = {m for c in candidates for m in COMBINATIONS.get(c, (c,))}
     folds = {
         name: evaluate_folds(make_model(name), y, ds, spec, features, origins, settings.fold_horizon, level)
-        for name in candidates
+        for name in members
     }
-    scores = {name: _mean_mase(f) for name, f in folds.items()}
+    _add_combinations(folds)
+    folds = {name: fs for name, fs in folds.items() if name in candidates}
+    scores = {name: _mean_mase([f for f in fs if f.origin in recent]) for name, fs in folds.items()}
     failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
     # Best backtest first; a forced model is tried even when its backtest failed.
     order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
@@ -209,16 +317,17 @@ def forecast_series(
     notes = [f"{name} failed in backtest: {err}" for name, err in failed.items()]
     for name in order:
         try:
-            fc = predict_with(make_model(name), y, ds, h, level, spec, features, future)
+            fc = _predict(make_model(name), y, ds, h, level, spec, features, future)
         except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
             notes.append(f"{name} failed: {exc}")
             continue
-        factor = calibration_factor(folds.get(name, []), level) if settings.calibrate else 1.0
-        fc = _scaled(fc, factor, spec)
+        calibration = calibration_factor(folds.get(name, []), level) if settings.calibrate else Calibration()
+        future_holiday = holiday_window_mask(future) if future is not None else None
+        fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
         best_first = name == order[0]
         status = "ok" if best_first else "fallback"
         return SeriesForecast(
-            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), scores.get(name, float("nan")), scores, factor
+            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), scores.get(name, float("nan")), scores, calibration
         )
     if not origins and settings.model == "auto":
         notes.append("history too short for a backtest")
@@ -260,18 +369,25 @@ def backtest_series(
     """
     if "naive" not in models:
         models = ("naive", *models)
-    all_origins = fold_origins(len(y), h, folds + selection_folds, step, min_train)
-    evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, all_origins, h, level) for name in models}
-    for name, model in (extra_models or {}).items():
-        evaluated[name] = evaluate_folds(model, y, ds, spec, features, all_origins, h, level)
-    scored = all_origins[-folds:] if len(all_origins) > selection_folds else []
     hw = holiday_window_mask(features) if features is not None else np.zeros(len(y), bool)
+    scored = fold_origins(len(y), h, folds, step, min_train)
+    # What the nightly run would have backtested at each scored origin, to choose and calibrate.
+    deciding = {o: selection_origins(o, h, selection_folds, step, min_train, hw) for o in scored}
+    needed = sorted(set(scored).union(*(r + e for r, e in deciding.values())))
+    members = {m for c in models for m in COMBINATIONS.get(c, (c,))}
+    evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, needed, h, level) for name in members}
+    _add_combinations(evaluated)
+    models = tuple(dict.fromkeys([*models, *[c for c in COMBINATIONS if c in evaluated]]))
+    evaluated = {name: fs for name, fs in evaluated.items() if name in models}
+    for name, model in (extra_models or {}).items():
+        evaluated[name] = evaluate_folds(model, y, ds, spec, features, needed, h, level)
+    at = {name: {f.origin: f for f in fs} for name, fs in evaluated.items()}
     rows = []
 
-    def emit(name: str, fold: FoldForecast, k: int, factor: float = 1.0) -> None:
+    def emit(name: str, fold: FoldForecast, k: int, calibration: Calibration = Calibration()) -> None:
         o = fold.origin
         idx = np.arange(o, min(o + h, len(y)))
-        fc = None if fold.forecast is None else _scaled(fold.forecast, factor, spec)
+        fc = _scaled(fold.forecast, calibration.per_day(hw[o : o + h], h), spec)
         rows.append(
             pd.DataFrame(
                 {
@@ -290,17 +406,17 @@ def backtest_series(
         )
 
     for k, origin in enumerate(scored):
-        i = all_origins.index(origin)
-        previous = {name: fs[i - selection_folds : i] for name, fs in evaluated.items() if name in models}
-        for name, fs in evaluated.items():
+        recent, extra = deciding[origin]
+        choosing = {name: [at[name][o] for o in recent] for name in models}
+        calibrating = {name: [at[name][o] for o in sorted(recent + extra)] for name in models}
+        for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
-            factor = calibration_factor(fs[i - selection_folds : i], level) if name in models else 1.0
-            emit(name, fs[i], k, factor)
-        ranked = [name for s, name in sorted((_mean_mase(p), name) for name, p in previous.items()) if np.isfinite(s)]
-        usable = [name for name in ranked if evaluated[name][i].forecast is not None]
+            calibration = calibration_factor(calibrating[name], level) if name in models else Calibration()
+            emit(name, at[name][origin], k, calibration)
+        ranked = [name for s, name in sorted((_mean_mase(p), name) for name, p in choosing.items()) if np.isfinite(s)]
+        usable = [name for name in ranked if at[name][origin].forecast is not None]
         choice = usable[0] if usable else "naive"
-        if choice in evaluated:
-            emit("auto", evaluated[choice][i], k, calibration_factor(previous[choice], level))
+        emit("auto", at[choice][origin], k, calibration_factor(calibrating[choice], level))
     if not rows:
         return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
     return pd.concat(rows, ignore_index=True)
