@@ -208,8 +208,9 @@ def make_features(
     ``post_<h>`` for Spring Festival, National Day and Labour Day (days off, and the configured
     days before and after), ``hol_minor`` (other holidays), ``season_<name>`` and
     ``event_<name>`` where they apply to ``location``.
-    Text columns: ``holiday`` (key), ``window`` (e.g. "春节前后", "供暖季"; several joined by
-    "、"), and ``estimated`` (the holiday schedule of that year is computed, not published).
+    Text columns: ``holiday`` (key), ``holiday_window`` (e.g. "春节前后"), ``season`` (e.g.
+    "供暖季", and events), ``window`` (both, joined by "、"), and ``estimated`` (the holiday
+    schedule of that year is computed, not published).
     """
     from forecaster.config import CalendarConfig
 
@@ -226,7 +227,8 @@ def make_features(
         "holiday_off": (days_tbl["is_holiday"].to_numpy() & weekday).astype(float),
         "makeup_workday": days_tbl["is_makeup_workday"].to_numpy().astype(float),
     }
-    labels = [[] for _ in range(n)]
+    labels = [[] for _ in range(n)]  # holiday windows
+    seasons = [[] for _ in range(n)]  # seasons and events
     for key in MAJOR_HOLIDAYS:
         feats[f"hol_{key}"] = (keys == key).astype(float)
         window = calendar.windows.get(key)
@@ -256,19 +258,21 @@ def make_features(
         mask = _md_mask(days, season.start, season.end)
         feats[f"season_{name}"] = mask.astype(float)
         for i in np.flatnonzero(mask):
-            labels[i].append(season.label)
+            seasons[i].append(season.label)
     for name, event in calendar.events.items():
         if not _applies(event, location):
             continue
         mask = (days >= pd.Timestamp(event.start)) & (days <= pd.Timestamp(event.end))
         feats[f"event_{name}"] = np.asarray(mask, dtype=float)
         for i in np.flatnonzero(mask):
-            labels[i].append(event.label)
+            seasons[i].append(event.label)
     frame = pd.DataFrame(feats, index=days)
     frame["holiday"] = keys
-    frame["window"] = ["、".join(x) for x in labels]
+    frame["holiday_window"] = ["、".join(x) for x in labels]
+    frame["season"] = ["、".join(x) for x in seasons]
+    frame["window"] = ["、".join(a + b) for a, b in zip(labels, seasons)]
     frame["estimated"] = days_tbl["estimated"].to_numpy()
     return frame.loc[start_ts:end_ts].copy()
 
 
-FEATURE_TEXT_COLUMNS = ("holiday", "window", "estimated")
+FEATURE_TEXT_COLUMNS = ("holiday", "holiday_window", "season", "window", "estimated")

@@ -232,6 +232,9 @@ class Threshold(_Model):
     above: float | None = None
     drop_share: float | None = Field(None, gt=0, lt=1)
     rise_share: float | None = Field(None, gt=0)
+    # A relative limit must also be this far from the baseline, in the metric's unit (a 50% rise
+    # over one complaint a day is noise; over ten it is news).
+    min_excess: float | None = Field(None, ge=0)
 
 
 class ThresholdOverride(_Model):
@@ -249,9 +252,9 @@ class ThresholdOverride(_Model):
 
 class ThresholdsConfig(_Model):
     defaults: dict[Metric, Threshold] = {
-        "satisfaction": Threshold(below=85.0, drop_share=0.05),
-        "ticket_count": Threshold(rise_share=0.3),
-        "complaint_count": Threshold(rise_share=0.5),
+        "satisfaction": Threshold(below=85.0, drop_share=0.05, min_excess=3.0),
+        "ticket_count": Threshold(rise_share=0.3, min_excess=3.0),
+        "complaint_count": Threshold(rise_share=0.5, min_excess=2.0),
         "resolution_hours": Threshold(above=48.0),
     }
     overrides: list[ThresholdOverride] = []
@@ -353,6 +356,22 @@ class ForecastConfig(_Model):
     backtest_step: int = Field(28, ge=1, le=365)
 
 
+class DetectConfig(_Model):
+    # A day is flagged when the forecast gives at least this probability of crossing a limit.
+    min_probability: float = Field(0.6, gt=0, lt=1)
+    # Findings shorter than this many days are dropped (1 keeps single-day dips).
+    min_days: int = Field(2, ge=1)
+    # Flagged days this close together form one finding (1: Mon and Wed are one finding).
+    bridge_days: int = Field(2, ge=0, le=7)
+    # Only look this many days ahead for findings (default: the whole horizon).
+    lookahead_days: int | None = Field(None, ge=1)
+
+
+class EngineConfig(_Model):
+    backend: Literal["serial", "process"] = "process"
+    workers: int | None = Field(None, ge=1)  # default: all cores
+
+
 class ChannelConfig(_Model):
     type: Literal["dingtalk", "wecom", "feishu", "webhook", "console"]
     url: SecretUrl | None = None
@@ -419,6 +438,8 @@ class StoreConfig(_Model):
 
 class OutputConfig(_Model):
     dir: Path = Path("out")
+    # findings.csv with Chinese column headers (小区, 级别, 开始…) instead of English ones.
+    chinese_headers: bool = False
 
 
 class DemoConfig(_Model):
@@ -434,6 +455,8 @@ class Config(_Model):
     forecast: ForecastConfig = ForecastConfig()
     calendar: CalendarConfig = CalendarConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    detect: DetectConfig = DetectConfig()
+    engine: EngineConfig = EngineConfig()
     alerts: AlertsConfig = AlertsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()

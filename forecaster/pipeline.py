@@ -1,8 +1,9 @@
-"""One nightly cycle, as data flowing one way: ingest → aggregate → (models → detect) → outputs → store.
+"""One nightly cycle, as data flowing one way: ingest → aggregate → forecast → detect → outputs → store.
 
 `run_once` never lets one bad piece stop the rest: bad rows are skipped and reported by
-ingest, a series too short to model is marked ``short``; the run is recorded in the store
-with what failed and why. Exit codes: 0 every series usable, 1 some series failed, 2 a
+ingest, a series too short to model gets the baseline (``fallback``, with the reason), a series
+whose forecast fails is ``failed`` and the others go on; the run is recorded in the store with
+what failed and why. Exit codes: 0 every series usable, 1 some series failed, 2 a
 configuration, source or store error (nothing could be done).
 """
 
@@ -14,16 +15,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import requests
 
 from forecaster.clock import Clock, SystemClock, today_in
 from forecaster.config import Config
 from forecaster.errors import ForecasterError
-from forecaster.export import write_series_csv
+from forecaster.detect import Finding, carry_identity, findings_frame
+from forecaster.export import write_csv, write_series_csv
+from forecaster.forecasting import SeriesOutcome
 from forecaster.ingest import SourceData, describe_source, load_source
 from forecaster.ingest.aggregate import make_daily_series
 from forecaster.ingest.validate import TableReport
+from forecaster.outlook import FeatureBook, detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.secret import redact
 from forecaster.store import Store
 
@@ -47,6 +52,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
     output_rows: dict[str, int] = field(default_factory=dict)
+    findings: list = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -76,7 +82,15 @@ class RunResult:
                 for r in self.reports
             },
             "outputs": {k: str(v) for k, v in self.outputs.items()},
+            "findings_by_severity": self.findings_by_severity,
         }
+
+    @property
+    def findings_by_severity(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for f in self.findings:
+            counts[f.severity] = counts.get(f.severity, 0) + 1
+        return counts
 
 
 class _Timer:
@@ -131,13 +145,23 @@ def run_once(
                 min_history_days=config.forecast.min_history_days,
                 communities=data.communities["community_id"],
             )
-        result.series_stats = series.stats
+        with timer("forecast"):
+            forecasts, outcomes = forecast_communities(series.frame, config, data.communities)
+        result.series_stats = _merge_outcomes(series.stats, outcomes)
+        with timer("detect"):
+            book = FeatureBook(as_of - dt.timedelta(days=40), as_of + dt.timedelta(days=config.forecast.horizon), config)
+            found = detect_findings(series.frame, forecasts, config, data.communities, as_of, book)
+            previous = _previous_findings(store, result.run_id) if store is not None else []
+            carry_identity(found, previous)
+        result.findings = found
         if not dry_run:
             with timer("outputs"):
-                _write_outputs(config, as_of, data, series.frame, result)
+                _write_outputs(config, as_of, data, series.frame, forecasts, found, book, result)
             with timer("store"):
-                store.add_series_status(result.run_id, series.stats)
+                store.add_series_status(result.run_id, result.series_stats)
                 store.add_ingest_problems(result.run_id, data.reports)
+                store.add_forecasts(result.run_id, forecasts)
+                store.add_findings(result.run_id, findings_frame(found))
         failed = result.status_counts.get("failed", 0)
         result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
     except ForecasterError as exc:
@@ -152,10 +176,58 @@ def run_once(
     return result
 
 
-def _write_outputs(config: Config, as_of: dt.date, data: SourceData, frame: pd.DataFrame, result: RunResult) -> None:
+def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:
+    """Series status after forecasting: ok / fallback (with why) / failed (with the error)."""
+    stats = stats.copy()
+    stats["model"], stats["score"] = None, np.nan
+    if not outcomes:
+        return stats
+    by_id = {o.series_id: o for o in outcomes}
+    for i, sid in enumerate(stats["series_id"]):
+        o = by_id.get(sid)
+        if o is None:
+            continue
+        stats.at[i, "status"] = o.status
+        stats.at[i, "model"] = o.model or None
+        stats.at[i, "score"] = o.score
+        if o.reason:
+            stats.at[i, "reason"] = o.reason
+    return stats
+
+
+def _previous_findings(store: Store, run_id: str) -> list[Finding]:
+    last = store.last_completed_run(before=run_id)
+    if last is None:
+        return []
+    frame = store.findings_frame(last.run_id)
+    fields = set(Finding.__dataclass_fields__) - {"extra"}
+    out = []
+    for rec in frame.to_dict("records"):
+        values = {k: rec[k] for k in fields if k in rec}
+        for k in ("first_day", "last_day", "peak_day"):
+            values[k] = pd.Timestamp(values[k]).date()
+        out.append(Finding(**values))
+    return out
+
+
+def _write_outputs(
+    config: Config,
+    as_of: dt.date,
+    data: SourceData,
+    frame: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    found: list[Finding],
+    book: FeatureBook,
+    result: RunResult,
+) -> None:
     out_dir = config.output.dir / as_of.isoformat()
-    path = write_series_csv(frame, data.communities, out_dir / "series.csv")
-    result.outputs["series"] = path
+    table = forecast_table(forecasts, found, data.communities, book)
+    result.outputs["forecast"] = write_csv(table, out_dir / "forecast.csv")
+    result.output_rows["forecast"] = len(table)
+    findings_csv = findings_table(found, data.communities, chinese_headers=config.output.chinese_headers)
+    result.outputs["findings"] = write_csv(findings_csv, out_dir / "findings.csv")
+    result.output_rows["findings"] = len(findings_csv)
+    result.outputs["series"] = write_series_csv(frame, data.communities, out_dir / "series.csv")
     result.output_rows["series"] = len(frame)
 
 

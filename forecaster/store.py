@@ -21,7 +21,17 @@ from forecaster.errors import ForecasterError
 from forecaster.ingest.validate import TableReport
 from forecaster.secret import mask_url
 
-__all__ = ["Store", "StoreError", "metadata", "runs", "series_status", "ingest_problems", "RunRecord"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "metadata",
+    "runs",
+    "series_status",
+    "ingest_problems",
+    "forecasts",
+    "findings",
+    "RunRecord",
+]
 
 
 class StoreError(ForecasterError):
@@ -58,7 +68,9 @@ series_status = sa.Table(
     sa.Column("series_id", sa.String(191), primary_key=True),
     sa.Column("community_id", sa.String(128), nullable=False),
     sa.Column("metric", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # ok | short | no_data (models add fallback | failed)
+    sa.Column("status", sa.String(16), nullable=False),  # ok | fallback | failed | short | no_data
+    sa.Column("model", sa.String(16)),
+    sa.Column("score", sa.Float),  # backtest MASE of the chosen model
     sa.Column("n_days", sa.Integer),
     sa.Column("n_obs", sa.Integer),
     sa.Column("first_ds", sa.Date),
@@ -78,6 +90,49 @@ ingest_problems = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("examples", sa.Text),  # JSON list
 )
+
+
+forecasts = sa.Table(
+    "forecasts",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("series_id", sa.String(191), primary_key=True),
+    sa.Column("ds", sa.Date, primary_key=True),
+    sa.Column("community_id", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("yhat", sa.Float, nullable=False),
+    sa.Column("yhat_lower", sa.Float, nullable=False),
+    sa.Column("yhat_upper", sa.Float, nullable=False),
+    sa.Column("model", sa.String(16), nullable=False),
+)
+
+# One row per run and finding: a finding seen on several nights has one row per night, with the
+# same finding_id (see forecaster.detect.carry_identity).
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("finding_id", sa.String(32), primary_key=True),
+    sa.Column("community_id", sa.String(128), nullable=False, index=True),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("first_day", sa.Date, nullable=False),
+    sa.Column("last_day", sa.Date, nullable=False),
+    sa.Column("peak_day", sa.Date, nullable=False),
+    sa.Column("expected", sa.Float),
+    sa.Column("limit_value", sa.Float),
+    sa.Column("reference", sa.String(64)),
+    sa.Column("baseline", sa.Float),
+    sa.Column("depth", sa.Float),
+    sa.Column("probability", sa.Float),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("window_label", sa.String(128)),
+    sa.Column("estimated", sa.Boolean),
+    sa.Column("days", sa.Integer),
+    sa.Column("status", sa.String(16)),  # new | updated | unchanged
+)
+
+_FINDING_COLUMNS = {"limit": "limit_value", "window": "window_label"}
 
 
 @dataclass(frozen=True)
@@ -181,6 +236,8 @@ class Store:
                     "community_id": rec["community_id"],
                     "metric": rec["metric"],
                     "status": rec["status"],
+                    "model": rec.get("model") or None,
+                    "score": None if pd.isna(rec.get("score", float("nan"))) else float(rec["score"]),
                     "n_days": int(rec["n_days"]),
                     "n_obs": int(rec["n_obs"]),
                     "first_ds": None if pd.isna(rec.get("first_ds")) else pd.Timestamp(rec["first_ds"]).date(),
@@ -207,6 +264,36 @@ class Store:
         if rows:
             self._write("record ingest problems", lambda c: c.execute(ingest_problems.insert(), rows))
 
+    def add_forecasts(self, run_id: str, frame: pd.DataFrame, chunk: int = 20_000) -> None:
+        """``frame``: series_id, community_id, metric, ds, yhat, yhat_lower, yhat_upper, model."""
+        if frame.empty:
+            return
+        cols = ["series_id", "community_id", "metric", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
+        out = frame[cols].assign(run_id=run_id, ds=pd.to_datetime(frame["ds"]).dt.date)
+        records = out.to_dict("records")
+
+        def write(conn):
+            for lo in range(0, len(records), chunk):
+                conn.execute(forecasts.insert(), records[lo : lo + chunk])
+
+        self._write("record forecasts", write)
+
+    def add_findings(self, run_id: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        names = [c.name for c in findings.columns]
+        rows = []
+        for rec in frame.rename(columns=_FINDING_COLUMNS).to_dict("records"):
+            row = {k: rec.get(k) for k in names if k != "run_id"}
+            row["run_id"] = run_id
+            for k, v in row.items():
+                if isinstance(v, float) and v != v:
+                    row[k] = None
+                elif hasattr(v, "item"):
+                    row[k] = v.item()
+            rows.append(row)
+        self._write("record findings", lambda c: c.execute(findings.insert(), rows))
+
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
@@ -217,6 +304,24 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)).mappings().all()
         return [_record(r) for r in rows]
+
+    def last_completed_run(self, *, before: str | None = None) -> RunRecord | None:
+        """The newest run that produced forecasts (ok or partial), other than ``before``."""
+        query = sa.select(runs).where(runs.c.status.in_(("ok", "partial"))).order_by(runs.c.started_at.desc())
+        if before:
+            query = query.where(runs.c.run_id != before)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).mappings().first()
+        return None if row is None else _record(row)
+
+    def findings_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(sa.select(findings).where(findings.c.run_id == run_id), conn)
+        return frame.rename(columns={v: k for k, v in _FINDING_COLUMNS.items()})
+
+    def forecasts_frame(self, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(forecasts).where(forecasts.c.run_id == run_id), conn)
 
     def series_status_frame(self, run_id: str) -> pd.DataFrame:
         with self.engine.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from forecaster.detect import SEVERITIES
 from forecaster.pipeline import RunResult
 
 __all__ = ["format_run_summary"]
@@ -49,6 +50,19 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
                 ids = ", ".join(rows["series_id"].head(4))
                 more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
                 lines.append(f"             {STATUS_WORDS[status]}: {ids}{more}")
+    if result.findings:
+        by = result.findings_by_severity
+        counts = " · ".join(f"{sev} {by[sev]}" for sev in reversed(SEVERITIES) if by.get(sev))
+        lines.append(f"  findings   {len(result.findings)} ({counts})")
+        top = sorted(result.findings, key=lambda f: (-SEVERITIES.index(f.severity), -f.probability))[:3]
+        for f in top:
+            where = f"，{f.window}" if f.window else ""
+            lines.append(
+                f"             {f.severity} {f.community_id} {f.metric} {f.kind} {f.first_day}…{f.last_day}{where} "
+                f"(预计 {f.expected:.1f}，{f.reference}，概率 {f.probability:.0%})"
+            )
+    elif result.outputs:
+        lines.append("  findings   none")
     for name, path in result.outputs.items():
         rows = result.output_rows.get(name)
         lines.append(f"  output     {path}" + (f" ({_n(rows)} rows)" if rows is not None else ""))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from forecaster.calendar import MAJOR_HOLIDAYS
 from forecaster.models.arima import Arima
 from forecaster.models.base import Forecast, ModelError, SeriesSpec, predict_with
 from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
@@ -160,26 +161,69 @@ def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[
     return sorted(o for o in origins if o >= min_train)
 
 
-def selection_origins(
-    t: int, h: int, folds: int, step: int, min_train: int, holiday: np.ndarray | None
-) -> tuple[list[int], list[int]]:
-    """The folds that decide at time ``t`` (history ``[:t]``): ``(recent, extra)``.
+def window_masks(features: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Holiday windows as day masks: ``any`` holiday window, and each major holiday's own
+    (its days off and the days before and after)."""
+    if features is None:
+        return {}
+    masks = {"any": holiday_window_mask(features)}
+    for key in MAJOR_HOLIDAYS:
+        cols = [c for c in (f"hol_{key}", f"pre_{key}", f"post_{key}") if c in features.columns]
+        if cols:
+            masks[key] = features[cols].to_numpy().max(axis=1) > 0
+    return masks
 
-    ``recent`` are the ``folds`` most recent origins: they choose the model (measured: adding
-    older folds to the choice made it worse). ``extra`` is one fold starting a few days before
-    the most recent holiday window, unless a recent fold covers it already: with the recent
-    ones it calibrates the interval, so that holiday days get a width learned on a holiday.
+
+def _holiday_fold(mask: np.ndarray, t: int, h: int, min_train: int, lead: int = 3) -> int | None:
+    """Origin of the latest fold of ``h`` days that starts ``lead`` days before a window of
+    ``mask`` and ends before ``t``."""
+    m = np.asarray(mask[:t], dtype=bool)
+    starts = np.flatnonzero(m & ~np.concatenate([[False], m[:-1]]))
+    fits = [int(s) - lead for s in starts if s - lead >= min_train and s - lead + h <= t]
+    return fits[-1] if fits else None
+
+
+def selection_origins(
+    t: int,
+    h: int,
+    folds: int,
+    step: int,
+    min_train: int,
+    masks: dict[str, np.ndarray] | None = None,
+    ahead: set[str] = frozenset(),
+) -> tuple[list[int], list[int], list[int]]:
+    """The folds that decide at time ``t`` (history ``[:t]``): ``(recent, choose, calibrate)``.
+
+    * ``recent``: the ``folds`` most recent origins; they choose the model and calibrate it.
+    * ``choose``: for each major holiday ``ahead`` (e.g. Spring Festival within the horizon), a
+      fold at the same holiday last time; it joins the choice, so the model that handled the
+      last Spring Festival best is preferred before the next one. (Measured: adding the most
+      recent holiday of any kind to the choice made it worse; without any, the seasonal-naive
+      rule won right before Spring Festival on the demo data.)
+    * ``calibrate``: a fold at the most recent holiday window of any kind, so that holiday days
+      get an interval width learned on a holiday.
+
+    Holiday folds that a recent fold already covers are left out.
     """
     recent = fold_origins(t, h, folds, step, min_train)
-    if holiday is None:
-        return recent, []
-    hw = np.asarray(holiday[:t], dtype=bool)
-    starts = np.flatnonzero(hw & ~np.concatenate([[False], hw[:-1]]))
-    lead = 3
-    fits = [s - lead for s in starts if s - lead >= min_train and s - lead + h <= t]
-    if fits and all(abs(int(fits[-1]) - r) >= h // 2 for r in recent):
-        return recent, [int(fits[-1])]
-    return recent, []
+    if not masks:
+        return recent, [], []
+
+    def new(o: int | None, taken: list[int]) -> bool:
+        return o is not None and o not in taken and all(abs(o - r) >= h // 2 for r in recent)
+
+    choose: list[int] = []
+    for key in sorted(ahead):
+        o = _holiday_fold(masks[key], t, h, min_train) if key in masks else None
+        if new(o, choose):
+            choose.append(o)
+    latest = _holiday_fold(masks["any"], t, h, min_train)
+    calibrate = [latest] if new(latest, []) else []
+    return recent, choose, calibrate
+
+
+def majors_ahead(masks: dict[str, np.ndarray], lo: int, hi: int) -> set[str]:
+    return {key for key, m in masks.items() if key != "any" and m[lo:hi].any()}
 
 
 def evaluate_folds(
@@ -292,15 +336,13 @@ def forecast_series(
         return baseline(f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}")
 
     candidates = [settings.model] if settings.model != "auto" else list(settings.candidates)
-    recent, extra = selection_origins(
-        len(y),
-        settings.fold_horizon,
-        settings.folds,
-        settings.step,
-        settings.min_history_days,
-        None if features is None else holiday_window_mask(features),
+    masks = window_masks(features)
+    ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
+    recent, choose, calibrate = selection_origins(
+        len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days, masks, ahead
     )
-    origins = sorted(recent + extra)
+    origins = sorted(set(recent + choose + calibrate))
+    choosing = set(recent + choose)
     members = {m for c in candidates for m in COMBINATIONS.get(c, (c,))}
     folds = {
         name: evaluate_folds(make_model(name), y, ds, spec, features, origins, settings.fold_horizon, level)
@@ -308,7 +350,7 @@ def forecast_series(
     }
     _add_combinations(folds)
     folds = {name: fs for name, fs in folds.items() if name in candidates}
-    scores = {name: _mean_mase([f for f in fs if f.origin in recent]) for name, fs in folds.items()}
+    scores = {name: _mean_mase([f for f in fs if f.origin in choosing]) for name, fs in folds.items()}
     failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
     # Best backtest first; a forced model is tried even when its backtest failed.
     order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
@@ -369,11 +411,15 @@ def backtest_series(
     """
     if "naive" not in models:
         models = ("naive", *models)
-    hw = holiday_window_mask(features) if features is not None else np.zeros(len(y), bool)
+    masks = window_masks(features)
+    hw = masks["any"] if masks else np.zeros(len(y), bool)
     scored = fold_origins(len(y), h, folds, step, min_train)
     # What the nightly run would have backtested at each scored origin, to choose and calibrate.
-    deciding = {o: selection_origins(o, h, selection_folds, step, min_train, hw) for o in scored}
-    needed = sorted(set(scored).union(*(r + e for r, e in deciding.values())))
+    deciding = {
+        o: selection_origins(o, h, selection_folds, step, min_train, masks, majors_ahead(masks, o, o + h) if masks else set())
+        for o in scored
+    }
+    needed = sorted(set(scored).union(*(r + c + k for r, c, k in deciding.values())))
     members = {m for c in models for m in COMBINATIONS.get(c, (c,))}
     evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, needed, h, level) for name in members}
     _add_combinations(evaluated)
@@ -406,9 +452,9 @@ def backtest_series(
         )
 
     for k, origin in enumerate(scored):
-        recent, extra = deciding[origin]
-        choosing = {name: [at[name][o] for o in recent] for name in models}
-        calibrating = {name: [at[name][o] for o in sorted(recent + extra)] for name in models}
+        recent, choose, calibrate = deciding[origin]
+        choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models}
+        calibrating = {name: [at[name][o] for o in sorted(set(recent + choose + calibrate))] for name in models}
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
             calibration = calibration_factor(calibrating[name], level) if name in models else Calibration()

@@ -1,0 +1,294 @@
+"""Forecasts → findings: predicted satisfaction dips and ticket surges a manager can act on. Pure.
+
+For every future day of a series, the probability that the day crosses a limit comes from the
+forecast distribution (normal on each side of ``yhat``, with the spread implied by the interval
+on that side), not from the point forecast alone. Limits per metric (``thresholds``):
+
+* ``below`` / ``above``: absolute (satisfaction under 85, resolution over 48 hours);
+* ``drop_share`` / ``rise_share``: relative to the community's own recent baseline (the median
+  of its last four weeks, by weekday type for counts, so a quiet Sunday is not a dip).
+
+A day is flagged when that probability reaches ``min_probability``. Consecutive flagged days
+(a gap of one day is bridged) form one finding, which says when (first, last and peak day), how
+deep (expected value against the limit), how sure (peak probability), how bad (severity 提醒 /
+警告 / 严重), and which holiday, window or season it falls in.
+
+Identity: a finding is ``community · metric · kind`` plus its dates; `carry_identity` gives a new
+finding the id of yesterday's finding it overlaps, so the same predicted dip seen again is the
+same finding, updated, not a new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from forecaster.config import Threshold, ThresholdsConfig
+
+__all__ = [
+    "Finding",
+    "SEVERITIES",
+    "thresholds_for",
+    "recent_baseline",
+    "day_probabilities",
+    "find_in_series",
+    "carry_identity",
+    "findings_frame",
+]
+
+SEVERITIES = ("提醒", "警告", "严重")  # notice, warning, critical
+DIP_METRICS = {"satisfaction"}  # lower is worse; everything else: higher is worse
+
+
+@dataclass
+class Finding:
+    community_id: str
+    metric: str
+    kind: str  # dip | surge
+    first_day: dt.date
+    last_day: dt.date
+    peak_day: dt.date
+    expected: float  # forecast at the peak day
+    limit: float  # the threshold crossed at the peak day
+    reference: str  # what the limit is: "阈值 85" or "近4周基线 92.1 −5%"
+    baseline: float  # the community's recent baseline for this metric
+    depth: float  # relative distance of expected beyond the baseline (0.08 = 8% worse)
+    probability: float  # peak probability of crossing the limit
+    severity: str
+    window: str  # holiday / season labels overlapping, "、"-joined, or ""
+    estimated: bool  # the holiday schedule involved is computed, not yet published
+    days: int
+    finding_id: str = ""
+    status: str = "new"  # new | updated | unchanged (set by carry_identity)
+    extra: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        return f"{self.community_id}:{self.metric}:{self.kind}"
+
+
+def thresholds_for(config: ThresholdsConfig, metric: str, community_id: str, city: str | None, region: str | None) -> Threshold | None:
+    """The default for ``metric``, overridden by region, then city, then community (most specific wins)."""
+    base = config.defaults.get(metric)
+    merged = base.model_dump() if base else {}
+    ranked = sorted(
+        config.overrides,
+        key=lambda o: 3 if o.community else 2 if o.city else 1,
+    )
+    for override in ranked:
+        hit = (
+            (override.community and override.community == community_id)
+            or (override.city and override.city == city)
+            or (override.region and override.region == region)
+        )
+        if hit and metric in override.metrics:
+            merged.update({k: v for k, v in override.metrics[metric].model_dump().items() if v is not None})
+    if not merged or all(v is None for v in merged.values()):
+        return None
+    return Threshold(**merged)
+
+
+def recent_baseline(
+    y: np.ndarray, off_day: np.ndarray | None, future_off: np.ndarray, *, days: int = 28, statistic=np.nanmedian
+) -> np.ndarray:
+    """Per future day, ``statistic`` (median; mean for counts) of the last ``days`` observed
+    days of the same type (working day / day off, when ``off_day`` is given; else all days)."""
+    recent = slice(max(0, len(y) - days), len(y))
+    values = y[recent]
+    h = len(future_off)
+    overall = float(statistic(values)) if np.isfinite(values).any() else float("nan")
+    out = np.full(h, overall)
+    if off_day is None:
+        return out
+    kinds = off_day[recent].astype(bool)
+    for kind in (False, True):
+        sel = values[kinds == kind]
+        if np.isfinite(sel).sum() >= 3:
+            out[future_off.astype(bool) == kind] = float(statistic(sel))
+    return out
+
+
+def _prob_below(limit: np.ndarray, mean: np.ndarray, lower: np.ndarray, z: float) -> np.ndarray:
+    sd = np.maximum((mean - lower) / z, 1e-9)
+    return ndtr((limit - mean) / sd)
+
+
+def _prob_above(limit: np.ndarray, mean: np.ndarray, upper: np.ndarray, z: float) -> np.ndarray:
+    sd = np.maximum((upper - mean) / z, 1e-9)
+    return 1.0 - ndtr((limit - mean) / sd)
+
+
+def day_probabilities(
+    metric: str,
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    baseline: np.ndarray,
+    threshold: Threshold,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per day: the probability of the worst crossing, the limit it concerns, and its description."""
+    z = float(ndtri(0.5 + level / 200))
+    h = len(mean)
+    best_p, best_limit, best_ref = np.zeros(h), np.full(h, np.nan), [""] * h
+    candidates: list[tuple[np.ndarray, str]] = []
+    excess = threshold.min_excess or 0.0
+    if metric in DIP_METRICS:
+        if threshold.below is not None:
+            candidates.append((np.full(h, threshold.below), f"阈值 {threshold.below:g}"))
+        if threshold.drop_share is not None:
+            limit = np.minimum(baseline * (1 - threshold.drop_share), baseline - excess)
+            candidates.append((limit, f"近4周基线 −{threshold.drop_share:.0%}"))
+        prob = lambda limit: _prob_below(limit, mean, lower, z)  # noqa: E731
+    else:
+        if threshold.above is not None:
+            candidates.append((np.full(h, threshold.above), f"上限 {threshold.above:g}"))
+        if threshold.rise_share is not None:
+            limit = np.maximum(baseline * (1 + threshold.rise_share), baseline + excess)
+            candidates.append((limit, f"近4周基线 +{threshold.rise_share:.0%}"))
+        prob = lambda limit: _prob_above(limit, mean, upper, z)  # noqa: E731
+    for limit, ref in candidates:
+        ok = np.isfinite(limit)
+        p = np.where(ok, prob(np.where(ok, limit, 0.0)), 0.0)
+        better = p > best_p
+        best_p = np.where(better, p, best_p)
+        best_limit = np.where(better, limit, best_limit)
+        best_ref = [r if b else old for r, b, old in zip([ref] * h, better, best_ref)]
+    return best_p, best_limit, best_ref
+
+
+def _severity(depth: float, probability: float) -> str:
+    if depth >= 0.15 and probability >= 0.8:
+        return SEVERITIES[2]
+    if depth >= 0.08 and probability >= 0.6:
+        return SEVERITIES[1]
+    return SEVERITIES[0]
+
+
+def find_in_series(
+    community_id: str,
+    metric: str,
+    days: pd.DatetimeIndex,
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    baseline: np.ndarray,
+    threshold: Threshold | None,
+    *,
+    level: float,
+    windows: list[str] | None = None,
+    estimated: np.ndarray | None = None,
+    min_probability: float = 0.6,
+    min_days: int = 2,
+    bridge_days: int = 2,
+) -> list[Finding]:
+    """All findings in one series' forecast. Gaps of up to ``bridge_days`` unflagged days
+    between flagged ones are bridged (a dip on Monday and Wednesday is one dip); a finding
+    must have at least ``min_days`` flagged days."""
+    if threshold is None or len(mean) == 0:
+        return []
+    p, limit, refs = day_probabilities(metric, mean, lower, upper, baseline, threshold, level)
+    flagged = p >= min_probability
+    bridged = flagged.copy()
+    hits = np.flatnonzero(flagged)
+    for a, b in zip(hits[:-1], hits[1:]):
+        if 1 < b - a <= bridge_days + 1:
+            bridged[a:b] = True
+    findings = []
+    i, n = 0, len(bridged)
+    kind = "dip" if metric in DIP_METRICS else "surge"
+    while i < n:
+        if not bridged[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and bridged[j + 1]:
+            j += 1
+        if int(flagged[i : j + 1].sum()) >= min_days:
+            span = np.arange(i, j + 1)
+            peak = int(span[np.argmax(p[span])])
+            base = float(baseline[peak]) if np.isfinite(baseline[peak]) else float("nan")
+            if metric in DIP_METRICS:
+                depth = (base - mean[peak]) / base if base and np.isfinite(base) else 0.0
+            else:
+                depth = (mean[peak] - base) / base if base and np.isfinite(base) and base > 0 else 0.0
+            labels: list[str] = []
+            for k in span:
+                for label in (windows[k].split("、") if windows and windows[k] else []):
+                    if label not in labels:
+                        labels.append(label)
+            findings.append(
+                Finding(
+                    community_id=community_id,
+                    metric=metric,
+                    kind=kind,
+                    first_day=days[i].date(),
+                    last_day=days[j].date(),
+                    peak_day=days[peak].date(),
+                    expected=float(mean[peak]),
+                    limit=float(limit[peak]),
+                    reference=refs[peak],
+                    baseline=base,
+                    depth=float(max(depth, 0.0)),
+                    probability=float(p[peak]),
+                    severity=_severity(max(depth, 0.0), float(p[peak])),
+                    window="、".join(labels),
+                    estimated=bool(estimated is not None and estimated[span].any()),
+                    days=int(j - i + 1),
+                )
+            )
+        i = j + 1
+    return findings
+
+
+def _new_id(finding: Finding) -> str:
+    raw = f"{finding.key()}:{finding.first_day.isoformat()}"
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12]
+
+
+def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: int = 3) -> list[Finding]:
+    """Give each new finding the id of the previous finding (same community, metric and kind)
+    whose days overlap it (within ``slack_days``), marking it ``updated`` when its severity,
+    days or depth changed and ``unchanged`` otherwise; unmatched ones get a fresh id (``new``)."""
+    by_key: dict[str, list[Finding]] = {}
+    for f in previous:
+        by_key.setdefault(f.key(), []).append(f)
+    used: set[str] = set()
+    slack = dt.timedelta(days=slack_days)
+    for f in new:
+        match = None
+        for old in by_key.get(f.key(), []):
+            if old.finding_id in used:
+                continue
+            if f.first_day <= old.last_day + slack and old.first_day <= f.last_day + slack:
+                match = old
+                break
+        if match is None:
+            f.finding_id, f.status = _new_id(f), "new"
+            continue
+        used.add(match.finding_id)
+        f.finding_id = match.finding_id
+        same = (
+            f.severity == match.severity
+            and f.first_day == match.first_day
+            and f.last_day == match.last_day
+            and abs(f.depth - match.depth) < 0.01
+        )
+        f.status = "unchanged" if same else "updated"
+    return new
+
+
+def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+    rows = [{k: v for k, v in asdict(f).items() if k != "extra"} for f in findings]
+    columns = list(Finding.__dataclass_fields__)
+    columns.remove("extra")
+    frame = pd.DataFrame(rows, columns=columns)
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    if len(frame):
+        frame["_rank"] = frame["severity"].map(order)
+        frame = frame.sort_values(["_rank", "probability", "first_day"], ascending=[False, False, True]).drop(columns="_rank")
+    return frame.reset_index(drop=True)

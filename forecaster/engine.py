@@ -1,0 +1,43 @@
+"""Where the per-series work runs: in this process, or in a pool of processes over chunks.
+
+The work is one pure function of a chunk of series, so every backend gives the same results.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+__all__ = ["map_chunks", "chunked", "resolve_workers"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``None`` or 0 → all cores."""
+    return max(1, workers or os.cpu_count() or 1)
+
+
+def chunked(items: Sequence[T], n_chunks: int) -> list[Sequence[T]]:
+    n_chunks = max(1, min(n_chunks, len(items)))
+    size, extra = divmod(len(items), n_chunks)
+    out, start = [], 0
+    for i in range(n_chunks):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return [c for c in out if len(c)]
+
+
+def map_chunks(fn: Callable[[T], R], chunks: Sequence[T], *, backend: str = "process", workers: int | None = None) -> list[R]:
+    """``[fn(c) for c in chunks]``, in order, on the chosen backend."""
+    workers = resolve_workers(workers)
+    if backend == "serial" or workers == 1 or len(chunks) <= 1:
+        return [fn(c) for c in chunks]
+    if backend != "process":
+        raise ValueError(f"unknown engine backend {backend!r} (serial or process)")
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+        return list(pool.map(fn, chunks))

@@ -1,0 +1,255 @@
+"""The nightly outlook: every community's series forecast, then findings, then the planners' tables.
+
+Pure functions of frames and config (the process pool aside): the pipeline reads and writes,
+this computes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecaster.calendar import Location, make_features
+from forecaster.config import Config
+from forecaster.detect import Finding, find_in_series, findings_frame, recent_baseline, thresholds_for
+from forecaster.engine import chunked, map_chunks, resolve_workers
+from forecaster.forecasting import SeriesOutcome, forecast_long
+from forecaster.ingest.aggregate import COUNT_METRICS
+from forecaster.models.select import Settings
+
+__all__ = [
+    "locations_of",
+    "forecast_communities",
+    "FeatureBook",
+    "detect_findings",
+    "forecast_table",
+    "findings_table",
+    "FINDINGS_HEADERS_ZH",
+]
+
+
+def locations_of(communities: pd.DataFrame) -> dict[str, Location]:
+    return {
+        r.community_id: Location(r.community_id, _text(r.city), _text(r.region))
+        for r in communities[["community_id", "city", "region"]].itertuples(index=False)
+    }
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
+
+
+@dataclass(frozen=True)
+class _Job:
+    frame: pd.DataFrame
+    settings: Settings
+    country: str
+    calendar: object
+    locations: dict[str, Location]
+
+
+def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    return forecast_long(job.frame, job.settings, country=job.country, calendar=job.calendar, locations=job.locations)
+
+
+def forecast_communities(
+    series: pd.DataFrame, config: Config, communities: pd.DataFrame
+) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    """Forecast every series (``series_id, community_id, metric, ds, y``) on the configured engine.
+
+    Returns forecasts with ``community_id`` and ``metric`` columns, and one outcome per series.
+    """
+    if series.empty:
+        return pd.DataFrame(), []
+    locations = locations_of(communities)
+    per_series = {
+        sid: locations.get(cid, Location(cid))
+        for sid, cid in series.groupby("series_id", sort=False)["community_id"].first().items()
+    }
+    settings = Settings.from_config(config.forecast)
+    ids = list(series["series_id"].unique())
+    workers = 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)
+    jobs = [
+        _Job(series[series["series_id"].isin(set(part))], settings, config.forecast.country, config.calendar, per_series)
+        for part in chunked(ids, workers * 4)
+    ]
+    results = map_chunks(_forecast_chunk, jobs, backend=config.engine.backend, workers=config.engine.workers)
+    frames = [f for f, _ in results if not f.empty]
+    outcomes = [o for _, outs in results for o in outs]
+    if not frames:
+        return pd.DataFrame(), outcomes
+    forecasts = pd.concat(frames, ignore_index=True)
+    meta = series.groupby("series_id", sort=False)[["community_id", "metric"]].first()
+    forecasts = forecasts.join(meta, on="series_id")
+    return forecasts, outcomes
+
+
+class FeatureBook:
+    """Calendar features per location over one date range, built once each."""
+
+    def __init__(self, start: dt.date, end: dt.date, config: Config):
+        self.start, self.end, self.config = start, end, config
+        self._cache: dict[tuple, pd.DataFrame] = {}
+
+    def get(self, location: Location) -> pd.DataFrame:
+        key = (location.city, location.region, location.community_id if self.config.calendar.events else None)
+        if key not in self._cache:
+            self._cache[key] = make_features(
+                self.start, self.end, country=self.config.forecast.country, calendar=self.config.calendar, location=location
+            )
+        return self._cache[key]
+
+
+def detect_findings(
+    series: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    config: Config,
+    communities: pd.DataFrame,
+    as_of: dt.date,
+    book: FeatureBook,
+) -> list[Finding]:
+    """Findings in every forecast, against each community's thresholds and recent baseline."""
+    if forecasts.empty:
+        return []
+    locations = locations_of(communities)
+    level = config.forecast.level
+    lookahead = config.detect.lookahead_days
+    history = {sid: g for sid, g in series.groupby("series_id", sort=False)}
+    found: list[Finding] = []
+    for sid, fc in forecasts.groupby("series_id", sort=False):
+        cid, metric = fc["community_id"].iloc[0], fc["metric"].iloc[0]
+        if len(history[sid]) < config.forecast.min_history_days:
+            continue  # too little history to warn reliably (the series still gets its forecast)
+        loc = locations.get(cid, Location(cid))
+        threshold = thresholds_for(config.thresholds, metric, cid, loc.city, loc.region)
+        if threshold is None:
+            continue
+        fc = fc.sort_values("ds")
+        if lookahead:
+            fc = fc[fc["ds"] < pd.Timestamp(as_of) + pd.Timedelta(days=lookahead)]
+        days = pd.DatetimeIndex(fc["ds"])
+        feats = book.get(loc)
+        hist = history[sid].tail(28)
+        h_feats = feats.reindex(pd.DatetimeIndex(hist["ds"]))
+        f_feats = feats.reindex(days)
+        counts = metric in COUNT_METRICS
+        baseline = recent_baseline(
+            hist["y"].to_numpy(dtype=float),
+            h_feats["off_day"].to_numpy() if counts else None,
+            f_feats["off_day"].to_numpy(),
+            statistic=np.nanmean if counts else np.nanmedian,
+        )
+        found.extend(
+            find_in_series(
+                cid,
+                metric,
+                days,
+                fc["yhat"].to_numpy(),
+                fc["yhat_lower"].to_numpy(),
+                fc["yhat_upper"].to_numpy(),
+                baseline,
+                threshold,
+                level=level,
+                windows=f_feats["window"].fillna("").tolist(),
+                estimated=f_feats["estimated"].fillna(False).to_numpy(dtype=bool),
+                min_probability=config.detect.min_probability,
+                min_days=config.detect.min_days,
+                bridge_days=config.detect.bridge_days,
+            )
+        )
+    return found
+
+
+def forecast_table(
+    forecasts: pd.DataFrame, findings: list[Finding], communities: pd.DataFrame, book: FeatureBook
+) -> pd.DataFrame:
+    """The forecast CSV (DESIGN.md contract): ``community_id, community_name, metric, ds, yhat,
+    yhat_lower, yhat_upper, model, holiday, season, flag, severity``."""
+    columns = ["community_id", "community_name", "metric", "ds", "yhat", "yhat_lower", "yhat_upper", "model", "holiday", "season", "flag", "severity"]
+    if forecasts.empty:
+        return pd.DataFrame(columns=columns)
+    names = communities.set_index("community_id")["name"]
+    locations = locations_of(communities)
+    parts = []
+    for cid, fc in forecasts.groupby("community_id", sort=False):
+        feats = book.get(locations.get(cid, Location(cid))).reindex(pd.DatetimeIndex(fc["ds"]))
+        part = fc.assign(
+            community_name=names.get(cid, cid),
+            holiday=feats["holiday_window"].fillna("").to_numpy(),
+            season=feats["season"].fillna("").to_numpy(),
+        )
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["flag"], out["severity"] = "", ""
+    if findings:
+        key = out["community_id"] + "|" + out["metric"]
+        for f in findings:
+            mask = (key == f"{f.community_id}|{f.metric}") & (out["ds"] >= pd.Timestamp(f.first_day)) & (out["ds"] <= pd.Timestamp(f.last_day))
+            out.loc[mask, "flag"] = f.kind
+            out.loc[mask, "severity"] = f.severity
+    out["ds"] = pd.to_datetime(out["ds"]).dt.strftime("%Y-%m-%d")
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        out[col] = out[col].round(2)
+    return out.sort_values(["community_id", "metric", "ds"], kind="stable")[columns].reset_index(drop=True)
+
+
+FINDINGS_HEADERS_ZH = {
+    "finding_id": "编号",
+    "severity": "级别",
+    "community_id": "小区编号",
+    "community_name": "小区",
+    "city": "城市",
+    "region": "区域",
+    "manager": "负责人",
+    "metric": "指标",
+    "kind": "类型",
+    "first_day": "开始",
+    "last_day": "结束",
+    "peak_day": "最严重日",
+    "days": "天数",
+    "expected": "预测值",
+    "limit": "界限",
+    "reference": "依据",
+    "baseline": "近期基线",
+    "depth": "偏离",
+    "probability": "概率",
+    "window": "节假日/季节",
+    "estimated": "假期安排为推算",
+    "status": "状态",
+}
+
+
+def findings_table(findings: list[Finding], communities: pd.DataFrame, *, chinese_headers: bool = False) -> pd.DataFrame:
+    """One row per finding, most severe first, with the community's name, city and manager."""
+    frame = findings_frame(findings)
+    info = communities.set_index("community_id")
+    out = pd.DataFrame(
+        {
+            "finding_id": frame["finding_id"],
+            "severity": frame["severity"],
+            "community_id": frame["community_id"],
+            "community_name": frame["community_id"].map(info["name"]),
+            "city": frame["community_id"].map(info["city"]),
+            "region": frame["community_id"].map(info["region"]),
+            "manager": frame["community_id"].map(info["manager"]),
+            "metric": frame["metric"],
+            "kind": frame["kind"],
+            "first_day": frame["first_day"],
+            "last_day": frame["last_day"],
+            "peak_day": frame["peak_day"],
+            "days": frame["days"],
+            "expected": frame["expected"].round(2),
+            "limit": frame["limit"].round(2),
+            "reference": frame["reference"],
+            "baseline": frame["baseline"].round(2),
+            "depth": frame["depth"].round(3),
+            "probability": frame["probability"].round(3),
+            "window": frame["window"],
+            "estimated": frame["estimated"],
+            "status": frame["status"],
+        }
+    )
+    return out.rename(columns=FINDINGS_HEADERS_ZH) if chinese_headers else out
