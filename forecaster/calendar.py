@@ -32,6 +32,7 @@ __all__ = [
     "make_features",
     "is_published_year",
     "FEATURE_TEXT_COLUMNS",
+    "FeatureBook",
 ]
 
 # Canonical holiday keys and how they read in an alert.
@@ -276,3 +277,21 @@ def make_features(
 
 
 FEATURE_TEXT_COLUMNS = ("holiday", "holiday_window", "season", "window", "estimated")
+
+
+class FeatureBook:
+    """`make_features` over one date range, built once per location (city, region; community
+    only when events name communities) and shared by every series there."""
+
+    def __init__(self, start, end, *, country: str = "CN", calendar: "CalendarConfig | None" = None):
+        from forecaster.config import CalendarConfig
+
+        self.start, self.end, self.country = start, end, country
+        self.calendar = calendar or CalendarConfig()
+        self._cache: dict[tuple, pd.DataFrame] = {}
+
+    def get(self, location: Location = Location()) -> pd.DataFrame:
+        key = (location.city, location.region, location.community_id if self.calendar.events else None)
+        if key not in self._cache:
+            self._cache[key] = make_features(self.start, self.end, country=self.country, calendar=self.calendar, location=location)
+        return self._cache[key]

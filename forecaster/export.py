@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["write_csv", "neutralise_cell", "write_series_csv"]
+__all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv"]
 
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def neutralise_cell(value: object) -> object:
@@ -26,21 +28,16 @@ def neutralise_cell(value: object) -> object:
     return value
 
 
-def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float_format: str | None = None) -> Path:
-    """Write ``frame`` to ``path`` atomically as UTF-8 with BOM."""
+def _atomic_write(path: Path, encoding: str, write) -> Path:
+    """Write through ``write(handle)`` into a temporary file beside ``path``, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = frame
-    if neutralise:
-        text_cols = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
-        if text_cols:
-            out = frame.copy()
-            for col in text_cols:
-                out[col] = out[col].map(neutralise_cell)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-            out.to_csv(handle, index=False, float_format=float_format, date_format="%Y-%m-%d %H:%M:%S")
+        # mkstemp makes the file private (0600); give it the permissions a plain write would.
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -51,6 +48,27 @@ def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float
             pass
         raise
     return path
+
+
+def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float_format: str | None = None) -> Path:
+    """Write ``frame`` to ``path`` atomically as UTF-8 with BOM."""
+    out = frame
+    if neutralise:
+        text_cols = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
+        if text_cols:
+            out = frame.copy()
+            for col in text_cols:
+                out[col] = out[col].map(neutralise_cell)
+    return _atomic_write(
+        path,
+        "utf-8-sig",
+        lambda h: out.to_csv(h, index=False, float_format=float_format, date_format="%Y-%m-%d %H:%M:%S"),
+    )
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` atomically as UTF-8 (HTML reports)."""
+    return _atomic_write(path, "utf-8", lambda h: h.write(text))
 
 
 def write_series_csv(series: pd.DataFrame, communities: pd.DataFrame, path: Path) -> Path:

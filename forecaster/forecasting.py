@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecaster.calendar import Location, make_features
+from forecaster.calendar import FeatureBook, Location
 from forecaster.config import CalendarConfig
 from forecaster.errors import ForecasterError
 from forecaster.models.base import SeriesSpec
@@ -144,20 +144,6 @@ class SeriesOutcome:
     n_obs: int = 0
 
 
-class _Features:
-    """Calendar features per location, built once for the whole date range and sliced per series."""
-
-    def __init__(self, start: pd.Timestamp, end: pd.Timestamp, country: str, calendar: CalendarConfig):
-        self.start, self.end, self.country, self.calendar = start, end, country, calendar
-        self._cache: dict[tuple, pd.DataFrame] = {}
-
-    def get(self, location: Location, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
-        key = (location.city, location.region, location.community_id if self.calendar.events else None)
-        if key not in self._cache:
-            self._cache[key] = make_features(self.start, self.end, country=self.country, calendar=self.calendar, location=location)
-        return self._cache[key].loc[first:last]
-
-
 def forecast_long(
     frame: pd.DataFrame,
     settings: Settings,
@@ -174,7 +160,7 @@ def forecast_long(
     """
     calendar = calendar or CalendarConfig()
     h = settings.horizon
-    feats = _Features(frame["ds"].min(), frame["ds"].max() + pd.Timedelta(days=h), country, calendar)
+    feats = FeatureBook(frame["ds"].min(), frame["ds"].max() + pd.Timedelta(days=h), country=country, calendar=calendar)
     metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
     rows, outcomes = [], []
     for sid, g in frame.groupby("series_id", sort=False):
@@ -182,7 +168,7 @@ def forecast_long(
         y = g["y"].to_numpy(dtype=float)
         try:
             loc = (locations or {}).get(sid, Location())
-            f_all = feats.get(loc, ds[0], ds[-1] + pd.Timedelta(days=h))
+            f_all = feats.get(loc).loc[ds[0] : ds[-1] + pd.Timedelta(days=h)]
             hist, fut = f_all.iloc[: len(ds)], f_all.iloc[len(ds) :]
             s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
             fc = forecast_series(y, ds, s, hist, fut, settings)
@@ -226,13 +212,13 @@ def backtest_long(
 ) -> pd.DataFrame:
     """Point-level backtest results of every series (see `backtest_series`), with ``series_id``."""
     calendar = calendar or CalendarConfig()
-    feats = _Features(frame["ds"].min(), frame["ds"].max(), country, calendar)
+    feats = FeatureBook(frame["ds"].min(), frame["ds"].max(), country=country, calendar=calendar)
     metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
     parts = []
     for sid, g in frame.groupby("series_id", sort=False):
         ds = pd.DatetimeIndex(g["ds"])
         y = g["y"].to_numpy(dtype=float)
-        f = feats.get((locations or {}).get(sid, Location()), ds[0], ds[-1])
+        f = feats.get((locations or {}).get(sid, Location())).loc[ds[0] : ds[-1]]
         s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
         points = backtest_series(
             y,

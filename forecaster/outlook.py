@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecaster.calendar import Location, make_features
+from forecaster.calendar import FeatureBook, Location
 from forecaster.config import Config
 from forecaster.detect import Finding, find_in_series, findings_frame, recent_baseline, thresholds_for
 from forecaster.engine import chunked, map_chunks, resolve_workers
@@ -23,7 +23,6 @@ from forecaster.models.select import Settings
 __all__ = [
     "locations_of",
     "forecast_communities",
-    "FeatureBook",
     "detect_findings",
     "forecast_table",
     "findings_table",
@@ -85,22 +84,6 @@ def forecast_communities(
     meta = series.groupby("series_id", sort=False)[["community_id", "metric"]].first()
     forecasts = forecasts.join(meta, on="series_id")
     return forecasts, outcomes
-
-
-class FeatureBook:
-    """Calendar features per location over one date range, built once each."""
-
-    def __init__(self, start: dt.date, end: dt.date, config: Config):
-        self.start, self.end, self.config = start, end, config
-        self._cache: dict[tuple, pd.DataFrame] = {}
-
-    def get(self, location: Location) -> pd.DataFrame:
-        key = (location.city, location.region, location.community_id if self.config.calendar.events else None)
-        if key not in self._cache:
-            self._cache[key] = make_features(
-                self.start, self.end, country=self.config.forecast.country, calendar=self.config.calendar, location=location
-            )
-        return self._cache[key]
 
 
 def detect_findings(

@@ -23,12 +23,14 @@ from forecaster.clock import Clock, SystemClock, today_in
 from forecaster.config import Config
 from forecaster.errors import ForecasterError
 from forecaster.detect import Finding, carry_identity, findings_frame
-from forecaster.export import write_csv, write_series_csv
+from forecaster.export import write_csv, write_series_csv, write_text
 from forecaster.forecasting import SeriesOutcome
 from forecaster.ingest import SourceData, describe_source, load_source
 from forecaster.ingest.aggregate import make_daily_series
 from forecaster.ingest.validate import TableReport
-from forecaster.outlook import FeatureBook, detect_findings, findings_table, forecast_communities, forecast_table
+from forecaster.calendar import FeatureBook
+from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
+from forecaster.report import make_report_html
 from forecaster.secret import redact
 from forecaster.store import Store
 
@@ -149,7 +151,12 @@ def run_once(
             forecasts, outcomes = forecast_communities(series.frame, config, data.communities)
         result.series_stats = _merge_outcomes(series.stats, outcomes)
         with timer("detect"):
-            book = FeatureBook(as_of - dt.timedelta(days=40), as_of + dt.timedelta(days=config.forecast.horizon), config)
+            book = FeatureBook(
+                as_of - dt.timedelta(days=70),
+                as_of + dt.timedelta(days=config.forecast.horizon),
+                country=config.forecast.country,
+                calendar=config.calendar,
+            )
             found = detect_findings(series.frame, forecasts, config, data.communities, as_of, book)
             previous = _previous_findings(store, result.run_id) if store is not None else []
             carry_identity(found, previous)
@@ -229,6 +236,8 @@ def _write_outputs(
     result.output_rows["findings"] = len(findings_csv)
     result.outputs["series"] = write_series_csv(frame, data.communities, out_dir / "series.csv")
     result.output_rows["series"] = len(frame)
+    page = make_report_html(as_of, found, data.communities, frame, forecasts, book.get, run_id=result.run_id)
+    result.outputs["report"] = write_text(page, out_dir / "report.html")
 
 
 def _finish(store: Store, result: RunResult, clock: Clock) -> None:

@@ -73,6 +73,36 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium: ``$FORECASTER_TEST_CHROMIUM`` or ``chromium`` on the PATH."""
+    import shutil
+
+    path = os.environ.get("FORECASTER_TEST_CHROMIUM") or shutil.which("chromium")
+    if path:
+        return path
+    message = "report tests need Chromium (apt-get install chromium, or set FORECASTER_TEST_CHROMIUM)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run them")
+    pytest.skip(message)
+
+
+def render_in_chromium(chromium: str, page: Path, *, screenshot: Path | None = None) -> str:
+    """Open ``page`` in headless Chromium; return the DOM after its scripts ran."""
+    import subprocess
+    import tempfile
+
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", "--window-size=1200,2400",
+    ]
+    if screenshot is not None:
+        subprocess.run([chromium, *flags, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    done = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
 def small_demo() -> DemoData:
     """Twelve communities, 14 months: every pattern of the full demo, small enough to be quick."""
     return make_demo_frames(AS_OF, communities=12, years=1.2, seed=7)

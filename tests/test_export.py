@@ -33,3 +33,16 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
         pass
     assert path.read_text(encoding="utf-8") == "old"  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+
+
+def test_outputs_are_readable_by_others_like_a_plain_write(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_csv(pd.DataFrame({"x": [1]}), tmp_path / "a.csv")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode & 0o044 == 0o044, oct(mode)  # group and others may read (planners on a shared drive)

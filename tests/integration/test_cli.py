@@ -15,11 +15,13 @@ from forecaster.store import Store
 from tests.conftest import write_config
 
 SMALL_DEMO = {"communities": 10, "years": 0.6, "seed": 5}
+# These tests are about the command line and ingest; model choice has its own tests.
+FAST = {"model": "naive"}
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    write_config(tmp_path, {"demo": SMALL_DEMO})
+    write_config(tmp_path, {"demo": SMALL_DEMO, "forecast": FAST})
     return tmp_path
 
 
@@ -73,7 +75,7 @@ def test_empty_source_exits_2_and_the_failed_run_is_recorded(tmp_path, capsys):
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "communities.csv").write_text("community_id,name\nA1,x\n", encoding="utf-8")
     (tmp_path / "csv" / "tickets.csv").write_text("ticket_id,community_id,created_at\n", encoding="utf-8")
-    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "csv"}, "tables": {"surveys": None}}})
+    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "csv"}, "tables": {"surveys": None}}, "forecast": FAST})
     assert run_cli(tmp_path, "run", "--as-of", "2026-11-23") == 2
     out = capsys.readouterr().out
     assert "no tickets or surveys between" in out and "status     failed (exit 2)" in out
@@ -82,7 +84,7 @@ def test_empty_source_exits_2_and_the_failed_run_is_recorded(tmp_path, capsys):
 
 
 def test_demo_as_csv_then_run_on_the_csv_source(tmp_path, capsys):
-    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "exports"}}, "demo": SMALL_DEMO})
+    write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "exports"}}, "demo": SMALL_DEMO, "forecast": FAST})
     assert run_cli(tmp_path, "demo", "--as-of", "2026-11-23") == 0
     assert {p.name for p in (tmp_path / "exports").iterdir()} == {"communities.csv", "tickets.csv", "surveys.csv"}
     assert run_cli(tmp_path, "run", "--as-of", "2026-11-23") == 0

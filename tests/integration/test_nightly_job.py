@@ -13,7 +13,7 @@ NIGHT = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
 
 def test_nightly_job_runs_as_of_the_company_day_and_logs_start_and_end(tmp_path, caplog):
     write_demo_sql(f"sqlite:///{tmp_path / 'data' / 'demo.db'}", make_demo_frames(dt.date(2026, 11, 23), communities=4, years=0.5, seed=1), seed=1)
-    path = write_config(tmp_path, {})
+    path = write_config(tmp_path, {"forecast": {"model": "naive"}})
     with caplog.at_level(logging.INFO, logger="forecaster.jobs"):
         result = nightly_job(path, clock=FixedClock(NIGHT))
     assert result.as_of == dt.date(2026, 11, 23) and result.exit_code == 0

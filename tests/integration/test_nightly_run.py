@@ -8,7 +8,7 @@ import pytest
 from forecaster.cli import main
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.store import Store
-from tests.conftest import write_config
+from tests.conftest import render_in_chromium, write_config
 
 AS_OF = dt.date(2026, 1, 25)  # Spring Festival 2026: 15–23 February; the staffing gap starts ~5 February
 
@@ -88,3 +88,19 @@ def test_the_same_dip_tomorrow_keeps_its_identity(nightly):
     # The same data again: every finding is recognised, none is new.
     assert set(after["finding_id"]) == set(before["finding_id"])
     assert set(after["status"]) == {"unchanged"}
+
+
+def test_report_opens_offline_in_chromium_with_every_chart_drawn(nightly, chromium, tmp_path):
+    root, _, _ = nightly
+    page = root / "out" / AS_OF.isoformat() / "report.html"
+    text = page.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text  # nothing to fetch: opens offline
+    charts = text.count('<svg class="chart"')
+    assert charts >= 1
+    findings = pd.read_csv(root / "out" / AS_OF.isoformat() / "findings.csv", encoding="utf-8-sig")
+    for name in findings["community_name"].unique():
+        assert name in text
+    dom = render_in_chromium(chromium, page, screenshot=tmp_path / "report.png")
+    assert f'data-charts-rendered="{charts}"' in dom  # every chart laid out with lines in it
+    assert dom.count('data-rendered="yes"') == charts
+    assert (tmp_path / "report.png").stat().st_size > 20_000  # a real picture, not a blank page
