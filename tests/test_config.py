@@ -25,6 +25,19 @@ def test_repository_config_is_valid_and_matches_the_defaults():
     assert config.forecast.horizon == 90
 
 
+@pytest.mark.parametrize("section", ["metrics", "forecast", "calendar", "thresholds", "detect", "engine", "schedule", "demo"])
+def test_repository_config_spells_out_the_code_defaults(section):
+    """config.yaml documents every key; where it repeats a default it must be the same one
+    (a section written out in full replaces the code's defaults)."""
+    from forecaster.config import Config
+
+    shipped = getattr(load_config(REPO / "config.yaml", environ={}), section).model_dump()
+    defaults = getattr(Config(), section).model_dump()
+    if section == "calendar":  # the file lists the windows that are not zero
+        defaults["windows"] = {k: v for k, v in defaults["windows"].items() if v["before"] or v["after"]}
+    assert shipped == defaults
+
+
 def test_environment_variables_are_substituted_with_defaults():
     config = parse_config(
         {"source": {"sql": {"url": "postgresql://app:${PW}@db/${DB:-wuye}"}}},

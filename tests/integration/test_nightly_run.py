@@ -104,3 +104,40 @@ def test_report_opens_offline_in_chromium_with_every_chart_drawn(nightly, chromi
     assert f'data-charts-rendered="{charts}"' in dom  # every chart laid out with lines in it
     assert dom.count('data-rendered="yes"') == charts
     assert (tmp_path / "report.png").stat().st_size > 20_000  # a real picture, not a blank page
+
+
+def test_a_failing_series_makes_the_run_partial_with_exit_1_and_the_rest_is_done(tmp_path, monkeypatch, capsys):
+    import forecaster.forecasting as forecasting
+
+    real = forecasting.forecast_series
+
+    def flaky(y, ds, spec, features, future, settings):
+        if spec.upper == 100.0 and len(y) % 2 == 0:  # some satisfaction series
+            raise RuntimeError("solver crashed")
+        return real(y, ds, spec, features, future, settings)
+
+    monkeypatch.setattr(forecasting, "forecast_series", flaky)
+    demo = make_demo_frames(AS_OF, communities=6, years=0.8, seed=9)
+    write_demo_sql(f"sqlite:///{tmp_path / 'data' / 'demo.db'}", demo, seed=9)
+    write_config(
+        tmp_path,
+        {
+            "forecast": {"model": "naive"},
+            "engine": {"backend": "serial"},
+            "output": {"chinese_headers": True},
+        },
+    )
+    assert main(["run", "--config", str(tmp_path / "config.yaml"), "--as-of", AS_OF.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert "status     partial (exit 1)" in out and "failed:" in out
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}")
+    [run] = store.last_runs()
+    status = store.series_status_frame(run.run_id)
+    failed = status[status["status"] == "failed"]
+    assert run.status == "partial" and len(failed) >= 1
+    assert failed["reason"].str.contains("RuntimeError: solver crashed").all()
+    assert (status["status"] == "ok").sum() >= 12  # the others were forecast
+    forecast = pd.read_csv(tmp_path / "out" / AS_OF.isoformat() / "forecast.csv", encoding="utf-8-sig")
+    assert set(forecast["community_id"] + ":" + forecast["metric"]) == set(status.loc[status["status"] != "failed", "series_id"])
+    header = (tmp_path / "out" / AS_OF.isoformat() / "findings.csv").read_text(encoding="utf-8-sig").splitlines()[0]
+    assert header.startswith("编号,级别,小区编号,小区,城市,区域,负责人")
