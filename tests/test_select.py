@@ -95,3 +95,20 @@ def test_backtest_auto_chooses_from_earlier_folds_only():
     assert table.loc["auto", "mase"] <= table.loc["naive", "mase"]
     assert {"holiday_mase", "holiday_coverage"} <= set(table.columns)
     assert 0 <= table.loc["auto", "coverage"] <= 1
+
+
+def test_holiday_volatility_compares_week_on_week_moves_in_and_out_of_holiday_windows():
+    from forecaster.models.select import holiday_volatility
+
+    rng = np.random.default_rng(0)
+    y = 50 + rng.normal(0, 1, 200)
+    holiday = np.zeros(200, bool)
+    holiday[100:120] = True
+    y[100:120] += rng.normal(0, 3, 20)  # three times as jumpy around the holiday
+    ratio = holiday_volatility(y, holiday)
+    assert 1.5 < ratio <= 2.0  # capped at 2
+    assert holiday_volatility(y, np.zeros(200, bool)) == 1.0  # no holiday seen: no change
+    assert holiday_volatility(50 + rng.normal(0, 1, 200), holiday) < 1.4  # as calm as usual
+    narrow = Forecast(np.ones(40), np.full(40, 0.5), np.full(40, 1.5))
+    calm = calibration_factor([FoldForecast(0, np.array([0.0, 2.0] * 20), narrow, 1.0)], 80, holiday_ratio=1.5)
+    assert calm.holiday == pytest.approx(1.5 * calm.ordinary)  # no holiday in the folds: scaled fallback

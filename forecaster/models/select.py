@@ -273,12 +273,37 @@ class Calibration:
         return np.where(holiday[:h], self.holiday, self.ordinary)
 
 
+def holiday_volatility(y: np.ndarray, holiday: np.ndarray | None, *, min_days: int = 5, cap: float = 2.0) -> float:
+    """How much more the series moves week on week in holiday windows than on ordinary days:
+    the ratio of the 80th percentiles of |y[t] − y[t−7]|, between 1 and ``cap`` (1 when the
+    history holds fewer than ``min_days`` holiday-window days)."""
+    if holiday is None or len(y) <= 7:
+        return 1.0
+    change = np.abs(y[7:] - y[:-7])
+    flags = np.asarray(holiday[7 : len(y)], dtype=bool)
+    ok = np.isfinite(change)
+    on, off = change[ok & flags], change[ok & ~flags]
+    if len(on) < min_days or len(off) < min_days:
+        return 1.0
+    base = np.quantile(off, 0.8)
+    if base <= 0:
+        return 1.0
+    return float(np.clip(np.quantile(on, 0.8) / base, 1.0, cap))
+
+
 def calibration_factor(
-    folds: list[FoldForecast], level: float, *, min_points: int = 20, min_holiday_points: int = 5
+    folds: list[FoldForecast],
+    level: float,
+    *,
+    min_points: int = 20,
+    min_holiday_points: int = 5,
+    holiday_ratio: float = 1.0,
 ) -> Calibration:
     """Scale the interval so that it would have covered ``level``% of the backtest points
-    (conformal calibration), separately for holiday-window days when there are enough of them.
-    Factors stay within 0.5–4; too few points leave the interval as the model gave it."""
+    (conformal calibration), separately for holiday-window days when there are enough of them;
+    when there are not, holiday days get the ordinary factor times ``holiday_ratio`` (see
+    `holiday_volatility`). Factors stay within 0.5–4; too few points leave the interval as the
+    model gave it."""
     ratios, holiday = [], []
     for f in folds:
         if f.forecast is None:
@@ -304,7 +329,10 @@ def calibration_factor(
     off_holiday = ratios_arr[~holiday_arr]
     ordinary = factor(off_holiday if len(off_holiday) >= min_points else ratios_arr)
     on_holiday = ratios_arr[holiday_arr]
-    special = max(ordinary, factor(on_holiday)) if len(on_holiday) >= min_holiday_points else ordinary
+    if len(on_holiday) >= min_holiday_points:
+        special = max(ordinary, factor(on_holiday))
+    else:
+        special = min(ordinary * holiday_ratio, 4.0)
     return Calibration(ordinary, special)
 
 
@@ -363,7 +391,11 @@ def forecast_series(
         except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
             notes.append(f"{name} failed: {exc}")
             continue
-        calibration = calibration_factor(folds.get(name, []), level) if settings.calibrate else Calibration()
+        calibration = (
+            calibration_factor(folds.get(name, []), level, holiday_ratio=holiday_volatility(y, masks.get("any")))
+            if settings.calibrate
+            else Calibration()
+        )
         future_holiday = holiday_window_mask(future) if future is not None else None
         fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
         best_first = name == order[0]
@@ -453,16 +485,17 @@ def backtest_series(
 
     for k, origin in enumerate(scored):
         recent, choose, calibrate = deciding[origin]
+        ratio = holiday_volatility(y[:origin], hw)
         choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models}
         calibrating = {name: [at[name][o] for o in sorted(set(recent + choose + calibrate))] for name in models}
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
-            calibration = calibration_factor(calibrating[name], level) if name in models else Calibration()
+            calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
             emit(name, at[name][origin], k, calibration)
         ranked = [name for s, name in sorted((_mean_mase(p), name) for name, p in choosing.items()) if np.isfinite(s)]
         usable = [name for name in ranked if at[name][origin].forecast is not None]
         choice = usable[0] if usable else "naive"
-        emit("auto", at[choice][origin], k, calibration_factor(calibrating[choice], level))
+        emit("auto", at[choice][origin], k, calibration_factor(calibrating[choice], level, holiday_ratio=ratio))
     if not rows:
         return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
     return pd.concat(rows, ignore_index=True)
