@@ -9,7 +9,6 @@ the others.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,8 +236,3 @@ def backtest_long(
         points.insert(0, "series_id", sid)
         parts.append(points)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def as_of_from(frame: pd.DataFrame) -> dt.date:
-    """The first day after the newest observation: where forecasts start."""
-    return (frame["ds"].max() + pd.Timedelta(days=1)).date()

@@ -209,7 +209,8 @@ def validate_tickets(
 
     closed_raw = _column(raw, "closed_at")
     closed = parse_timestamps(closed_raw, source_tz, timezone)
-    bad_closed = check.flag(closed.isna().to_numpy() & closed_raw.notna().to_numpy() & (_text(closed_raw).notna().to_numpy()), "closed_at is not a date/time", "closed_at", "cleared")
+    given = _text(closed_raw).notna().to_numpy()
+    bad_closed = check.flag(closed.isna().to_numpy() & given, "closed_at is not a date/time", "closed_at", "cleared")
     before = check.flag((closed < created).fillna(False).to_numpy(), "closed_at before created_at", "closed_at", "cleared")
     closed = closed.mask(bad_closed | before)
 

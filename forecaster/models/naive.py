@@ -8,7 +8,6 @@ number of weeks ahead.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from forecaster.models.base import Forecast, ModelError
 
