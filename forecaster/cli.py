@@ -8,6 +8,7 @@ store error (nothing could be done). Errors are one readable line naming what to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -237,11 +238,10 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
     config = _load_optional(args)
     frame = _read_series(args)
-    settings = Settings.from_config(config.forecast)
-    changes = {k: v for k, v in (("horizon", args.horizon), ("model", args.model), ("level", args.level)) if v is not None}
     if args.horizon is not None and args.horizon < 1:
         raise ConfigError("--horizon must be at least 1")
-    settings = type(settings)(**{**settings.__dict__, **changes})
+    changes = {k: v for k, v in (("horizon", args.horizon), ("model", args.model), ("level", args.level)) if v is not None}
+    settings = dataclasses.replace(Settings.from_config(config.forecast), **changes)
     from forecaster.forecasting import forecast_long
 
     out, outcomes = forecast_long(frame, settings, country=args.country or config.forecast.country, calendar=config.calendar)

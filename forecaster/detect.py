@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,6 @@ class Finding:
     days: int
     finding_id: str = ""
     status: str = "new"  # new | updated | unchanged (set by carry_identity)
-    extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
         return f"{self.community_id}:{self.metric}:{self.kind}"
@@ -283,10 +282,7 @@ def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: i
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:
-    rows = [{k: v for k, v in asdict(f).items() if k != "extra"} for f in findings]
-    columns = list(Finding.__dataclass_fields__)
-    columns.remove("extra")
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame([asdict(f) for f in findings], columns=list(Finding.__dataclass_fields__))
     order = {s: i for i, s in enumerate(SEVERITIES)}
     if len(frame):
         frame["_rank"] = frame["severity"].map(order)

@@ -207,7 +207,7 @@ def _previous_findings(store: Store, run_id: str) -> list[Finding]:
     if last is None:
         return []
     frame = store.findings_frame(last.run_id)
-    fields = set(Finding.__dataclass_fields__) - {"extra"}
+    fields = set(Finding.__dataclass_fields__)
     out = []
     for rec in frame.to_dict("records"):
         values = {k: rec[k] for k in fields if k in rec}

@@ -20,6 +20,7 @@ import pandas as pd
 
 from forecaster.calendar import Location
 from forecaster.detect import SEVERITIES, Finding
+from forecaster.outlook import locations_of
 
 __all__ = ["METRIC_NAMES_ZH", "KIND_NAMES_ZH", "make_report_html", "make_chart_svg"]
 
@@ -227,6 +228,7 @@ def make_report_html(
         for f in order:
             if f.community_id not in seen:
                 seen.append(f.community_id)
+        locations = locations_of(communities)
         hist_by = {k: g for k, g in series.groupby(["community_id", "metric"], sort=False)}
         fc_by = {k: g for k, g in forecasts.groupby(["community_id", "metric"], sort=False)}
         for cid in seen[:max_communities]:
@@ -245,8 +247,7 @@ def make_report_html(
                     f"{'，' + _e(f.window) if f.window else ''}</li>"
                 )
             parts.append("</ul>")
-            loc = Location(cid, row.get("city") if row is not None else None, row.get("region") if row is not None else None)
-            feats = features_for(loc)
+            feats = features_for(locations.get(cid, Location(cid)))
             for metric in dict.fromkeys(f.metric for f in mine):
                 hist = hist_by.get((cid, metric))
                 fc = fc_by.get((cid, metric))
