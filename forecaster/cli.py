@@ -57,7 +57,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=_date, metavar="DATE", help="run as of this date (default: today in the configured timezone)")
     p.add_argument("--dry-run", action="store_true", help="read and aggregate only; write no files and record nothing")
+    p.add_argument(
+        "--no-send",
+        action="store_true",
+        help="queue the alerts in the outbox but do not send them now (the service or `outbox --send` will)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "outbox",
+        parents=[common],
+        help="show, send or retry alert messages",
+        description="Every alert is stored in the outbox before it is sent. Without options: counts and the "
+        "latest messages with their status (pending, sending, sent, failed) and the platform's last answer.",
+    )
+    p.add_argument("--status", choices=["pending", "sending", "sent", "failed"], help="only messages in this state")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="messages listed (default 20)")
+    p.add_argument("--show", metavar="ID", help="one message: its text and every delivery attempt (an id prefix will do)")
+    p.add_argument("--send", action="store_true", help="send what is due now (waits for rate limits up to alerts.delivery.wait_s)")
+    p.add_argument("--retry", nargs="+", metavar="ID", help="put these failed messages back in the queue (then --send)")
+    p.add_argument("--retry-failed", action="store_true", help="put every failed message back in the queue")
+    p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser(
+        "notify-test",
+        parents=[common],
+        help="send a test message through a route's channels",
+        description="Queue a short test message for every channel of a route and send it now, printing each "
+        "platform's answer (a bad token, signature or keyword shows here). Exit 0 when all were delivered.",
+    )
+    p.add_argument("--route", required=True, metavar="NAME", help="a route name from alerts.routes (or 'default')")
+    p.set_defaults(func=cmd_notify_test)
+
+    p = sub.add_parser(
+        "silence",
+        parents=[common],
+        help="pause alerts for a community, metric or route",
+        description="Silences stop alerts (not forecasts) until they end. A silenced finding is alerted when "
+        "the silence ends if it is still forecast.",
+    )
+    silence = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = silence.add_parser("add", parents=[common], help="add a silence")
+    q.add_argument("--community", metavar="ID", help="only this community")
+    q.add_argument("--metric", choices=["ticket_count", "complaint_count", "satisfaction", "resolution_hours"])
+    q.add_argument("--route", metavar="NAME", help="only this route")
+    until = q.add_mutually_exclusive_group(required=True)
+    until.add_argument("--until", metavar="WHEN", help="end: a date (silenced through that day) or YYYY-MM-DDTHH:MM, local time")
+    until.add_argument("--for", dest="duration", metavar="DURATION", help="length: 12h, 3d, 2w")
+    q.add_argument("--reason", required=True, help="why (shown in `silence list`)")
+    q.add_argument("--by", metavar="NAME", help="who added it")
+    q.set_defaults(func=cmd_silence)
+    q = silence.add_parser("list", parents=[common], help="list active silences")
+    q.add_argument("--all", action="store_true", help="include ended silences")
+    q.set_defaults(func=cmd_silence)
+    q = silence.add_parser("remove", parents=[common], help="end a silence now")
+    q.add_argument("id", type=int)
+    q.set_defaults(func=cmd_silence)
 
     p = sub.add_parser(
         "demo",
@@ -176,8 +231,221 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     result = run_once(config, args.as_of, dry_run=args.dry_run)
-    print(format_run_summary(result, timezone=config.timezone))
+    delivery = None
+    if result.alerts is not None and not args.no_send:
+        delivery = _send(config, config.alerts.delivery.wait_s)
+    print(format_run_summary(result, timezone=config.timezone, delivery=delivery))
+    if delivery is not None and delivery.failed and result.exit_code == 0:
+        return 1  # the forecasts are fine, but a manager did not get an alert
     return result.exit_code
+
+
+def _send(config, max_wait_s: float, store=None):
+    import requests
+
+    from forecaster.alerts.notify import send_pending
+    from forecaster.clock import SystemClock
+    from forecaster.store import Store
+
+    own = store is None
+    store = store or Store(config.store.url.get())
+    try:
+        with requests.Session() as session:
+            return send_pending(config, store, session=session, clock=SystemClock(), max_wait_s=max_wait_s)
+    finally:
+        if own:
+            store.close()
+
+
+def _when(moment) -> str:
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from forecaster.alerts.outbox import Outbox
+    from forecaster.clock import SystemClock
+    from forecaster.summary import format_delivery
+    from forecaster.store import Store
+
+    config = _load(args)
+    store = Store(config.store.url.get())
+    try:
+        outbox = Outbox(store)
+        if args.show:
+            msg = outbox.get(args.show)
+            if msg is None:
+                print(f"error: no single message matches {args.show!r}", file=sys.stderr)
+                return 2
+            print(f"message {msg.message_id}  {msg.status}  route {msg.route}  channel {msg.channel}  part {msg.part}/{msg.parts}")
+            print(f"  created  {_when(msg.created_at)}   sent {_when(msg.sent_at)}   attempts {msg.attempts}")
+            if msg.last_error:
+                print(f"  last     {msg.last_code} {msg.last_error}")
+            print(f"  findings {', '.join(msg.finding_ids) or '-'}")
+            print()
+            print(_message_text(msg.payload))
+            print()
+            for a in outbox.attempts(msg.message_id):
+                print(f"  attempt  {a['at']:%Y-%m-%d %H:%M:%S} UTC  {a['outcome']:<9} {a['code'] or ''} {a['detail'] or ''}")
+            return 0
+        if args.retry or args.retry_failed:
+            n = outbox.retry(None if args.retry_failed else _full_ids(outbox, args.retry), now=SystemClock().now())
+            print(f"{n} failed message(s) back in the queue")
+        if args.send:
+            report = _send(config, config.alerts.delivery.wait_s, store)
+            print(format_delivery(report))
+        counts = outbox.counts()
+        print("outbox   " + (" · ".join(f"{k} {counts[k]}" for k in ("pending", "sending", "sent", "failed") if counts.get(k)) or "empty"))
+        rows = outbox.messages(status=args.status, limit=args.limit)
+        for m in rows:
+            last = "" if m.status == "sent" else f"  {m.last_code or ''} {m.last_error or ''}".rstrip()
+            print(
+                f"  {m.message_id[:10]}  {m.status:<7}  {_when(m.sent_at or m.created_at)}  {m.channel:<14} "
+                f"{m.route} · {m.manager or '-'}  {m.part}/{m.parts}  {m.title or ''}{last}"
+            )
+        failed = counts.get("failed", 0)
+        if failed and not args.status:
+            print(f"  {failed} failed: see `forecaster outbox --status failed`, fix the channel, then `--retry-failed --send`")
+        return 1 if failed else 0
+    finally:
+        store.close()
+
+
+def _full_ids(outbox, prefixes: list[str]) -> list[str]:
+    out = []
+    for prefix in prefixes:
+        msg = outbox.get(prefix)
+        if msg is None:
+            raise ConfigError(f"no single message matches {prefix!r} (see `forecaster outbox`)")
+        out.append(msg.message_id)
+    return out
+
+
+def _message_text(payload: dict) -> str:
+    for path in (("markdown", "text"), ("markdown", "content"), ("actionCard", "text"), ("text", "content"), ("text",)):
+        node = payload
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            return node
+    card = payload.get("card", {})
+    for element in card.get("elements", []):
+        text = element.get("text", {}).get("content")
+        if text:
+            return text
+    import json
+
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from forecaster.alerts.notify import all_routes, channels_from
+    from forecaster.alerts.outbox import NewMessage, Outbox
+    from forecaster.clock import SystemClock
+    from forecaster.store import Store
+
+    config = _load(args)
+    routes = {r.name: r for r in all_routes(config.alerts)}
+    route = routes.get(args.route)
+    if route is None:
+        raise ConfigError(f"no route named {args.route!r}; routes: {', '.join(routes) or 'none'}")
+    clock = SystemClock()
+    now = clock.now()
+    channels = channels_from(config.alerts)
+    messages = []
+    for name in route.channels:
+        text = f"**物业预警 · 测试消息**\n\n线路「{route.name}」经通道「{name}」发送于 {now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。"
+        payload = channels[name].build("物业预警 测试", text)
+        messages.append(
+            NewMessage(kind="test", route=route.name, channel=name, manager=None, group_key=f"test-{now.timestamp():.0f}-{name}", part=1, parts=1, title="物业预警 测试", payload=payload)
+        )
+    store = Store(config.store.url.get())
+    try:
+        outbox = Outbox(store)
+        outbox.enqueue(messages, now=now)
+        _send(config, config.alerts.delivery.wait_s, store)
+        ok = True
+        for m in messages:
+            got = outbox.get(m.message_id)
+            assert got is not None
+            state = {"sent": "delivered", "failed": "FAILED", "pending": "not yet delivered (will retry)"}.get(got.status, got.status)
+            detail = "" if got.status == "sent" else f": {got.last_code or ''} {got.last_error or ''}".rstrip()
+            print(f"{route.name} → {m.channel} ({channels[m.channel].type}): {state}{detail}")
+            ok = ok and got.status == "sent"
+        return 0 if ok else 1
+    finally:
+        store.close()
+
+
+def _until(args: argparse.Namespace, timezone: str, now: dt.datetime) -> dt.datetime:
+    import re
+    from zoneinfo import ZoneInfo
+
+    if args.duration:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw])\s*", args.duration)
+        if not m:
+            raise ConfigError(f"--for {args.duration!r}: use a number and h, d or w (12h, 3d, 2w)")
+        hours = float(m.group(1)) * {"h": 1, "d": 24, "w": 168}[m.group(2)]
+        return now + dt.timedelta(hours=hours)
+    text = args.until.strip()
+    zone = ZoneInfo(timezone)
+    try:
+        if "T" in text or " " in text:
+            moment = dt.datetime.fromisoformat(text)
+            return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--until {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from forecaster.alerts.outbox import Outbox
+    from forecaster.clock import SystemClock
+    from forecaster.store import Store
+
+    config = _load(args)
+    now = SystemClock().now()
+    zone = ZoneInfo(config.timezone)
+    store = Store(config.store.url.get())
+    try:
+        outbox = Outbox(store)
+        if args.action == "add":
+            if args.route and args.route not in {r.name for r in _routes(config)}:
+                raise ConfigError(f"--route {args.route!r}: no such route")
+            ends = _until(args, config.timezone, now)
+            if ends <= now:
+                raise ConfigError(f"the silence would end in the past ({ends.astimezone(zone):%Y-%m-%d %H:%M})")
+            sid = outbox.add_silence(
+                ends_at=ends, reason=args.reason, now=now, community_id=args.community, metric=args.metric, route=args.route, created_by=args.by
+            )
+            print(f"silence {sid} added until {ends.astimezone(zone):%Y-%m-%d %H:%M} ({config.timezone})")
+            return 0
+        if args.action == "remove":
+            if not outbox.remove_silence(args.id, now=now):
+                print(f"error: no active silence {args.id}", file=sys.stderr)
+                return 2
+            print(f"silence {args.id} removed")
+            return 0
+        rows = outbox.silences(now, include_ended=args.all)
+        if not rows:
+            print("no silences")
+        for s in rows:
+            scope = " ".join(
+                f"{k}={v}" for k, v in (("community", s.community_id), ("metric", s.metric), ("route", s.route)) if v
+            ) or "everything"
+            ended = " (ended)" if s.ends_at <= now else ""
+            print(f"  {s.silence_id:>4}  until {s.ends_at.astimezone(zone):%Y-%m-%d %H:%M}{ended}  {scope}  — {s.reason}")
+        return 0
+    finally:
+        store.close()
+
+
+def _routes(config):
+    from forecaster.alerts.notify import all_routes
+
+    return all_routes(config.alerts)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

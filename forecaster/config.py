@@ -372,37 +372,178 @@ class EngineConfig(_Model):
     workers: int | None = Field(None, ge=1)  # default: all cores
 
 
+# Per-platform defaults (DESIGN.md): messages per minute per robot and the largest request body.
+CHANNEL_RATE_PER_MINUTE = {"dingtalk": 20, "wecom": 20, "feishu": 100, "webhook": 60, "console": 100_000}
+SEVERITY_NAMES = ("提醒", "警告", "严重")
+
+
 class ChannelConfig(_Model):
     type: Literal["dingtalk", "wecom", "feishu", "webhook", "console"]
     url: SecretUrl | None = None
+    # DingTalk 加签 secret (SEC…), Feishu signing secret, or the webhook's HMAC key.
     secret: SecretStr | None = None
+    # dingtalk: markdown | card (actionCard with a 查看报告 button); feishu: card | post.
+    style: Literal["markdown", "card", "post"] | None = None
+    # A DingTalk/Feishu "custom keyword" security setting: the keyword every message must contain.
+    keyword: str | None = None
+    # Messages per rate window (default: the platform's limit, 20/min for DingTalk and WeCom).
+    rate_limit: int | None = Field(None, ge=1)
+    rate_window_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def _url_unless_console(self) -> "ChannelConfig":
         if self.type != "console" and (self.url is None or not self.url.get()):
             raise ValueError(f"a {self.type} channel needs a url (put the token in an environment variable)")
+        if self.url is not None and self.type != "console":
+            raw = self.url.get()
+            if not raw.startswith(("http://", "https://")):
+                raise ValueError(f"@url: must start with http:// or https:// (got {mask_url(raw)})")
+        allowed = {"dingtalk": ("markdown", "card"), "feishu": ("card", "post")}.get(self.type, ())
+        if self.style is not None and self.style not in allowed:
+            raise ValueError(f"@style: {self.type} channels take {' or '.join(allowed) or 'no style'}, not {self.style!r}")
         return self
+
+    @property
+    def messages_per_window(self) -> int:
+        return self.rate_limit or CHANNEL_RATE_PER_MINUTE[self.type]
+
+
+_QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 class RouteConfig(_Model):
+    """Which communities' findings go to which channels: a community matches a route by id,
+    region, city or manager name; a route with none of these matches every community."""
+
     name: str
     communities: list[str] = []
     regions: list[str] = []
     cities: list[str] = []
+    managers: list[str] = []
     channels: list[str]
+    # @ the community's manager (its manager_mobile) in DingTalk and WeCom messages.
+    mention_managers: bool = True
+    # Also @ these people on every message of the route (mobiles; WeCom/Feishu user ids).
     mention_mobiles: list[str] = []
+    mention_userids: list[str] = []
+    # "22:00-07:30" (in the configured timezone): messages wait until the quiet hours end.
+    quiet_hours: str | None = None
+    # Findings below this severity are not sent on this route.
+    min_severity: Literal["提醒", "警告", "严重"] = "提醒"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        m = _QUIET_RE.match(value)
+        if not m or int(m.group(1)) > 23 or int(m.group(3)) > 23 or int(m.group(2)) > 59 or int(m.group(4)) > 59:
+            raise ValueError(f"quiet hours look like '22:00-07:30' (got {value!r})")
+        return value.strip()
+
+    @property
+    def quiet_span(self) -> tuple[dt.time, dt.time] | None:
+        if not self.quiet_hours:
+            return None
+        m = _QUIET_RE.match(self.quiet_hours)
+        assert m
+        start = dt.time(int(m.group(1)), int(m.group(2)))
+        end = dt.time(int(m.group(3)), int(m.group(4)))
+        return None if start == end else (start, end)
+
+
+class AlertPolicyConfig(_Model):
+    # An alerted finding is sent again after this many days even if nothing changed (0: never).
+    repeat_every_days: int = Field(7, ge=0)
+    # ... or when its first or last day moved by at least this many days.
+    moved_days: int = Field(3, ge=1)
+    # Send one all-clear (解除) when an alerted finding no longer appears in the forecast.
+    send_resolved: bool = True
+
+
+class DeliveryConfig(_Model):
+    # First retry after this many seconds, doubling up to backoff_max_s.
+    backoff_s: float = Field(30.0, gt=0)
+    backoff_max_s: float = Field(1800.0, gt=0)
+    # A message still undelivered after this long is marked failed (kept in the outbox).
+    give_up_after_h: float = Field(24.0, gt=0)
+    # A message claimed by a sender that died is sent again after this long (at-least-once).
+    claim_timeout_s: float = Field(120.0, gt=0)
+    # How long `forecaster run` waits for rate limits before leaving the rest to the service.
+    wait_s: float = Field(180.0, ge=0)
+
+
+class TemplatesConfig(_Model):
+    """Message templates (Python format strings). Fields for ``finding``: icon, severity,
+    community, community_id, metric, change, when, window, expected, limit, reference,
+    baseline, depth, probability, advice, reason. ``title``/``header``: count, communities,
+    manager, date. ``footer``: report_url."""
+
+    title: str = "物业预警｜{manager}｜{communities}个小区 {count}条"
+    header: str = "**物业预警** · {manager} · {date}夜间预测"
+    finding: str = (
+        "**{icon}{severity}｜{community} {metric}{change}**{reason}\n"
+        "- 时间：{when}{window}\n"
+        "- 预计：{expected}，{reference}\n"
+        "- 把握：{probability}\n"
+        "- 建议：{advice}"
+    )
+    resolved: str = "**✅ 解除｜{community} {metric}{change}**\n- 原预计 {when} 的风险，最新预测已不再出现"
+    footer: str = "[查看报告与图表]({report_url})"
+    # Advice per "metric.kind"; the defaults cover the four metrics.
+    advice: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _formats(self) -> "TemplatesConfig":
+        samples = {
+            "title": TEMPLATE_FIELDS["header"],
+            "header": TEMPLATE_FIELDS["header"],
+            "finding": TEMPLATE_FIELDS["finding"],
+            "resolved": TEMPLATE_FIELDS["finding"],
+            "footer": ("report_url",),
+        }
+        for key, names in samples.items():
+            text = getattr(self, key)
+            try:
+                text.format_map({n: "x" for n in names})
+            except KeyError as exc:
+                raise ValueError(f"@{key}: unknown field {{{exc.args[0]}}}; the fields are {', '.join(names)}")
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"@{key}: not a valid template ({exc})")
+        return self
+
+
+TEMPLATE_FIELDS = {
+    "header": ("count", "communities", "manager", "date"),
+    "finding": (
+        "icon", "severity", "community", "community_id", "metric", "change", "when", "window", "expected",
+        "limit", "reference", "baseline", "depth", "probability", "advice", "reason",
+    ),
+}
 
 
 class AlertsConfig(_Model):
     # With no channel configured, alerts are printed to the console.
     channels: dict[str, ChannelConfig] = {}
     routes: list[RouteConfig] = []
+    # Channels for communities that no route matches.
     default_channels: list[str] = []
+    # Where report.html is served; messages then link to <base>/<as-of>/report.html.
     report_base_url: str | None = None
+    policy: AlertPolicyConfig = AlertPolicyConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    # Where operations alerts (a failed or missed run, failing deliveries) go: a route name.
+    ops_route: str | None = None
 
     @model_validator(mode="after")
     def _routes_name_channels(self) -> "AlertsConfig":
+        names = set()
         for i, route in enumerate(self.routes):
+            if route.name in names:
+                raise ValueError(f"@routes[{i}].name: route {route.name!r} is defined twice")
+            names.add(route.name)
             for j, name in enumerate(route.channels):
                 if name not in self.channels:
                     raise ValueError(
@@ -412,6 +553,8 @@ class AlertsConfig(_Model):
         for j, name in enumerate(self.default_channels):
             if name not in self.channels:
                 raise ValueError(f"@default_channels[{j}]: unknown channel {name!r}")
+        if self.ops_route is not None and self.ops_route not in names:
+            raise ValueError(f"@ops_route: no route named {self.ops_route!r}")
         return self
 
 

@@ -28,6 +28,7 @@ from forecaster.forecasting import SeriesOutcome
 from forecaster.ingest import SourceData, describe_source, load_source
 from forecaster.ingest.aggregate import make_daily_series
 from forecaster.ingest.validate import TableReport
+from forecaster.alerts.notify import QueueReport, queue_alerts
 from forecaster.calendar import FeatureBook
 from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.report import make_report_html
@@ -55,6 +56,7 @@ class RunResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     output_rows: dict[str, int] = field(default_factory=dict)
     findings: list = field(default_factory=list)
+    alerts: "QueueReport | None" = None
     error: str | None = None
 
     @property
@@ -85,6 +87,7 @@ class RunResult:
             },
             "outputs": {k: str(v) for k, v in self.outputs.items()},
             "findings_by_severity": self.findings_by_severity,
+            "alerts": self.alerts.summary() if self.alerts is not None else None,
         }
 
     @property
@@ -169,6 +172,18 @@ def run_once(
                 store.add_ingest_problems(result.run_id, data.reports)
                 store.add_forecasts(result.run_id, forecasts)
                 store.add_findings(result.run_id, findings_frame(found))
+            with timer("alerts"):
+                # Queued, not sent: delivery is the outbox's job (`send_pending`, the service).
+                result.alerts = queue_alerts(
+                    config,
+                    store,
+                    run_id=result.run_id,
+                    as_of=as_of,
+                    findings=found,
+                    communities=data.communities,
+                    forecast_series=set(zip(forecasts["community_id"], forecasts["metric"])) if len(forecasts) else set(),
+                    now=clock.now(),
+                )
         failed = result.status_counts.get("failed", 0)
         result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
     except ForecasterError as exc:

@@ -5,7 +5,21 @@ from __future__ import annotations
 from forecaster.detect import SEVERITIES
 from forecaster.pipeline import RunResult
 
-__all__ = ["format_run_summary"]
+__all__ = ["format_run_summary", "format_delivery"]
+
+REASONS = {
+    "new": "new",
+    "unsent": "resent after a failure",
+    "worse": "worse",
+    "moved": "moved",
+    "repeat": "still open",
+    "resolved": "all-clear",
+    "duplicate": "already sent",
+    "better": "eased",
+    "silenced": "silenced",
+    "below_severity": "below the route's severity",
+    "expired": "closed",
+}
 
 STATUS_WORDS = {
     "ok": "ok",
@@ -20,7 +34,24 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 2) -> str:
+def format_delivery(report) -> str:
+    """One line (plus reasons) for an outbox drain."""
+    parts = [f"{report.delivered} sent"]
+    if report.pending:
+        parts.append(f"{report.pending} waiting")
+    if report.failed:
+        parts.append(f"{report.failed} failed")
+    if report.reclaimed:
+        parts.append(f"{report.reclaimed} resent after an interrupted send")
+    lines = ["  delivery   " + ", ".join(parts)]
+    for why in report.waiting[:4]:
+        lines.append(f"             waiting: {why}")
+    for why in report.failures[:4]:
+        lines.append(f"             failed: {why}")
+    return "\n".join(lines)
+
+
+def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 2, delivery=None) -> str:
     head = f"run {result.run_id[:8]} as of {result.as_of} ({timezone})"
     if result.dry_run:
         head += " — dry run, nothing written"
@@ -63,6 +94,21 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
             )
     elif result.outputs:
         lines.append("  findings   none")
+    if result.alerts is not None:
+        a = result.alerts
+        sent = ", ".join(f"{n} {REASONS.get(k, k)}" for k, n in a.sent_reasons.most_common())
+        held = ", ".join(f"{n} {REASONS.get(k, k)}" for k, n in a.held_reasons.most_common())
+        line = f"  alerts     {a.messages} message(s) queued for {a.groups} manager group(s)"
+        if sent:
+            line += f" ({sent})"
+        lines.append(line)
+        if held:
+            lines.append(f"             not sent: {held}")
+        if a.unrouted:
+            ids = ", ".join(a.unrouted[:4]) + (f" and {len(a.unrouted) - 4} more" if len(a.unrouted) > 4 else "")
+            lines.append(f"             no route for {ids}: add a route or alerts.default_channels")
+    if delivery is not None:
+        lines.append(format_delivery(delivery))
     for name, path in result.outputs.items():
         rows = result.output_rows.get(name)
         lines.append(f"  output     {path}" + (f" ({_n(rows)} rows)" if rows is not None else ""))

@@ -1,0 +1,261 @@
+"""A run's findings → decisions → messages in the outbox; and the channels built from config.
+
+This is the only alerts module that touches both config and the store; the decisions come from
+`policy` (pure), the words from `render` (pure), the sending from `outbox.drain`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import pandas as pd
+
+from forecaster.alerts.channels import Channel, Mentions, make_channel
+from forecaster.alerts.outbox import NewMessage, Outbox
+from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
+from forecaster.alerts.render import Notice, render_group
+from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
+from forecaster.detect import Finding
+from forecaster.store import Store
+
+__all__ = [
+    "QueueReport",
+    "channels_from",
+    "all_routes",
+    "communities_from",
+    "plan_messages",
+    "queue_alerts",
+    "report_url_for",
+    "send_pending",
+]
+
+
+@dataclass
+class QueueReport:
+    messages: int = 0
+    groups: int = 0
+    sent_reasons: Counter = field(default_factory=Counter)  # new / worse / moved / repeat / unsent / resolved
+    held_reasons: Counter = field(default_factory=Counter)  # duplicate / better / silenced / below_severity
+    unrouted: list[str] = field(default_factory=list)  # communities whose findings match no route
+    routes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "messages": self.messages,
+            "groups": self.groups,
+            "sent": dict(self.sent_reasons),
+            "held": dict(self.held_reasons),
+            "unrouted": self.unrouted,
+        }
+
+
+def channels_from(alerts: AlertsConfig, *, stream: TextIO | None = None) -> dict[str, Channel]:
+    """Every configured channel by name, plus the console channel when none is configured."""
+    out = {name: make_channel(name, cfg, stream=stream) for name, cfg in alerts.channels.items()}
+    if not alerts.channels:
+        out[CONSOLE] = make_channel(CONSOLE, ChannelConfig(type="console"), stream=stream)
+    return out
+
+
+def all_routes(alerts: AlertsConfig) -> list[RouteConfig]:
+    routes = list(alerts.routes)
+    if alerts.default_channels:
+        routes.append(RouteConfig(name="default", channels=list(alerts.default_channels)))
+    if not alerts.channels:
+        routes.append(RouteConfig(name=CONSOLE, channels=[CONSOLE]))
+    return routes
+
+
+def _text(value) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def communities_from(frame: pd.DataFrame) -> dict[str, Community]:
+    cols = ["community_id", "name", "city", "region", "manager", "manager_mobile"]
+    frame = frame.reindex(columns=cols)
+    return {
+        str(r.community_id): Community(
+            community_id=str(r.community_id),
+            name=_text(r.name) or str(r.community_id),
+            city=_text(r.city),
+            region=_text(r.region),
+            manager=_text(r.manager),
+            manager_mobile=_text(r.manager_mobile),
+        )
+        for r in frame.itertuples(index=False)
+    }
+
+
+def report_url_for(alerts: AlertsConfig, as_of: dt.date) -> str | None:
+    base = alerts.report_base_url
+    return f"{base.rstrip('/')}/{as_of.isoformat()}/report.html" if base else None
+
+
+def _group_key(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def plan_messages(
+    config: Config,
+    *,
+    run_id: str | None,
+    as_of: dt.date,
+    findings: list[Finding],
+    communities: dict[str, Community],
+    alerted: dict,
+    silences: list,
+    now: dt.datetime,
+    forecast_series: set[tuple[str, str]],
+    channels: dict[str, Channel],
+) -> tuple[list[NewMessage], list[tuple[Decision, str | None]], QueueReport]:
+    """Pure: the messages to queue and the decisions behind them."""
+    alerts = config.alerts
+    report = QueueReport()
+    by_route: dict[str, list[Finding]] = {}
+    covered: dict[str, set[str]] = {}
+    routes = {r.name: r for r in all_routes(alerts)}
+    for cid, community in communities.items():
+        for route in routes_for(community, alerts):
+            covered.setdefault(route.name, set()).add(cid)
+    for f in findings:
+        community = communities.get(f.community_id) or Community(f.community_id)
+        matched = routes_for(community, alerts)
+        if not matched and f.community_id not in report.unrouted:
+            report.unrouted.append(f.community_id)
+        for route in matched:
+            by_route.setdefault(route.name, []).append(f)
+    messages: list[NewMessage] = []
+    decided: list[tuple[Decision, str | None]] = []
+    link = report_url_for(alerts, as_of)
+    for name, route in routes.items():
+        decisions = decide(
+            route,
+            by_route.get(name, []),
+            alerted.get(name, {}),
+            silences=silences,
+            policy=alerts.policy,
+            now=now,
+            today=as_of,
+            forecast_series=forecast_series,
+            communities=covered.get(name, set()),
+        )
+        if not decisions:
+            continue
+        report.routes.append(name)
+        carried: dict[str, str] = {}
+        by_manager: dict[str | None, list[Notice]] = {}
+        for d in decisions:
+            if not d.send:
+                report.held_reasons[d.reason] += 1
+                continue
+            report.sent_reasons[d.reason] += 1
+            community = communities.get(d.community_id) or Community(d.community_id)
+            by_manager.setdefault(community.manager, []).append(Notice(d.reason, community, d.finding, d.previous))
+        for manager, notices in sorted(by_manager.items(), key=lambda kv: kv[0] or ""):
+            mobiles = list(route.mention_mobiles)
+            if route.mention_managers:
+                mobiles += sorted({n.community.manager_mobile for n in notices if n.community.manager_mobile})
+            mentions = Mentions(tuple(dict.fromkeys(mobiles)), tuple(route.mention_userids))
+            key = _group_key(run_id or now.isoformat(), name, manager or "")
+            report.groups += 1
+            for channel_name in route.channels:
+                channel = channels[channel_name]
+                parts = render_group(
+                    channel,
+                    notices,
+                    manager=manager,
+                    as_of=as_of,
+                    templates=alerts.templates,
+                    report_url=link,
+                    mentions=mentions,
+                    run_id=run_id,
+                )
+                for k, part in enumerate(parts, start=1):
+                    msg = NewMessage(
+                        kind=part.kind,
+                        route=name,
+                        channel=channel_name,
+                        manager=manager,
+                        group_key=key,
+                        part=k,
+                        parts=len(parts),
+                        title=part.title,
+                        payload=part.payload,
+                        finding_ids=part.finding_ids,
+                        run_id=run_id,
+                    )
+                    messages.append(msg)
+                    for fid in part.finding_ids:
+                        carried.setdefault(fid, msg.message_id)  # the first channel's message
+        for d in decisions:
+            decided.append((d, carried.get(d.finding_id)))
+    report.messages = len(messages)
+    return messages, decided, report
+
+
+def queue_alerts(
+    config: Config,
+    store: Store,
+    *,
+    run_id: str,
+    as_of: dt.date,
+    findings: list[Finding],
+    communities: pd.DataFrame,
+    forecast_series: set[tuple[str, str]],
+    now: dt.datetime,
+) -> QueueReport:
+    """Decide, render and store tonight's messages (they are sent by `outbox.drain`)."""
+    outbox = Outbox(store)
+    messages, decided, report = plan_messages(
+        config,
+        run_id=run_id,
+        as_of=as_of,
+        findings=findings,
+        communities=communities_from(communities),
+        alerted=outbox.alerted(),
+        silences=outbox.silences(now),
+        now=now,
+        forecast_series=forecast_series,
+        channels=channels_from(config.alerts),
+    )
+    outbox.enqueue(messages, now=now, decisions=decided)
+    return report
+
+
+def send_pending(
+    config: Config,
+    store: Store,
+    *,
+    session,
+    clock,
+    max_wait_s: float = 0.0,
+    stream: TextIO | None = None,
+    sleep=None,
+    should_stop=None,
+):
+    """Drain the outbox with the configured channels (see `outbox.drain`)."""
+    from forecaster.alerts.outbox import drain
+
+    kwargs = {}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    if should_stop is not None:
+        kwargs["should_stop"] = should_stop
+    return drain(
+        store,
+        channels_from(config.alerts, stream=stream),
+        session=session,
+        clock=clock,
+        delivery=config.alerts.delivery,
+        quiet={r.name: r.quiet_span for r in all_routes(config.alerts)},
+        timezone=config.timezone,
+        max_wait_s=max_wait_s,
+        **kwargs,
+    )

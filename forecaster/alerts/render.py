@@ -1,0 +1,288 @@
+"""Findings → short Chinese messages a manager reads on a phone. Pure.
+
+One message group per route, channel and manager per run: their communities' findings, most
+severe first, then any all-clears. No tables or HTML (they do not render in the robots' phone
+apps); bold, lists and a link only. When a group does not fit the platform's size limit it is
+split into parts ``（1/3）``, ``（2/3）``… between findings, never inside one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from forecaster.alerts.channels import Channel, Mentions
+from forecaster.alerts.policy import Alerted, Community, severity_rank
+from forecaster.config import TemplatesConfig
+from forecaster.detect import DIP_METRICS, Finding
+
+__all__ = ["Notice", "Part", "render_group", "METRIC_SHORT_ZH", "DEFAULT_ADVICE", "format_day", "format_span"]
+
+METRIC_SHORT_ZH = {
+    "satisfaction": "满意度",
+    "ticket_count": "工单量",
+    "complaint_count": "投诉量",
+    "resolution_hours": "处理时长",
+}
+UNITS_ZH = {"satisfaction": "分", "ticket_count": "单/天", "complaint_count": "件/天", "resolution_hours": "小时"}
+CHANGE_ZH = {"dip": "下降", "surge": "上升"}
+ICONS = {"严重": "🔴", "警告": "🟠", "提醒": "🟡"}
+REASONS_ZH = {"new": "", "unsent": "", "worse": "（升级）", "moved": "（时间有变）", "repeat": "（仍未缓解）"}
+WEEKDAYS_ZH = "一二三四五六日"
+DEFAULT_ADVICE = {
+    "satisfaction.dip": "提前回访近期报修、投诉的住户，检查保洁、安保、电梯等重点服务，确认节假日值班",
+    "ticket_count.surge": "提前增排维修人手和值班，备足常用配件，请外包单位待命",
+    "complaint_count.surge": "提前公告停水停电、施工等安排，安排专人接听并回访投诉",
+    "resolution_hours.surge": "清理积压工单，确认假期维修值班和外包响应时限",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing to tell: a finding (new, worse, moved, repeated) or an all-clear."""
+
+    reason: str
+    community: Community
+    finding: Finding | None = None
+    previous: Alerted | None = None
+
+    @property
+    def finding_id(self) -> str:
+        return self.finding.finding_id if self.finding is not None else self.previous.finding_id  # type: ignore[union-attr]
+
+    @property
+    def severity(self) -> str:
+        return self.finding.severity if self.finding is not None else self.previous.severity  # type: ignore[union-attr]
+
+    def sort_key(self) -> tuple:
+        resolved = self.finding is None
+        f = self.finding
+        return (
+            resolved,
+            -severity_rank(self.severity),
+            -(f.probability if f is not None else 0.0),
+            (f or self.previous).first_day,  # type: ignore[union-attr]
+            self.community.community_id,
+        )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One message to store in the outbox."""
+
+    title: str
+    payload: dict[str, Any]
+    finding_ids: tuple[str, ...]
+    kind: str = "alert"  # alert | mention
+
+
+def format_day(day: dt.date) -> str:
+    return f"{day.month}月{day.day}日（周{WEEKDAYS_ZH[day.weekday()]}）"
+
+
+def format_span(first: dt.date, last: dt.date, peak: dt.date | None = None) -> str:
+    if first == last:
+        return format_day(first)
+    days = (last - first).days + 1
+    text = f"{format_day(first)}至{format_day(last)}，共{days}天"
+    if peak is not None and first < peak <= last:
+        text += f"，最严重在{peak.month}月{peak.day}日"
+    return text
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
+
+
+def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
+    c = n.community
+    name = c.name or c.community_id
+    if n.finding is None:
+        prev = n.previous
+        assert prev is not None
+        return {
+            "icon": "✅",
+            "severity": prev.severity,
+            "community": name,
+            "community_id": c.community_id,
+            "metric": METRIC_SHORT_ZH.get(prev.metric, prev.metric),
+            "change": CHANGE_ZH.get(prev.kind, prev.kind),
+            "when": format_span(prev.first_day, prev.last_day),
+            "window": "",
+            "expected": "",
+            "limit": "",
+            "reference": "",
+            "baseline": "",
+            "depth": "",
+            "probability": "",
+            "advice": "",
+            "reason": "",
+        }
+    f = n.finding
+    unit = UNITS_ZH.get(f.metric, "")
+    side = "低于" if f.metric in DIP_METRICS else "高于"
+    window = f.window
+    if f.estimated:
+        window = f"{window}，假期安排为推算" if window else "假期安排为推算"
+    advice = templates.advice.get(f"{f.metric}.{f.kind}") or DEFAULT_ADVICE.get(f"{f.metric}.{f.kind}", "提前排查并安排人手")
+    reference = f"{side}{f.reference}"
+    if f.baseline == f.baseline:  # not NaN
+        reference += f"（近4周水平 {_number(f.baseline)}{unit}）"
+    return {
+        "icon": ICONS.get(f.severity, ""),
+        "severity": f.severity,
+        "community": name,
+        "community_id": c.community_id,
+        "metric": METRIC_SHORT_ZH.get(f.metric, f.metric),
+        "change": CHANGE_ZH.get(f.kind, f.kind),
+        "when": format_span(f.first_day, f.last_day, f.peak_day),
+        "window": f"（{window}）" if window else "",
+        "expected": f"{_number(f.expected)}{unit}",
+        "limit": _number(f.limit),
+        "reference": reference,
+        "baseline": _number(f.baseline) if f.baseline == f.baseline else "",
+        "depth": f"{f.depth:.0%}",
+        "probability": f"约{f.probability:.0%}",
+        "advice": advice,
+        "reason": REASONS_ZH.get(n.reason, ""),
+    }
+
+
+def _block(n: Notice, channel: Channel, templates: TemplatesConfig) -> str:
+    fields = _finding_fields(n, templates)
+    if n.finding is not None:
+        fields["severity"] = channel.emphasis(fields["severity"], n.severity)
+        return templates.finding.format_map(fields)
+    return templates.resolved.format_map(fields)
+
+
+def _data(n: Notice) -> dict[str, Any]:
+    c = n.community
+    row: dict[str, Any] = {
+        "finding_id": n.finding_id,
+        "reason": n.reason,
+        "community_id": c.community_id,
+        "community_name": c.name,
+        "city": c.city,
+        "region": c.region,
+        "manager": c.manager,
+    }
+    if n.finding is not None:
+        f = n.finding
+        row.update(
+            metric=f.metric,
+            kind=f.kind,
+            severity=f.severity,
+            first_day=f.first_day.isoformat(),
+            last_day=f.last_day.isoformat(),
+            peak_day=f.peak_day.isoformat(),
+            expected=round(f.expected, 3),
+            limit=round(f.limit, 3),
+            reference=f.reference,
+            baseline=None if f.baseline != f.baseline else round(f.baseline, 3),
+            depth=round(f.depth, 4),
+            probability=round(f.probability, 4),
+            window=f.window,
+            estimated=f.estimated,
+        )
+    else:
+        p = n.previous
+        assert p is not None
+        row.update(
+            metric=p.metric,
+            kind=p.kind,
+            severity=p.severity,
+            first_day=p.first_day.isoformat(),
+            last_day=p.last_day.isoformat(),
+        )
+    return row
+
+
+def _truncate(text: str, fits) -> str:
+    """Shorten one oversized block until it fits (only with a very small limit or a long template)."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(text[:mid] + "…"):
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "…"
+
+
+def render_group(
+    channel: Channel,
+    notices: list[Notice],
+    *,
+    manager: str | None,
+    as_of: dt.date,
+    templates: TemplatesConfig,
+    report_url: str | None = None,
+    mentions: Mentions = Mentions(),
+    run_id: str | None = None,
+) -> list[Part]:
+    """The messages for one group, in sending order: the parts, then any mention follow-up."""
+    if not notices:
+        return []
+    notices = sorted(notices, key=Notice.sort_key)
+    communities = len({n.community.community_id for n in notices})
+    head_fields = {
+        "count": str(len(notices)),
+        "communities": str(communities),
+        "manager": manager or "未指定经理",
+        "date": f"{as_of.month}月{as_of.day}日",
+    }
+    title = templates.title.format_map(head_fields)
+    header = templates.header.format_map(head_fields)
+    footer = templates.footer.format_map({"report_url": report_url}) if report_url else ""
+    blocks = [_block(n, channel, templates) for n in notices]
+
+    def build(items: list[int], k: int, total: int) -> dict[str, Any]:
+        label = f"（{k}/{total}）" if total > 1 else ""
+        text = "\n\n".join([header + label] + [blocks[i] for i in items] + ([footer] if footer else []))
+        worst = max((notices[i] for i in items), key=lambda n: severity_rank(n.severity))
+        data = {
+            "run_id": run_id,
+            "as_of": as_of.isoformat(),
+            "manager": manager,
+            "part": k,
+            "parts": total,
+            "findings": [_data(notices[i]) for i in items],
+        }
+        return channel.build(
+            title + label,
+            text,
+            mentions=mentions if k == 1 else Mentions(),
+            link=report_url,
+            severity=worst.severity,
+            data=data,
+        )
+
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(blocks)):
+        if channel.fits(build(current + [i], 99, 99)):
+            current.append(i)
+            continue
+        if current:
+            groups.append(current)
+            current = []
+        if not channel.fits(build([i], 99, 99)):
+            original = blocks[i]
+            blocks[i] = _truncate(original, lambda t: (blocks.__setitem__(i, t), channel.fits(build([i], 99, 99)))[1])
+        current = [i]
+    if current:
+        groups.append(current)
+    parts = [
+        Part(
+            title=title + (f"（{k}/{len(groups)}）" if len(groups) > 1 else ""),
+            payload=build(items, k, len(groups)),
+            finding_ids=tuple(notices[i].finding_id for i in items),
+        )
+        for k, items in enumerate(groups, start=1)
+    ]
+    follow = channel.build_mention(mentions, f"请{manager or '相关负责人'}查看以上{len(notices)}条物业预警")
+    if follow is not None:
+        parts.append(Part(title="@提醒", payload=follow, finding_ids=(), kind="mention"))
+    return parts
