@@ -486,13 +486,16 @@ class TemplatesConfig(_Model):
         "**{icon}{severity}｜{community} {metric}{change}**{reason}\n"
         "- 时间：{when}{window}\n"
         "- 预计：{expected}，{reference}\n"
-        "- 把握：{probability}\n"
-        "- 建议：{advice}"
+        "- 把握：{probability}"
     )
     resolved: str = "**✅ 解除｜{community} {metric}{change}**\n- 原预计 {when} 的风险，最新预测已不再出现"
     footer: str = "[查看报告与图表]({report_url})"
+    # Said once per message for each kind of finding in it (fields: metric, change, advice).
+    advice_line: str = "- {metric}{change}：{advice}"
     # Advice per "metric.kind"; the defaults cover the four metrics.
     advice: dict[str, str] = {}
+    # A message holds at most this many findings (more are split into parts 1/n, 2/n...).
+    max_per_message: int = Field(8, ge=1, le=100)
 
     @model_validator(mode="after")
     def _formats(self) -> "TemplatesConfig":
@@ -502,6 +505,7 @@ class TemplatesConfig(_Model):
             "finding": TEMPLATE_FIELDS["finding"],
             "resolved": TEMPLATE_FIELDS["finding"],
             "footer": ("report_url",),
+            "advice_line": ("metric", "change", "advice"),
         }
         for key, names in samples.items():
             text = getattr(self, key)

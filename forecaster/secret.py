@@ -51,6 +51,21 @@ def register_url_credentials(url: str) -> None:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() in SENSITIVE_QUERY_KEYS:
             register(value)
+    if parts.scheme in ("http", "https"):
+        for segment in parts.path.split("/"):
+            if _looks_like_token(segment):
+                register(segment)
+
+
+def _looks_like_token(segment: str) -> bool:
+    """A path segment that is a credential: Feishu's hook id, a Slack-style hook path, an API key.
+    Long, and made of letters *and* digits (so "send", "webhook" and "v2" are not)."""
+    return (
+        len(segment) >= 16
+        and any(c.isdigit() for c in segment)
+        and any(c.isalpha() for c in segment)
+        and re.fullmatch(r"[A-Za-z0-9_\-.~]+", segment) is not None
+    )
 
 
 def redact(text: str) -> str:
@@ -88,9 +103,13 @@ def mask_url(url: str) -> str:
                 [(k, MASK if k.lower() in SENSITIVE_QUERY_KEYS else v) for k, v in pairs], safe="*"
             )
             changed = True
+    path = parts.path
+    if parts.scheme in ("http", "https") and any(_looks_like_token(seg) for seg in path.split("/")):
+        path = "/".join(MASK if _looks_like_token(seg) else seg for seg in path.split("/"))
+        changed = True
     if not changed:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 class Secret:

@@ -54,3 +54,15 @@ def test_logging_filter_redacts_messages_arguments_and_tracebacks():
     joined = "\n".join(records)
     assert "hunter2-token" not in joined
     assert "access_token=***" in joined and "RuntimeError" in joined
+
+
+def test_tokens_in_a_webhook_path_are_masked_and_registered():
+    from forecaster.secret import Secret, mask_url, redact
+
+    url = "https://open.feishu.cn/open-apis/bot/v2/hook/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+    assert mask_url(url) == "https://open.feishu.cn/open-apis/bot/v2/hook/***"
+    Secret(url, is_url=True)
+    assert redact('"POST /open-apis/bot/v2/hook/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b HTTP/1.1" 200') == '"POST /open-apis/bot/v2/hook/*** HTTP/1.1" 200'
+    # Paths of files and plain words are left alone.
+    assert mask_url("sqlite:////tmp/pytest-of-root/test_store_keeps_runs0/store.db").endswith("test_store_keeps_runs0/store.db")
+    assert mask_url("https://ops.example.com/hooks/wuye-alerts") == "https://ops.example.com/hooks/wuye-alerts"

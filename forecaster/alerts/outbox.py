@@ -462,6 +462,7 @@ def drain(
     report = DrainReport()
     report.reclaimed = outbox._reclaim(clock.now(), delivery.claim_timeout_s)
     deadline = clock.monotonic() + max_wait_s
+    waits: list[tuple[dt.datetime, str]] = []
     while not should_stop():
         now = clock.now()
         queue = outbox._queue()
@@ -518,6 +519,8 @@ def drain(
                 next_at = after + dt.timedelta(seconds=max(_backoff(attempts, delivery), result.pause_s))
                 pause = after + dt.timedelta(seconds=result.pause_s) if result.pause_s else None
                 outbox._settle(msg, result, after, next_at, pause)
+                if pause is not None:
+                    blocked[msg.channel] = pause  # the other groups on this robot wait too
                 report.retried += 1
             else:
                 outbox._settle(msg, result, after, None, None)
@@ -537,12 +540,12 @@ def drain(
         if clock.monotonic() + delay > deadline:
             break
         sleep(max(delay, 0.05))
-    left = [m for m in outbox._queue()]
+    left = outbox._queue()
     report.pending = len(left)
     if left:
-        now = clock.now()
-        reasons = sorted({_why_waiting(m, now) for m in left})
-        report.waiting = reasons
+        reasons = dict.fromkeys(why for _, why in sorted(waits))
+        reasons.update(dict.fromkeys(f"{m.channel}: being sent by another process" for m in left if m.status == "sending"))
+        report.waiting = list(reasons) or [f"{m.channel}: waiting" for m in left[:1]]
     return report
 
 
@@ -550,11 +553,3 @@ def _zone(name: str):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
-
-
-def _why_waiting(msg: OutboxMessage, now: dt.datetime) -> str:
-    if msg.status == "sending":
-        return f"{msg.channel}: being sent by another process"
-    if msg.last_code:
-        return f"{msg.channel}: waiting to retry ({msg.last_code} {msg.last_error or ''})".strip()
-    return f"{msg.channel}: waiting (rate limit, throttle or quiet hours)"

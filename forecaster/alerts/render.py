@@ -238,9 +238,25 @@ def render_group(
     footer = templates.footer.format_map({"report_url": report_url}) if report_url else ""
     blocks = [_block(n, channel, templates) for n in notices]
 
+    def advice(items: list[int]) -> list[str]:
+        kinds = dict.fromkeys((notices[i].finding.metric, notices[i].finding.kind) for i in items if notices[i].finding is not None)
+        if not kinds:
+            return []
+        lines = [
+            templates.advice_line.format_map(
+                {
+                    "metric": METRIC_SHORT_ZH.get(m, m),
+                    "change": CHANGE_ZH.get(k, k),
+                    "advice": templates.advice.get(f"{m}.{k}") or DEFAULT_ADVICE.get(f"{m}.{k}", "提前排查并安排人手"),
+                }
+            )
+            for m, k in kinds
+        ]
+        return ["**建议**\n" + "\n".join(lines)]
+
     def build(items: list[int], k: int, total: int) -> dict[str, Any]:
         label = f"（{k}/{total}）" if total > 1 else ""
-        text = "\n\n".join([header + label] + [blocks[i] for i in items] + ([footer] if footer else []))
+        text = "\n\n".join([header + label] + [blocks[i] for i in items] + advice(items) + ([footer] if footer else []))
         worst = max((notices[i] for i in items), key=lambda n: severity_rank(n.severity))
         data = {
             "run_id": run_id,
@@ -259,10 +275,12 @@ def render_group(
             data=data,
         )
 
+    # People read on a phone; a system reading the webhook takes everything its size limit allows.
+    cap = templates.max_per_message if channel.type != "webhook" else len(blocks)
     groups: list[list[int]] = []
     current: list[int] = []
     for i in range(len(blocks)):
-        if channel.fits(build(current + [i], 99, 99)):
+        if len(current) < cap and channel.fits(build(current + [i], 99, 99)):
             current.append(i)
             continue
         if current:

@@ -1,0 +1,131 @@
+"""Messages: Chinese, short, most severe first, split between findings within platform limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from forecaster.alerts.channels import Mentions, make_channel
+from forecaster.alerts.policy import Alerted, Community
+from forecaster.alerts.render import Notice, format_span, render_group
+from forecaster.config import ChannelConfig, TemplatesConfig
+from forecaster.detect import Finding
+
+AS_OF = dt.date(2026, 1, 21)
+
+
+def notice(i: int, severity="警告", metric="satisfaction", reason="new", estimated=False, name=None) -> Notice:
+    first = dt.date(2026, 2, 1) + dt.timedelta(days=i % 9)
+    kind = "dip" if metric == "satisfaction" else "surge"
+    f = Finding(
+        f"C{i:03d}", metric, kind, first, first + dt.timedelta(days=6), first + dt.timedelta(days=2),
+        78.4 if kind == "dip" else 14.2, 85.0, "阈值 85", 91.2, 0.14, 0.6 + (i % 4) / 10, severity,
+        "春节前后", estimated, 7, finding_id=f"fid{i:03d}",
+    )
+    return Notice(reason, Community(f"C{i:03d}", name or f"阳光花园{i}期", "北京", "华北", "张三", "13800000001"), f)
+
+
+def ch(type_, **extra):
+    url = {"wecom": "https://q/send?key=K", "feishu": "https://f/hook/H"}.get(type_, "https://d/send?access_token=T")
+    return make_channel("c", ChannelConfig(type=type_, url=url, **extra))
+
+
+def texts(parts):
+    from forecaster.cli import _message_text
+
+    return [_message_text(p.payload) for p in parts if p.kind == "alert"]
+
+
+def test_one_finding_reads_well_on_a_phone():
+    parts = render_group(ch("dingtalk"), [notice(1, "严重")], manager="张三", as_of=AS_OF, templates=TemplatesConfig(),
+                         report_url="https://intra/2026-01-21/report.html", mentions=Mentions(("13800000001",)))
+    assert len(parts) == 1
+    text = texts(parts)[0]
+    assert text.startswith("**物业预警** · 张三 · 1月21日夜间预测")
+    for words in ("🔴严重｜阳光花园1期 满意度下降", "2月2日（周一）至2月8日（周日），共7天", "（春节前后）",
+                  "预计：78.4分，低于阈值 85（近4周水平 91.2分）", "把握：约70%", "**建议**", "满意度下降：提前回访",
+                  "[查看报告与图表](https://intra/2026-01-21/report.html)", "@13800000001"):
+        assert words in text, words
+    assert "<" not in text and "\n|" not in text  # no HTML, no tables
+    assert parts[0].title == "物业预警｜张三｜1个小区 1条"
+
+
+def test_most_severe_first_and_all_clears_last():
+    resolved = Notice("resolved", Community("C099", "翠湖苑"), previous=Alerted(
+        "r", "old", "C099", "ticket_count", "surge", "警告", dt.date(2026, 2, 3), dt.date(2026, 2, 5), "open",
+        dt.datetime(2026, 1, 19, tzinfo=dt.timezone.utc)))
+    group = [notice(1, "提醒"), resolved, notice(2, "严重"), notice(3, "警告", reason="worse")]
+    parts = render_group(ch("dingtalk"), group, manager="张三", as_of=AS_OF, templates=TemplatesConfig())
+    assert parts[0].finding_ids == ("fid002", "fid003", "fid001", "old")
+    text = texts(parts)[0]
+    assert text.index("严重｜") < text.index("警告｜") < text.index("提醒｜") < text.index("✅ 解除｜翠湖苑 工单量上升")
+    assert "警告｜阳光花园3期 满意度下降**（升级）" in text
+
+
+@pytest.mark.parametrize("type_", ["dingtalk", "wecom", "feishu", "webhook"])
+def test_sixty_findings_split_between_findings_within_the_limit(type_):
+    channel = ch(type_)
+    group = [notice(i, ("提醒", "警告", "严重")[i % 3], ("satisfaction", "ticket_count", "complaint_count")[i % 3]) for i in range(60)]
+    parts = render_group(channel, group, manager="张三", as_of=AS_OF, templates=TemplatesConfig(), mentions=Mentions(("13800000001",)))
+    alerts = [p for p in parts if p.kind == "alert"]
+    ids = [fid for p in alerts for fid in p.finding_ids]
+    assert sorted(ids) == sorted(n.finding_id for n in group) and len(ids) == 60  # each exactly once
+    ranks = [("提醒", "警告", "严重").index(next(n for n in group if n.finding_id == fid).finding.severity) for fid in ids]
+    assert ranks == sorted(ranks, reverse=True)
+    for p in parts:
+        assert channel.fits(p.payload)
+    if type_ != "webhook":
+        assert len(alerts) == 8 and all(len(p.finding_ids) <= 8 for p in alerts)
+        for k, text in enumerate(texts(parts), start=1):
+            assert f"（{k}/8）" in text.split("\n")[0]
+            # every finding named in the part is there whole: its four lines
+            assert text.count("- 时间：") == text.count("- 预计：") == text.count("- 把握：") == len(alerts[k - 1].finding_ids)
+    else:
+        assert len(alerts) == 1 and len(alerts[0].payload["findings"]) == 60
+    mention = [p for p in parts if p.kind == "mention"]
+    assert len(mention) == (1 if type_ == "wecom" else 0)
+
+
+def test_a_small_limit_splits_by_size_and_never_cuts_a_finding():
+    channel = ch("wecom")
+    big = TemplatesConfig(max_per_message=100)
+    group = [notice(i, name="很长的小区名称" * 8) for i in range(40)]
+    parts = [p for p in render_group(channel, group, manager="张三", as_of=AS_OF, templates=big) if p.kind == "alert"]
+    assert len(parts) > 2
+    for p, text in zip(parts, texts(parts)):
+        assert len(text.encode()) <= 4096
+        assert text.count("- 把握：") == len(p.finding_ids)
+
+
+def test_a_finding_too_big_for_any_message_is_shortened_not_dropped():
+    huge = TemplatesConfig(finding="**{severity}｜{community}**\n" + "很长的说明" * 400)
+    parts = render_group(ch("wecom"), [notice(1), notice(2)], manager=None, as_of=AS_OF, templates=huge)
+    assert [p.finding_ids for p in parts] == [("fid002",), ("fid001",)]  # higher probability first
+    for p, text in zip(parts, texts(parts)):
+        assert len(p.payload["markdown"]["content"].encode()) <= 4096
+        assert "…" in text and "很长的说明" in text
+
+
+def test_estimated_holiday_schedules_are_said():
+    text = texts(render_group(ch("dingtalk"), [notice(1, estimated=True)], manager="张三", as_of=AS_OF, templates=TemplatesConfig()))[0]
+    assert "（春节前后，假期安排为推算）" in text
+
+
+def test_templates_and_advice_are_overridable():
+    templates = TemplatesConfig(
+        finding="{severity}:{community_id}:{expected}", advice={"satisfaction.dip": "节前回访重点住户"}, footer="详情 {report_url}"
+    )
+    text = texts(render_group(ch("dingtalk"), [notice(4)], manager="李四", as_of=AS_OF, templates=templates, report_url="https://r"))[0]
+    assert "警告:C004:78.4分" in text and "满意度下降：节前回访重点住户" in text and "详情 https://r" in text
+
+
+def test_wecom_colours_the_severity():
+    text = texts(render_group(ch("wecom"), [notice(1, "严重")], manager="张三", as_of=AS_OF, templates=TemplatesConfig()))[0]
+    assert '<font color="warning">严重</font>' in text
+
+
+def test_format_span():
+    assert format_span(dt.date(2026, 2, 6), dt.date(2026, 2, 6)) == "2月6日（周五）"
+    assert re.fullmatch(r"2月6日（周五）至2月8日（周日），共3天，最严重在2月7日", format_span(dt.date(2026, 2, 6), dt.date(2026, 2, 8), dt.date(2026, 2, 7)))
