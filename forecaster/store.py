@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.db import first_line, make_engine
@@ -139,6 +140,9 @@ findings = sa.Table(
 )
 
 # ------------------------------------------------------------------------------ alerts
+# Delivery times need sub-second precision (rate windows); MySQL's DATETIME defaults to seconds.
+Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
 # The outbox: every message is written here before it is sent (forecaster.alerts.outbox).
 # ``body`` is the platform's JSON without any signature or token (those are added when sending).
 alert_messages = sa.Table(
@@ -159,8 +163,8 @@ alert_messages = sa.Table(
     sa.Column("finding_ids", sa.Text),  # JSON list
     sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | sending | sent | failed
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("next_attempt_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Column("next_attempt_at", Moment, nullable=False),
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("claimed_at", sa.DateTime),
     sa.Column("sent_at", sa.DateTime),
@@ -174,7 +178,7 @@ alert_attempts = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("message_id", sa.String(32), nullable=False, index=True),
     sa.Column("channel", sa.String(64), nullable=False),
-    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("at", Moment, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),  # delivered | retry | failed
     sa.Column("code", sa.String(32)),
     sa.Column("detail", sa.Text),
@@ -195,7 +199,7 @@ alert_state = sa.Table(
     sa.Column("last_day", sa.Date, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # open | resolved
     sa.Column("message_id", sa.String(32)),
-    sa.Column("alerted_at", sa.DateTime, nullable=False),
+    sa.Column("alerted_at", Moment, nullable=False),
 )
 
 silences = sa.Table(
@@ -205,11 +209,11 @@ silences = sa.Table(
     sa.Column("community_id", sa.String(128)),
     sa.Column("metric", sa.String(32)),
     sa.Column("route", sa.String(128)),
-    sa.Column("starts_at", sa.DateTime, nullable=False),
-    sa.Column("ends_at", sa.DateTime, nullable=False),
+    sa.Column("starts_at", Moment, nullable=False),
+    sa.Column("ends_at", Moment, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_by", sa.String(128)),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
     sa.Column("removed_at", sa.DateTime),
 )
 

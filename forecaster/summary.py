@@ -98,9 +98,11 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
         a = result.alerts
         sent = ", ".join(f"{n} {REASONS.get(k, k)}" for k, n in a.sent_reasons.most_common())
         held = ", ".join(f"{n} {REASONS.get(k, k)}" for k, n in a.held_reasons.most_common())
-        line = f"  alerts     {a.messages} message(s) queued for {a.groups} manager group(s)"
-        if sent:
-            line += f" ({sent})"
+        if a.messages:
+            line = f"  alerts     {a.messages} message(s) queued for {a.groups} manager group(s)"
+            line += f" ({sent})" if sent else ""
+        else:
+            line = "  alerts     nothing new to tell"
         lines.append(line)
         if held:
             lines.append(f"             not sent: {held}")

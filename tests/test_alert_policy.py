@@ -150,3 +150,22 @@ def test_bad_quiet_hours_and_unknown_ops_route_are_config_errors():
         parse_config({"alerts": {"routes": [{"name": "r", "channels": [], "quiet_hours": "10pm-7am"}]}})
     with pytest.raises(ConfigError, match="ops_route"):
         parse_config({"alerts": {"ops_route": "nope"}})
+
+
+def test_a_shorter_dip_is_not_news_but_an_earlier_start_is():
+    told_f = told(finding(first=dt.date(2026, 2, 10), days=10))  # 10–19 Feb
+    assert run([finding(first=dt.date(2026, 2, 12), days=5)], [told_f]) == [("f1", False, "duplicate")]
+    assert run([finding(first=dt.date(2026, 2, 6), days=14)], [told_f]) == [("f1", True, "moved")]
+
+
+def test_a_dip_split_under_new_ids_is_the_same_episode_and_no_all_clear_is_sent():
+    told_f = told(finding("old", first=dt.date(2026, 2, 5), days=10))  # 5–14 Feb, 警告
+    parts = [finding("a", first=dt.date(2026, 2, 7), days=5), finding("b", first=dt.date(2026, 2, 13), days=2)]
+    assert run(parts, [told_f]) == [("a", False, "duplicate"), ("b", False, "duplicate")]
+    # A fragment that reaches well past what was said is news; a different metric is not the same episode.
+    later = finding("c", first=dt.date(2026, 2, 13), days=6)
+    other = finding("d", first=dt.date(2026, 2, 7), days=5, metric="ticket_count")
+    assert run([later, other], [told_f], series={("C001", "satisfaction"), ("C001", "ticket_count")}) == [
+        ("c", True, "moved"),
+        ("d", True, "new"),
+    ]

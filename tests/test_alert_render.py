@@ -102,7 +102,7 @@ def test_a_small_limit_splits_by_size_and_never_cuts_a_finding():
 def test_a_finding_too_big_for_any_message_is_shortened_not_dropped():
     huge = TemplatesConfig(finding="**{severity}｜{community}**\n" + "很长的说明" * 400)
     parts = render_group(ch("wecom"), [notice(1), notice(2)], manager=None, as_of=AS_OF, templates=huge)
-    assert [p.finding_ids for p in parts] == [("fid002",), ("fid001",)]  # higher probability first
+    assert [p.finding_ids for p in parts] == [("fid001",), ("fid002",)]  # soonest first
     for p, text in zip(parts, texts(parts)):
         assert len(p.payload["markdown"]["content"].encode()) <= 4096
         assert "…" in text and "很长的说明" in text

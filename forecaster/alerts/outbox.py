@@ -177,6 +177,14 @@ class Outbox:
                     )
                     continue
                 f = decision.finding
+                prev = decision.previous
+                if prev is not None and prev.finding_id != f.finding_id:
+                    # The episode now goes by this finding's id: the old row is closed, quietly.
+                    conn.execute(
+                        alert_state.update()
+                        .where((alert_state.c.route == decision.route) & (alert_state.c.finding_id == prev.finding_id))
+                        .values(state="resolved")
+                    )
                 conn.execute(alert_state.delete().where(key))
                 conn.execute(
                     alert_state.insert().values(

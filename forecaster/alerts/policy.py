@@ -8,10 +8,13 @@ files, so each rule is tested by passing values in.
   city or manager); a community no route matches goes to ``default_channels``; with no channel
   configured at all, to the console.
 * Deduplication: a finding already alerted on a route is sent again only when it got worse
-  (severity up), moved (first or last day by ``moved_days`` or more), or ``repeat_every_days``
-  passed. A message that failed for good does not count as told. A finding that disappears
-  from the forecast gets one all-clear (``send_resolved``), but only when its series *was*
-  forecast tonight: a failed series is not good news.
+  (severity up), moved (starts ``moved_days`` or more earlier, or ends that much later: a
+  shorter dip is not news), or ``repeat_every_days`` passed. A finding with a new id whose days
+  overlap a told one of the same community, metric and kind is the same episode (forecasts
+  shift and split a dip from night to night). A message that failed for good does not count
+  as told. A told finding that disappears from the forecast gets one all-clear
+  (``send_resolved``), but only when its series *was* forecast tonight (a failed series is not
+  good news) and nothing overlapping it is still forecast.
 * Silences: by community, metric and/or route, from a start to an end time, with a reason.
 * Quiet hours: a message for a route in its quiet hours waits until they end.
 """
@@ -168,9 +171,26 @@ def decide(
     out: list[Decision] = []
     seen: set[str] = set()
     floor = severity_rank(route.min_severity)
+    slack = dt.timedelta(days=policy.moved_days)
+    by_key: dict[tuple[str, str, str], list[Alerted]] = {}
+    for a in alerted.values():
+        if a.state == "open":
+            by_key.setdefault((a.community_id, a.metric, a.kind), []).append(a)
+
+    def overlapping(f: Finding) -> Alerted | None:
+        # The same episode under another id (a dip that split in two, or came back after a night away).
+        for a in by_key.get((f.community_id, f.metric, f.kind), []):
+            if f.first_day <= a.last_day + slack and a.first_day <= f.last_day + slack:
+                return a
+        return None
+
     for f in findings:
-        seen.add(f.finding_id)
         prev = alerted.get(f.finding_id)
+        if prev is None or prev.state != "open":
+            prev = overlapping(f) or prev
+        seen.add(f.finding_id)
+        if prev is not None:
+            seen.add(prev.finding_id)
         if severity_rank(f.severity) < floor:
             out.append(Decision(name, False, "below_severity", f, prev))
             continue
@@ -204,7 +224,8 @@ def _compare(f: Finding, prev: Alerted | None, policy: AlertPolicyConfig, now: d
         return True, "unsent"
     if severity_rank(f.severity) > severity_rank(prev.severity):
         return True, "worse"
-    moved = max(abs((f.first_day - prev.first_day).days), abs((f.last_day - prev.last_day).days))
+    # News is a dip that starts earlier or lasts longer than said; a shorter one is not.
+    moved = max((prev.first_day - f.first_day).days, (f.last_day - prev.last_day).days)
     if moved >= policy.moved_days:
         return True, "moved"
     if policy.repeat_every_days and now - prev.alerted_at >= dt.timedelta(days=policy.repeat_every_days):

@@ -1,7 +1,7 @@
 """Findings → short Chinese messages a manager reads on a phone. Pure.
 
 One message group per route, channel and manager per run: their communities' findings, most
-severe first, then any all-clears. No tables or HTML (they do not render in the robots' phone
+severe first and, within a severity, soonest first; then any all-clears. No tables or HTML (they do not render in the robots' phone
 apps); bold, lists and a link only. When a group does not fit the platform's size limit it is
 split into parts ``（1/3）``, ``（2/3）``… between findings, never inside one.
 """
@@ -61,8 +61,8 @@ class Notice:
         return (
             resolved,
             -severity_rank(self.severity),
-            -(f.probability if f is not None else 0.0),
             (f or self.previous).first_day,  # type: ignore[union-attr]
+            -(f.probability if f is not None else 0.0),
             self.community.community_id,
         )
 

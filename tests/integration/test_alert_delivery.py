@@ -121,7 +121,7 @@ def test_sixty_findings_for_one_manager_arrive_complete_in_order_signed_and_with
     result = drain(config, store, clock)
     assert (result.failed, result.pending, result.retried) == (0, 0, 0)
     assert all(code in (0, 200) for _, _, code in server.requests), server.requests  # signatures, keyword, sizes ok
-    order = [f.finding_id for f in sorted(found, key=lambda f: (-("提醒", "警告", "严重").index(f.severity), -f.probability, f.first_day, f.community_id))]
+    order = [f.finding_id for f in sorted(found, key=lambda f: (-("提醒", "警告", "严重").index(f.severity), f.first_day, -f.probability, f.community_id))]
     for platform in ("dingtalk", "wecom", "feishu", "webhook"):
         got = [r for r in server.delivered if r.platform == platform]
         ids = [fid for r in got for fid in _ids_of(r, store)]
