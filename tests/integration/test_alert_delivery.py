@@ -282,7 +282,9 @@ def test_tokens_and_secrets_never_reach_logs_errors_or_the_store(server, clock, 
         meta.reflect(conn)
         for table in meta.sorted_tables:
             dumped += [repr(tuple(row)) for row in conn.execute(sa.select(table))]
-    texts = [caplog.text, "\n".join(dumped), format_delivery(down), format_delivery(up), format_delivery(failed)]
+    from forecaster.config import describe_config
+
+    texts = [caplog.text, "\n".join(dumped), format_delivery(down), format_delivery(up), format_delivery(failed), describe_config(config)]
     for secret in (*SECRETS, "SECwrong-secret-99"):
         for text in texts:
             assert secret not in text
