@@ -56,6 +56,10 @@ def test_run_sends_each_managers_alerts_and_a_second_run_sends_nothing_new(tmp_p
     out = capsys.readouterr().out
     assert "already sent" in out and len(server.delivered) == first
     assert TOKEN not in out and SECRET not in out
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8-sig")
+            assert TOKEN not in text and SECRET not in text, path
 
 
 def test_a_bad_token_makes_run_exit_1_and_outbox_shows_why_until_fixed_and_retried(tmp_path, server, capsys):
