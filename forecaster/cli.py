@@ -65,6 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the scheduled service (nightly cycle, outbox, watchdog) until stopped",
+        description="Run APScheduler in the configured timezone: the nightly cycle (schedule.nightly), the outbox "
+        "every schedule.outbox_every_s, a watchdog, and schedule.commands. The schedule is kept in the store, so a "
+        "night missed while the service was down runs once at start-up (within schedule.misfire_grace_s). Stops "
+        "cleanly on SIGTERM or SIGINT.",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="next run times, last runs, outbox backlog and failing series",
+        description="What the service did and will do, read from the store (works while the service runs).",
+    )
+    p.add_argument("--runs", type=int, default=5, metavar="N", help="runs listed (default 5)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
         "outbox",
         parents=[common],
         help="show, send or retry alert messages",
@@ -225,11 +245,37 @@ def _load(args: argparse.Namespace):
     return load_config(args.config)
 
 
+def _apply_log_config(config, verbose: int) -> None:
+    from forecaster.logs import configure_logging
+
+    level = config.log.level if verbose <= 0 else "INFO" if verbose == 1 else "DEBUG"
+    configure_logging(config.log.format, level)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from forecaster.jobs.service import serve
+
+    config = _load(args)
+    _apply_log_config(config, args.verbose)
+    return serve(config.path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from forecaster.status import format_status
+
+    config = _load(args)
+    text, code = format_status(config, runs=args.runs)
+    print(text)
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from forecaster.pipeline import run_once
     from forecaster.summary import format_run_summary
 
     config = _load(args)
+    if config.log.format == "json":
+        _apply_log_config(config, args.verbose)
     result = run_once(config, args.as_of, dry_run=args.dry_run)
     delivery = None
     if result.alerts is not None and not args.no_send:

@@ -562,21 +562,60 @@ class AlertsConfig(_Model):
         return self
 
 
+def _check_cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"not a crontab expression ({exc}); e.g. '0 2 * * *' for 02:00 daily")
+    return value
+
+
+class CommandJob(_Model):
+    """An extra scheduled job: a program run on a cron (e.g. a script that exports tickets to
+    CSV before the nightly run). Its output is logged; a failure is logged and alerted to ops."""
+
+    name: str
+    cron: str
+    argv: list[str] = Field(min_length=1)
+    timeout_s: float = Field(1800, gt=0)
+
+    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
+
+
 class ScheduleConfig(_Model):
     nightly: str = "0 2 * * *"
     outbox_every_s: int = Field(60, ge=5)
+    # A night missed by less than this (service down) runs once at start-up, recorded as late.
     misfire_grace_s: int = Field(6 * 3600, ge=0)
+    # This service's name (its jobs table and its name in the store); default: the host name.
+    instance: str | None = None
+    # A running job renews its claim this often (÷3); a claim older than this is a dead holder's.
+    lease_s: int = Field(300, ge=10)
+    # Checks for missed nights and dead holders, and alerts ops.
+    watchdog_every_s: int = Field(600, ge=10)
+    # /metrics (Prometheus) and /healthz on this port (needs the [metrics] extra); none: off.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    commands: list[CommandJob] = []
 
     @field_validator("nightly")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        return _check_cron(value)
 
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"not a crontab expression ({exc}); e.g. '0 2 * * *' for 02:00 daily")
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", value):
+            raise ValueError("letters, digits, '.', '_' and '-' only, at most 40")
         return value
+
+
+class LogConfig(_Model):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class StoreConfig(_Model):
@@ -606,6 +645,7 @@ class Config(_Model):
     engine: EngineConfig = EngineConfig()
     alerts: AlertsConfig = AlertsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    log: LogConfig = LogConfig()
     store: StoreConfig = StoreConfig()
     output: OutputConfig = OutputConfig()
     demo: DemoConfig = DemoConfig()

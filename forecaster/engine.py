@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError
 from typing import TypeVar
 
-__all__ = ["map_chunks", "chunked", "resolve_workers"]
+__all__ = ["map_chunks", "chunked", "resolve_workers", "Interrupted"]
+
+
+class Interrupted(Exception):
+    """The caller asked the work to stop (a service shutting down)."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,12 +36,38 @@ def chunked(items: Sequence[T], n_chunks: int) -> list[Sequence[T]]:
     return [c for c in out if len(c)]
 
 
-def map_chunks(fn: Callable[[T], R], chunks: Sequence[T], *, backend: str = "process", workers: int | None = None) -> list[R]:
-    """``[fn(c) for c in chunks]``, in order, on the chosen backend."""
+def map_chunks(
+    fn: Callable[[T], R],
+    chunks: Sequence[T],
+    *,
+    backend: str = "process",
+    workers: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[R]:
+    """``[fn(c) for c in chunks]``, in order, on the chosen backend. When ``should_stop()``
+    turns true, chunks not yet started are dropped and `Interrupted` is raised."""
     workers = resolve_workers(workers)
     if backend == "serial" or workers == 1 or len(chunks) <= 1:
-        return [fn(c) for c in chunks]
+        out = []
+        for c in chunks:
+            if should_stop():
+                raise Interrupted()
+            out.append(fn(c))
+        return out
     if backend != "process":
         raise ValueError(f"unknown engine backend {backend!r} (serial or process)")
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-        return list(pool.map(fn, chunks))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+    try:
+        futures = [pool.submit(fn, c) for c in chunks]
+        out = []
+        for future in futures:
+            while True:
+                try:
+                    out.append(future.result(timeout=0.5))
+                    break
+                except TimeoutError:
+                    if should_stop():
+                        raise Interrupted() from None
+        return out
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -55,7 +55,7 @@ def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
 
 
 def forecast_communities(
-    series: pd.DataFrame, config: Config, communities: pd.DataFrame
+    series: pd.DataFrame, config: Config, communities: pd.DataFrame, *, should_stop=lambda: False
 ) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
     """Forecast every series (``series_id, community_id, metric, ds, y``) on the configured engine.
 
@@ -75,7 +75,9 @@ def forecast_communities(
         _Job(series[series["series_id"].isin(set(part))], settings, config.forecast.country, config.calendar, per_series)
         for part in chunked(ids, workers * 4)
     ]
-    results = map_chunks(_forecast_chunk, jobs, backend=config.engine.backend, workers=config.engine.workers)
+    results = map_chunks(
+        _forecast_chunk, jobs, backend=config.engine.backend, workers=config.engine.workers, should_stop=should_stop
+    )
     frames = [f for f, _ in results if not f.empty]
     outcomes = [o for _, outs in results for o in outs]
     if not frames:

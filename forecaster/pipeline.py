@@ -14,6 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from forecaster.ingest.aggregate import make_daily_series
 from forecaster.ingest.validate import TableReport
 from forecaster.alerts.notify import QueueReport, queue_alerts
 from forecaster.calendar import FeatureBook
+from forecaster.engine import Interrupted
 from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.report import make_report_html
 from forecaster.secret import redact
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     run_id: str
     as_of: dt.date
-    status: str  # ok | partial | failed
+    status: str  # ok | partial | failed | interrupted
     exit_code: int
     dry_run: bool = False
     source: str = ""
@@ -121,15 +123,24 @@ def run_once(
     session: requests.Session | None = None,
     dry_run: bool = False,
     trigger: str = "cli",
+    run_id: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
     """Run one cycle as of ``as_of`` (default: today in the configured timezone).
 
     History ends the day before ``as_of`` (the last complete day); forecasts start on it.
+    When ``should_stop()`` turns true (a service shutting down) the run stops at the next stage
+    or forecast chunk and is recorded as ``interrupted``; nothing half-written is queued.
     """
     clock = clock or SystemClock()
     as_of = as_of or today_in(clock, config.timezone)
-    result = RunResult(run_id=uuid.uuid4().hex, as_of=as_of, status="failed", exit_code=2, dry_run=dry_run)
+    result = RunResult(run_id=run_id or uuid.uuid4().hex, as_of=as_of, status="failed", exit_code=2, dry_run=dry_run)
     timer = _Timer(clock, result.timings)
+
+    def check() -> None:
+        if should_stop():
+            raise Interrupted()
+
     started = clock.now()
     store: Store | None = None
     try:
@@ -138,6 +149,7 @@ def run_once(
                 store = Store(config.store.url.get())
                 result.store = store.describe
                 store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
+        check()
         with timer("ingest"):
             data = load_source(config, as_of, session=session)
         result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
@@ -150,8 +162,9 @@ def run_once(
                 min_history_days=config.forecast.min_history_days,
                 communities=data.communities["community_id"],
             )
+        check()
         with timer("forecast"):
-            forecasts, outcomes = forecast_communities(series.frame, config, data.communities)
+            forecasts, outcomes = forecast_communities(series.frame, config, data.communities, should_stop=should_stop)
         result.series_stats = _merge_outcomes(series.stats, outcomes)
         with timer("detect"):
             book = FeatureBook(
@@ -164,6 +177,7 @@ def run_once(
             previous = _previous_findings(store, result.run_id) if store is not None else []
             carry_identity(found, previous)
         result.findings = found
+        check()
         if not dry_run:
             with timer("outputs"):
                 _write_outputs(config, as_of, data, series.frame, forecasts, found, book, result)
@@ -186,6 +200,8 @@ def run_once(
                 )
         failed = result.status_counts.get("failed", 0)
         result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
+    except Interrupted:
+        result.error, result.exit_code, result.status = "stopped: the service is shutting down", 1, "interrupted"
     except ForecasterError as exc:
         result.error, result.exit_code, result.status = redact(str(exc)), exc.exit_code, "failed"
     except Exception as exc:  # a bug: record it, keep the traceback in the log

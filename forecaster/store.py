@@ -36,6 +36,8 @@ __all__ = [
     "alert_state",
     "silences",
     "channel_state",
+    "job_slots",
+    "leases",
     "utc_naive",
     "RunRecord",
 ]
@@ -224,6 +226,33 @@ channel_state = sa.Table(
     sa.Column("channel", sa.String(64), primary_key=True),
     sa.Column("blocked_until", sa.DateTime),
     sa.Column("reason", sa.Text),
+)
+
+# ----------------------------------------------------------------------------- service
+# One row per scheduled job and due time: the instance that inserts it runs it, so two services
+# on one database never run the same night twice. ``expires_at`` is pushed forward while the job
+# runs; a row whose holder stopped heartbeating can be taken over (a crashed holder never blocks).
+job_slots = sa.Table(
+    "job_slots",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.String(40), primary_key=True),  # the due time, ISO
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("run_id", sa.String(32)),
+    sa.Column("status", sa.String(16), nullable=False),  # running | ok | partial | failed | interrupted | skipped
+    sa.Column("trigger", sa.String(16)),  # schedule | late
+    sa.Column("started_at", Moment, nullable=False),
+    sa.Column("finished_at", Moment),
+    sa.Column("expires_at", Moment, nullable=False),
+)
+
+# Short-lived exclusive leases (e.g. "outbox": one sender at a time across instances).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", Moment, nullable=False),
 )
 
 _FINDING_COLUMNS = {"limit": "limit_value", "window": "window_label"}

@@ -25,7 +25,7 @@ def test_repository_config_is_valid_and_matches_the_defaults():
     assert config.forecast.horizon == 90
 
 
-@pytest.mark.parametrize("section", ["metrics", "forecast", "calendar", "thresholds", "detect", "engine", "alerts", "schedule", "demo"])
+@pytest.mark.parametrize("section", ["metrics", "forecast", "calendar", "thresholds", "detect", "engine", "alerts", "schedule", "log", "demo"])
 def test_repository_config_spells_out_the_code_defaults(section):
     """config.yaml documents every key; where it repeats a default it must be the same one
     (a section written out in full replaces the code's defaults)."""

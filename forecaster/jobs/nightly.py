@@ -9,7 +9,9 @@ the run id and the duration.
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
+from typing import Callable
 
 from forecaster.clock import Clock, SystemClock, today_in
 from forecaster.config import load_config
@@ -21,7 +23,14 @@ __all__ = ["nightly_job"]
 log = logging.getLogger(__name__)
 
 
-def nightly_job(config_path: str | Path | None = None, *, clock: Clock | None = None, trigger: str = "schedule") -> RunResult | None:
+def nightly_job(
+    config_path: str | Path | None = None,
+    *,
+    clock: Clock | None = None,
+    trigger: str = "schedule",
+    run_id: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunResult | None:
     """Run one cycle as of today (in the configured timezone). Returns the result, or ``None``
     when the config could not be loaded (the error is logged)."""
     clock = clock or SystemClock()
@@ -31,8 +40,9 @@ def nightly_job(config_path: str | Path | None = None, *, clock: Clock | None = 
         log.error("nightly run not started: %s", exc)
         return None
     as_of = today_in(clock, config.timezone)
-    log.info("nightly run starting as of %s", as_of)
-    result = run_once(config, as_of, clock=clock, trigger=trigger)
+    run_id = run_id or uuid.uuid4().hex
+    log.info("nightly run %s starting as of %s (%s)", run_id[:8], as_of, trigger)
+    result = run_once(config, as_of, clock=clock, trigger=trigger, run_id=run_id, should_stop=should_stop)
     level = logging.INFO if result.exit_code == 0 else logging.ERROR
     log.log(
         level,

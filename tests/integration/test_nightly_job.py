@@ -20,7 +20,7 @@ def test_nightly_job_runs_as_of_the_company_day_and_logs_start_and_end(tmp_path,
     [run] = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}").last_runs()
     assert run.trigger == "schedule" and run.status == "ok"
     messages = [r.getMessage() for r in caplog.records]
-    assert messages[0] == "nightly run starting as of 2026-11-23"
+    assert messages[0] == f"nightly run {result.run_id[:8]} starting as of 2026-11-23 (schedule)"
     assert messages[-1].startswith(f"nightly run {result.run_id[:8]} as of 2026-11-23 finished: ok in ")
 
 

@@ -1,0 +1,144 @@
+"""Coordination through the store, so several service instances can share one database.
+
+* `claim_slot`: the first instance to insert ``(job, due time)`` runs it; the others skip it.
+  The holder pushes ``expires_at`` forward while it works (`renew_slot`); a slot whose holder
+  died (expired while ``running``) can be taken over, and its run is recorded as interrupted.
+* `acquire_lease` / `release_lease`: a short exclusive lease by name (one outbox sender at a time).
+
+Each step is one small transaction whose outcome is decided by the database (a primary-key
+insert, or a conditional update that affects one row or none), so it is safe on SQLite,
+PostgreSQL and MySQL alike without table locks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from forecaster.store import Store, job_slots, leases, runs, utc_naive
+
+__all__ = ["Claim", "claim_slot", "renew_slot", "finish_slot", "recover_expired", "acquire_lease", "release_lease"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool
+    holder: str  # who holds it now
+    took_over: str | None = None  # the dead holder whose slot we took
+
+
+def claim_slot(store: Store, job: str, slot: str, holder: str, *, now: dt.datetime, ttl_s: float, trigger: str, run_id: str) -> Claim:
+    at, expires = utc_naive(now), utc_naive(now + dt.timedelta(seconds=ttl_s))
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                job_slots.insert().values(
+                    job=job, slot=slot, holder=holder[:128], run_id=run_id, status="running", trigger=trigger,
+                    started_at=at, expires_at=expires,
+                )
+            )
+        return Claim(True, holder)
+    except IntegrityError:
+        pass
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(job_slots).where((job_slots.c.job == job) & (job_slots.c.slot == slot))).mappings().first()
+        if row is None:
+            return Claim(False, "?")
+        if row["status"] != "running" or row["expires_at"] >= at:
+            return Claim(False, row["holder"])
+        taken = conn.execute(
+            job_slots.update()
+            .where(
+                (job_slots.c.job == job)
+                & (job_slots.c.slot == slot)
+                & (job_slots.c.status == "running")
+                & (job_slots.c.holder == row["holder"])
+                & (job_slots.c.expires_at < at)
+            )
+            .values(holder=holder[:128], run_id=run_id, trigger=trigger, started_at=at, expires_at=expires)
+        ).rowcount
+        if not taken:
+            return Claim(False, row["holder"])
+        if row["run_id"]:
+            _interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
+    return Claim(True, holder, took_over=row["holder"])
+
+
+def renew_slot(store: Store, job: str, slot: str, holder: str, *, now: dt.datetime, ttl_s: float) -> bool:
+    with store.engine.begin() as conn:
+        return bool(
+            conn.execute(
+                job_slots.update()
+                .where((job_slots.c.job == job) & (job_slots.c.slot == slot) & (job_slots.c.holder == holder[:128]))
+                .values(expires_at=utc_naive(now + dt.timedelta(seconds=ttl_s)))
+            ).rowcount
+        )
+
+
+def finish_slot(store: Store, job: str, slot: str, holder: str, *, now: dt.datetime, status: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            job_slots.update()
+            .where((job_slots.c.job == job) & (job_slots.c.slot == slot) & (job_slots.c.holder == holder[:128]))
+            .values(status=status, finished_at=utc_naive(now), expires_at=utc_naive(now))
+        )
+
+
+def _interrupt_run(conn, run_id: str, at: dt.datetime, why: str) -> None:
+    conn.execute(
+        runs.update()
+        .where((runs.c.run_id == run_id) & (runs.c.status == "running"))
+        .values(status="interrupted", finished_at=at, error=why)
+    )
+
+
+def recover_expired(store: Store, *, now: dt.datetime) -> list[str]:
+    """Slots whose holder died mid-run: the slot and its run are marked interrupted. Returns
+    the run ids (the service calls this at start-up and from its watchdog)."""
+    at = utc_naive(now)
+    out = []
+    with store.engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(job_slots).where((job_slots.c.status == "running") & (job_slots.c.expires_at < at))
+        ).mappings().all()
+        for row in rows:
+            done = conn.execute(
+                job_slots.update()
+                .where(
+                    (job_slots.c.job == row["job"])
+                    & (job_slots.c.slot == row["slot"])
+                    & (job_slots.c.status == "running")
+                    & (job_slots.c.expires_at < at)
+                )
+                .values(status="interrupted", finished_at=at)
+            ).rowcount
+            if done and row["run_id"]:
+                _interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
+                out.append(row["run_id"])
+    return out
+
+
+def acquire_lease(store: Store, name: str, holder: str, *, now: dt.datetime, ttl_s: float) -> bool:
+    at, expires = utc_naive(now), utc_naive(now + dt.timedelta(seconds=ttl_s))
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(leases.insert().values(name=name, holder=holder[:128], expires_at=expires))
+        return True
+    except IntegrityError:
+        pass
+    with store.engine.begin() as conn:
+        return bool(
+            conn.execute(
+                leases.update()
+                .where((leases.c.name == name) & ((leases.c.expires_at < at) | (leases.c.holder == holder[:128])))
+                .values(holder=holder[:128], expires_at=expires)
+            ).rowcount
+        )
+
+
+def release_lease(store: Store, name: str, holder: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(leases.delete().where((leases.c.name == name) & (leases.c.holder == holder[:128])))
