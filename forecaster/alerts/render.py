@@ -168,14 +168,18 @@ def _data(n: Notice) -> dict[str, Any]:
         "region": c.region,
         "manager": c.manager,
     }
+    told = n.finding if n.finding is not None else n.previous
+    assert told is not None
+    row.update(
+        metric=told.metric,
+        kind=told.kind,
+        severity=told.severity,
+        first_day=told.first_day.isoformat(),
+        last_day=told.last_day.isoformat(),
+    )
     if n.finding is not None:
         f = n.finding
         row.update(
-            metric=f.metric,
-            kind=f.kind,
-            severity=f.severity,
-            first_day=f.first_day.isoformat(),
-            last_day=f.last_day.isoformat(),
             peak_day=f.peak_day.isoformat(),
             expected=round(f.expected, 3),
             limit=round(f.limit, 3),
@@ -185,16 +189,6 @@ def _data(n: Notice) -> dict[str, Any]:
             probability=round(f.probability, 4),
             window=f.window,
             estimated=f.estimated,
-        )
-    else:
-        p = n.previous
-        assert p is not None
-        row.update(
-            metric=p.metric,
-            kind=p.kind,
-            severity=p.severity,
-            first_day=p.first_day.isoformat(),
-            last_day=p.last_day.isoformat(),
         )
     return row
 
