@@ -354,6 +354,11 @@ class ForecastConfig(_Model):
     backtest_folds: int = Field(2, ge=1, le=12)
     backtest_horizon: int = Field(28, ge=7, le=365)
     backtest_step: int = Field(28, ge=1, le=365)
+    # The nightly run reuses each series' backtest choice (model and interval calibration) for up
+    # to this many nights and only refits that model; a seventh of the series choose afresh each
+    # night, and any series whose choice is older, or that has a major holiday newly ahead. 1:
+    # choose every night.
+    reselect_every_days: int = Field(7, ge=1, le=60)
 
 
 class DetectConfig(_Model):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, TimeoutError
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 __all__ = ["map_chunks", "chunked", "resolve_workers", "Interrupted"]
@@ -43,31 +43,34 @@ def map_chunks(
     backend: str = "process",
     workers: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_done: Callable[[int], None] = lambda i: None,
 ) -> list[R]:
-    """``[fn(c) for c in chunks]``, in order, on the chosen backend. When ``should_stop()``
-    turns true, chunks not yet started are dropped and `Interrupted` is raised."""
+    """``[fn(c) for c in chunks]``, in order, on the chosen backend. ``on_done(i)`` is called as
+    each chunk finishes (in any order). When ``should_stop()`` turns true, chunks not yet
+    started are dropped and `Interrupted` is raised."""
     workers = resolve_workers(workers)
     if backend == "serial" or workers == 1 or len(chunks) <= 1:
         out = []
-        for c in chunks:
+        for i, c in enumerate(chunks):
             if should_stop():
                 raise Interrupted()
             out.append(fn(c))
+            on_done(i)
         return out
     if backend != "process":
         raise ValueError(f"unknown engine backend {backend!r} (serial or process)")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
     try:
         futures = [pool.submit(fn, c) for c in chunks]
-        out = []
-        for future in futures:
-            while True:
-                try:
-                    out.append(future.result(timeout=0.5))
-                    break
-                except TimeoutError:
-                    if should_stop():
-                        raise Interrupted() from None
-        return out
+        index = {f: i for i, f in enumerate(futures)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # a chunk that raised stops the map, as a serial loop would
+                on_done(index[future])
+            if pending and should_stop():
+                raise Interrupted()
+        return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

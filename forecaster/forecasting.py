@@ -20,7 +20,7 @@ from forecaster.calendar import FeatureBook, Location
 from forecaster.config import CalendarConfig
 from forecaster.errors import ForecasterError
 from forecaster.models.base import SeriesSpec
-from forecaster.models.select import Settings, backtest_series, forecast_series
+from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
 
 __all__ = [
     "InputError",
@@ -141,6 +141,8 @@ class SeriesOutcome:
     reason: str = ""
     score: float = float("nan")
     n_obs: int = 0
+    choice: Choice | None = None  # the model choice made or reused tonight (to keep for later nights)
+    reused: bool = False
 
 
 def forecast_long(
@@ -151,11 +153,14 @@ def forecast_long(
     calendar: CalendarConfig | None = None,
     locations: dict[str, Location] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
+    choices: dict[str, Choice] | None = None,
+    reuse_days: int = 0,
 ) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
     """Forecast every series ``settings.horizon`` days past its last date.
 
     Returns the forecasts (``series_id, ds, yhat, yhat_lower, yhat_upper, model``) and one
-    outcome per series. A series that raises is recorded as failed and skipped.
+    outcome per series. A series that raises is recorded as failed and skipped. ``choices``
+    holds earlier model choices to reuse (see `forecast_series`).
     """
     calendar = calendar or CalendarConfig()
     h = settings.horizon
@@ -170,7 +175,7 @@ def forecast_long(
             f_all = feats.get(loc).loc[ds[0] : ds[-1] + pd.Timedelta(days=h)]
             hist, fut = f_all.iloc[: len(ds)], f_all.iloc[len(ds) :]
             s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
-            fc = forecast_series(y, ds, s, hist, fut, settings)
+            fc = forecast_series(y, ds, s, hist, fut, settings, choice=(choices or {}).get(sid), reuse_days=reuse_days)
         except Exception as exc:  # one series must never stop the others
             outcomes.append(SeriesOutcome(sid, "failed", reason=f"{type(exc).__name__}: {exc}", n_obs=int(np.isfinite(y).sum())))
             continue
@@ -187,7 +192,9 @@ def forecast_long(
                 }
             )
         )
-        outcomes.append(SeriesOutcome(sid, fc.status, fc.model, fc.reason, fc.score, int(np.isfinite(y).sum())))
+        outcomes.append(
+            SeriesOutcome(sid, fc.status, fc.model, fc.reason, fc.score, int(np.isfinite(y).sum()), fc.choice, fc.reused)
+        )
     columns = ["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return out, outcomes

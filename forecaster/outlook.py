@@ -7,6 +7,7 @@ this computes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,15 @@ from forecaster.engine import chunked, map_chunks, resolve_workers
 from forecaster.forecasting import SeriesOutcome, forecast_long
 from forecaster.ingest.aggregate import COUNT_METRICS
 from forecaster.models.select import Settings
+from forecaster.progress import Progress
+
+# Series per unit of work sent to a worker: small enough for steady progress and an even load,
+# large enough that sending the calendar and the frame costs little.
+CHUNK_SERIES = 40
 
 __all__ = [
     "locations_of",
+    "reselect_tonight",
     "forecast_communities",
     "detect_findings",
     "forecast_table",
@@ -48,14 +55,39 @@ class _Job:
     country: str
     calendar: object
     locations: dict[str, Location]
+    choices: dict
+    reuse_days: int
 
 
 def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
-    return forecast_long(job.frame, job.settings, country=job.country, calendar=job.calendar, locations=job.locations)
+    return forecast_long(
+        job.frame,
+        job.settings,
+        country=job.country,
+        calendar=job.calendar,
+        locations=job.locations,
+        choices=job.choices,
+        reuse_days=job.reuse_days,
+    )
+
+
+def reselect_tonight(series_id: str, as_of: dt.date, every_days: int) -> bool:
+    """Whether this series chooses its model afresh tonight: one in ``every_days`` of the series
+    each night, by a stable hash of its id, so the backtest work is spread over the week."""
+    if every_days <= 1:
+        return True
+    digest = int(hashlib.sha1(series_id.encode("utf-8")).hexdigest()[:8], 16)
+    return (digest + as_of.toordinal()) % every_days == 0
 
 
 def forecast_communities(
-    series: pd.DataFrame, config: Config, communities: pd.DataFrame, *, should_stop=lambda: False
+    series: pd.DataFrame,
+    config: Config,
+    communities: pd.DataFrame,
+    *,
+    should_stop=lambda: False,
+    choices: dict | None = None,
+    as_of: dt.date | None = None,
 ) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
     """Forecast every series (``series_id, community_id, metric, ds, y``) on the configured engine.
 
@@ -70,14 +102,36 @@ def forecast_communities(
     }
     settings = Settings.from_config(config.forecast)
     ids = list(series["series_id"].unique())
+    every = config.forecast.reselect_every_days
+    reusable = {
+        sid: c
+        for sid, c in (choices or {}).items()
+        if as_of is None or not reselect_tonight(sid, as_of, every)
+    }
     workers = 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)
     jobs = [
-        _Job(series[series["series_id"].isin(set(part))], settings, config.forecast.country, config.calendar, per_series)
-        for part in chunked(ids, workers * 4)
+        _Job(
+            series[series["series_id"].isin(set(part))],
+            settings,
+            config.forecast.country,
+            config.calendar,
+            per_series,
+            {sid: reusable[sid] for sid in part if sid in reusable},
+            every,
+        )
+        for part in chunked(ids, max(workers * 4, len(ids) // CHUNK_SERIES))
     ]
+    progress = Progress(len(ids), "forecast")
+    sizes = [job.frame["series_id"].nunique() for job in jobs]
     results = map_chunks(
-        _forecast_chunk, jobs, backend=config.engine.backend, workers=config.engine.workers, should_stop=should_stop
+        _forecast_chunk,
+        jobs,
+        backend=config.engine.backend,
+        workers=config.engine.workers,
+        should_stop=should_stop,
+        on_done=lambda i: progress.advance(sizes[i]),
     )
+    progress.finish()
     frames = [f for f, _ in results if not f.empty]
     outcomes = [o for _, outs in results for o in outs]
     if not frames:

@@ -59,6 +59,7 @@ class RunResult:
     output_rows: dict[str, int] = field(default_factory=dict)
     findings: list = field(default_factory=list)
     alerts: "QueueReport | None" = None
+    reused_choices: int = 0  # series refit with the model chosen on an earlier night
     error: str | None = None
 
     @property
@@ -83,6 +84,7 @@ class RunResult:
         return {
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "series_by_status": self.status_counts,
+            "reused_choices": self.reused_choices,
             "tables": {
                 r.table: {"read": r.rows_read, "kept": r.rows_kept, "skipped": r.rows_skipped, "cleared": r.fields_cleared}
                 for r in self.reports
@@ -164,7 +166,11 @@ def run_once(
             )
         check()
         with timer("forecast"):
-            forecasts, outcomes = forecast_communities(series.frame, config, data.communities, should_stop=should_stop)
+            choices = store.model_choices() if store is not None else {}
+            forecasts, outcomes = forecast_communities(
+                series.frame, config, data.communities, should_stop=should_stop, choices=choices, as_of=as_of
+            )
+        result.reused_choices = sum(o.reused for o in outcomes)
         result.series_stats = _merge_outcomes(series.stats, outcomes)
         with timer("detect"):
             book = FeatureBook(
@@ -185,6 +191,7 @@ def run_once(
                 store.add_series_status(result.run_id, result.series_stats)
                 store.add_ingest_problems(result.run_id, data.reports)
                 store.add_forecasts(result.run_id, forecasts)
+                store.save_model_choices({o.series_id: o.choice for o in outcomes if o.choice is not None and not o.reused})
                 store.add_findings(result.run_id, findings_frame(found))
             with timer("alerts"):
                 # Queued, not sent: delivery is the outbox's job (`send_pending`, the service).

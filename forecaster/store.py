@@ -38,6 +38,7 @@ __all__ = [
     "channel_state",
     "job_slots",
     "leases",
+    "model_choices",
     "utc_naive",
     "RunRecord",
 ]
@@ -228,6 +229,20 @@ channel_state = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+# Each series' model choice from its last full backtest, reused for up to
+# forecast.reselect_every_days nights (forecaster.models.select.Choice).
+model_choices = sa.Table(
+    "model_choices",
+    metadata,
+    sa.Column("series_id", sa.String(191), primary_key=True),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("ordinary", sa.Float, nullable=False),
+    sa.Column("holiday", sa.Float, nullable=False),
+    sa.Column("ahead", sa.String(255), nullable=False),  # comma-separated major holidays ahead
+    sa.Column("chosen_on", sa.Date, nullable=False),
+)
+
 # ----------------------------------------------------------------------------- service
 # One row per scheduled job and due time: the instance that inserts it runs it, so two services
 # on one database never run the same night twice. ``expires_at`` is pushed forward while the job
@@ -416,6 +431,48 @@ class Store:
                     row[k] = v.item()
             rows.append(row)
         self._write("record findings", lambda c: c.execute(findings.insert(), rows))
+
+    def model_choices(self) -> dict:
+        from forecaster.models.select import Choice
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(model_choices)).mappings().all()
+        return {
+            r["series_id"]: Choice(
+                r["model"],
+                float("nan") if r["score"] is None else r["score"],
+                r["ordinary"],
+                r["holiday"],
+                tuple(a for a in r["ahead"].split(",") if a),
+                r["chosen_on"].isoformat(),
+            )
+            for r in rows
+        }
+
+    def save_model_choices(self, choices: dict) -> None:
+        """Replace the stored choice of each series in ``choices`` (series id → Choice)."""
+        if not choices:
+            return
+        rows = [
+            {
+                "series_id": sid,
+                "model": c.model,
+                "score": None if c.score != c.score else float(c.score),
+                "ordinary": float(c.ordinary),
+                "holiday": float(c.holiday),
+                "ahead": ",".join(c.ahead),
+                "chosen_on": dt.date.fromisoformat(c.chosen_on),
+            }
+            for sid, c in choices.items()
+        ]
+        ids = list(choices)
+
+        def write(conn) -> None:
+            for lo in range(0, len(ids), 500):
+                conn.execute(model_choices.delete().where(model_choices.c.series_id.in_(ids[lo : lo + 500])))
+            conn.execute(model_choices.insert(), rows)
+
+        self._write("record model choices", write)
 
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:

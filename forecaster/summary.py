@@ -75,6 +75,8 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
         parts = [f"{_n(counts[k])} {STATUS_WORDS.get(k, k)}" for k in ("ok", "fallback", "short", "failed", "no_data") if counts.get(k)]
         metrics = result.series_stats["metric"].nunique()
         lines.append(f"  series     {_n(usable)} from {result.communities} communities × {metrics} metrics: {', '.join(parts)}")
+        if result.reused_choices:
+            lines.append(f"             {_n(result.reused_choices)} refit with the model chosen on an earlier night, the rest chose afresh")
         for status in ("failed", "short"):
             rows = result.series_stats[result.series_stats["status"] == status]
             if len(rows):

@@ -112,3 +112,51 @@ def test_holiday_volatility_compares_week_on_week_moves_in_and_out_of_holiday_wi
     narrow = Forecast(np.ones(40), np.full(40, 0.5), np.full(40, 1.5))
     calm = calibration_factor([FoldForecast(0, np.array([0.0, 2.0] * 20), narrow, 1.0)], 80, holiday_ratio=1.5)
     assert calm.holiday == pytest.approx(1.5 * calm.ordinary)  # no holiday in the folds: scaled fallback
+
+
+class Counting:
+    """Seasonal naive that counts its fits (to see the backtest skipped)."""
+
+    name = "counting"
+    fits = 0
+
+    def forecast(self, z, ds, h, level, features=None, future=None):
+        Counting.fits += 1
+        from forecaster.models.naive import SeasonalNaive
+
+        return SeasonalNaive().forecast(z, ds, h, level, features, future)
+
+
+def test_a_recent_choice_is_reused_with_one_fit_and_its_calibration(monkeypatch):
+    monkeypatch.setitem(select.MODELS, "counting", Counting)
+    ds, y, hist, fut = inputs()
+    settings = Settings(horizon=30, folds=2, fold_horizon=28, step=28, candidates=("counting", "naive"))
+    Counting.fits = 0
+    first = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, settings)
+    assert first.choice is not None and Counting.fits >= 3  # every fold, then the refit
+    choice = select.Choice("counting", first.score, 2.0, 3.0, first.choice.ahead, first.choice.chosen_on)
+    Counting.fits = 0
+    again = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, settings, choice=choice, reuse_days=7)
+    assert again.reused and again.model == "counting" and Counting.fits == 1
+    assert again.calibration == select.Calibration(2.0, 3.0) and again.score == first.score
+    # Too old, a new major holiday ahead, or reuse off: choose afresh.
+    stale = select.Choice("counting", 1.0, 1.0, 1.0, first.choice.ahead, "2026-11-01")
+    ahead = select.Choice("counting", 1.0, 1.0, 1.0, ("national_day",), first.choice.chosen_on)
+    for c, days in ((stale, 7), (ahead, 7), (choice, 1)):
+        out = forecast_series(y, ds, SeriesSpec.for_values(y), hist, fut, settings, choice=c, reuse_days=days)
+        assert not out.reused
+
+
+def test_reselection_is_spread_over_the_week():
+    import datetime as dt
+
+    from forecaster.outlook import reselect_tonight
+
+    ids = [f"C{i:04d}:satisfaction" for i in range(7000)]
+    day = dt.date(2026, 11, 23)
+    share = sum(reselect_tonight(s, day, 7) for s in ids) / len(ids)
+    assert 0.12 < share < 0.17
+    # Over seven nights every series chooses afresh exactly once.
+    week = [sum(reselect_tonight(s, day + dt.timedelta(days=k), 7) for k in range(7)) for s in ids[:200]]
+    assert set(week) == {1}
+    assert all(reselect_tonight(s, day, 1) for s in ids[:10])

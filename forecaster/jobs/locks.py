@@ -20,7 +20,16 @@ from sqlalchemy.exc import IntegrityError
 
 from forecaster.store import Store, job_slots, leases, runs, utc_naive
 
-__all__ = ["Claim", "claim_slot", "renew_slot", "finish_slot", "recover_expired", "acquire_lease", "release_lease"]
+__all__ = [
+    "Claim",
+    "claim_slot",
+    "renew_slot",
+    "finish_slot",
+    "recover_expired",
+    "acquire_lease",
+    "release_lease",
+    "release_predecessor_leases",
+]
 
 
 @dataclass(frozen=True)
@@ -95,15 +104,18 @@ def _interrupt_run(conn, run_id: str, at: dt.datetime, why: str) -> None:
     )
 
 
-def recover_expired(store: Store, *, now: dt.datetime) -> list[str]:
+def recover_expired(store: Store, *, now: dt.datetime, predecessor: str | None = None) -> list[str]:
     """Slots whose holder died mid-run: the slot and its run are marked interrupted. Returns
-    the run ids (the service calls this at start-up and from its watchdog)."""
+    the run ids (the service calls this at start-up and from its watchdog). ``predecessor``
+    (``"instance:"``) also recovers at once the slots of an earlier process of this instance:
+    a service starting under its own name knows that process is gone."""
     at = utc_naive(now)
+    dead = job_slots.c.expires_at < at
+    if predecessor:
+        dead = dead | job_slots.c.holder.startswith(predecessor, autoescape=True)
     out = []
     with store.engine.begin() as conn:
-        rows = conn.execute(
-            sa.select(job_slots).where((job_slots.c.status == "running") & (job_slots.c.expires_at < at))
-        ).mappings().all()
+        rows = conn.execute(sa.select(job_slots).where((job_slots.c.status == "running") & dead)).mappings().all()
         for row in rows:
             done = conn.execute(
                 job_slots.update()
@@ -111,7 +123,7 @@ def recover_expired(store: Store, *, now: dt.datetime) -> list[str]:
                     (job_slots.c.job == row["job"])
                     & (job_slots.c.slot == row["slot"])
                     & (job_slots.c.status == "running")
-                    & (job_slots.c.expires_at < at)
+                    & (job_slots.c.holder == row["holder"])
                 )
                 .values(status="interrupted", finished_at=at)
             ).rowcount
@@ -137,6 +149,12 @@ def acquire_lease(store: Store, name: str, holder: str, *, now: dt.datetime, ttl
                 .values(holder=holder[:128], expires_at=expires)
             ).rowcount
         )
+
+
+def release_predecessor_leases(store: Store, predecessor: str) -> None:
+    """Leases held by an earlier process of this instance (``"instance:"``): it is gone."""
+    with store.engine.begin() as conn:
+        conn.execute(leases.delete().where(leases.c.holder.startswith(predecessor, autoescape=True)))
 
 
 def release_lease(store: Store, name: str, holder: str) -> None:

@@ -38,7 +38,15 @@ from forecaster.alerts.outbox import NewMessage, Outbox
 from forecaster.clock import Clock, SystemClock
 from forecaster.config import Config, load_config
 from forecaster.errors import ConfigError
-from forecaster.jobs.locks import acquire_lease, claim_slot, finish_slot, recover_expired, release_lease, renew_slot
+from forecaster.jobs.locks import (
+    acquire_lease,
+    claim_slot,
+    finish_slot,
+    recover_expired,
+    release_lease,
+    release_predecessor_leases,
+    renew_slot,
+)
 from forecaster.jobs.nightly import nightly_job
 from forecaster.secret import redact
 from forecaster.store import Store, job_slots
@@ -115,7 +123,7 @@ class Service:
         self.clock = clock or SystemClock()
         schedule = self.config.schedule
         self.instance = instance or schedule.instance or _hostname()
-        self.holder = f"{self.instance}:{os.getpid()}"
+        self.holder = f"{self.instance}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.zone = self.config.timezone
         self.nightly_trigger = nightly_trigger or CronTrigger.from_crontab(schedule.nightly, timezone=self.zone)
         self.outbox_trigger = outbox_trigger or IntervalTrigger(seconds=schedule.outbox_every_s, timezone=self.zone)
@@ -136,7 +144,11 @@ class Service:
         if self.instance in _SERVICES and _SERVICES[self.instance] is not self:
             raise ConfigError(f"a service named {self.instance!r} is already running in this process")
         _SERVICES[self.instance] = self
-        for run_id in recover_expired(self.store, now=self.clock.now()):
+        # An earlier process of this instance is gone (instance names are unique per running
+        # service): what it held is ours to recover now, not when its claims expire.
+        predecessor = f"{self.instance}:"
+        release_predecessor_leases(self.store, predecessor)
+        for run_id in recover_expired(self.store, now=self.clock.now(), predecessor=predecessor):
             log.warning("run %s was interrupted when its service stopped; recorded as interrupted", run_id[:8])
         self.scheduler.start(paused=True)
         wanted = {

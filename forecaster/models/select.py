@@ -38,6 +38,7 @@ __all__ = [
     "fold_origins",
     "evaluate_folds",
     "forecast_series",
+    "Choice",
     "backtest_series",
     "holiday_window_mask",
     "summarise_backtest",
@@ -141,6 +142,20 @@ class FoldForecast:
         return float(np.mean(np.abs(self.y[ok] - self.forecast.mean[ok])) / self.scale)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A series' model choice from a full backtest, reusable on the nights after it: the model,
+    its backtest MASE, its interval calibration, and the major holidays that were ahead (a new
+    one coming into the horizon calls for a new choice)."""
+
+    model: str
+    score: float
+    ordinary: float
+    holiday: float
+    ahead: tuple[str, ...]
+    chosen_on: str  # ISO date of the last history day when it was chosen
+
+
 @dataclass
 class SeriesForecast:
     mean: np.ndarray
@@ -152,6 +167,8 @@ class SeriesForecast:
     score: float = float("nan")  # backtest MASE of the chosen model
     scores: dict[str, float] = field(default_factory=dict)
     calibration: "Calibration | None" = None
+    choice: Choice | None = None
+    reused: bool = False  # the model and calibration came from an earlier night's choice
 
 
 def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[int]:
@@ -351,8 +368,15 @@ def forecast_series(
     features: pd.DataFrame | None,
     future: pd.DataFrame | None,
     settings: Settings,
+    *,
+    choice: Choice | None = None,
+    reuse_days: int = 0,
 ) -> SeriesForecast:
-    """The nightly choice for one series: backtest, choose, refit, forecast, calibrate."""
+    """The nightly choice for one series: backtest, choose, refit, forecast, calibrate.
+
+    With an earlier ``choice`` younger than ``reuse_days`` (and the same major holidays ahead),
+    the backtest is skipped: the chosen model is refit on the whole history and its stored
+    calibration applied. That is one fit instead of one per candidate and fold."""
     h, level = settings.horizon, settings.level
     n_obs = int(np.isfinite(y).sum())
 
@@ -366,6 +390,20 @@ def forecast_series(
     candidates = [settings.model] if settings.model != "auto" else list(settings.candidates)
     masks = window_masks(features)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
+    if choice is not None and settings.model == "auto" and choice.model in candidates and reuse_days > 1:
+        age = (ds[-1].date() - pd.Timestamp(choice.chosen_on).date()).days
+        if 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead):
+            try:
+                fc = _predict(make_model(choice.model), y, ds, h, level, spec, features, future)
+            except (ModelError, np.linalg.LinAlgError, ValueError):
+                fc = None  # choose afresh below
+            if fc is not None:
+                calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
+                future_holiday = holiday_window_mask(future) if future is not None else None
+                fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
+                return SeriesForecast(
+                    fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True
+                )
     recent, choose, calibrate = selection_origins(
         len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days, masks, ahead
     )
@@ -400,8 +438,14 @@ def forecast_series(
         fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
         best_first = name == order[0]
         status = "ok" if best_first else "fallback"
+        score = scores.get(name, float("nan"))
+        chosen = (
+            Choice(name, score, calibration.ordinary, calibration.holiday, tuple(sorted(ahead)), ds[-1].date().isoformat())
+            if best_first and settings.model == "auto"
+            else None
+        )
         return SeriesForecast(
-            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), scores.get(name, float("nan")), scores, calibration
+            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen
         )
     if not origins and settings.model == "auto":
         notes.append("history too short for a backtest")

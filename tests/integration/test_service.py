@@ -368,3 +368,23 @@ def test_json_logs_are_one_object_per_line_with_secrets_masked(capsys):
     entry = json.loads(err)
     assert entry["level"] == "INFO" and entry["logger"] == "forecaster.service"
     assert "json-log-token-123" not in err and "小区" in entry["message"]
+
+
+def test_a_restarted_instance_takes_over_what_its_dead_predecessor_held_at_once(tmp_path, demo_db, server):
+    from forecaster.jobs.locks import acquire_lease, claim_slot
+
+    cfg = service_config(tmp_path, demo_db, server)
+    svc = Service(cfg, instance="east_1")
+    now = dt.datetime.now(dt.timezone.utc)
+    # A process of east_1 that was killed: its claims would last another hour.
+    assert acquire_lease(svc.store, "outbox", "east_1:999:dead", now=now, ttl_s=3600)
+    assert claim_slot(svc.store, "nightly", "2026-01-01T00:00:00+00:00", "east_1:999:dead", now=now, ttl_s=3600, trigger="schedule", run_id="").claimed
+    # ... and another instance whose name only looks alike ('_' is a LIKE wildcard).
+    assert acquire_lease(svc.store, "other", "eastX1:5:alive", now=now, ttl_s=3600)
+    svc.start()
+    try:
+        assert acquire_lease(svc.store, "outbox", svc.holder, now=now, ttl_s=60)
+        assert not acquire_lease(svc.store, "other", svc.holder, now=now, ttl_s=60)
+        assert [s["status"] for s in slots_of(svc.config.store.url.get()) if s["slot"].startswith("2026-01-01")] == ["interrupted"]
+    finally:
+        svc.stop()
