@@ -111,10 +111,10 @@ def test_a_failing_series_makes_the_run_partial_with_exit_1_and_the_rest_is_done
 
     real = forecasting.forecast_series
 
-    def flaky(y, ds, spec, features, future, settings):
+    def flaky(y, ds, spec, features, future, settings, **kw):
         if spec.upper == 100.0 and len(y) % 2 == 0:  # some satisfaction series
             raise RuntimeError("solver crashed")
-        return real(y, ds, spec, features, future, settings)
+        return real(y, ds, spec, features, future, settings, **kw)
 
     monkeypatch.setattr(forecasting, "forecast_series", flaky)
     demo = make_demo_frames(AS_OF, communities=6, years=0.8, seed=9)
