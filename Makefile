@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.python-ok
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -e '.[test,postgres,mysql,metrics]'
+	$(PIP) install -e '.[test,postgres,mysql,metrics,dask]'
 	@touch $@
 
 run: $(VENV)/.installed

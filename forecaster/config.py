@@ -373,8 +373,11 @@ class DetectConfig(_Model):
 
 
 class EngineConfig(_Model):
-    backend: Literal["serial", "process"] = "process"
-    workers: int | None = Field(None, ge=1)  # default: all cores
+    # process: a pool on this machine; serial: this process; dask: a Dask cluster.
+    backend: Literal["serial", "process", "dask"] = "process"
+    workers: int | None = Field(None, ge=1)  # default: all cores (dask without an address: local workers)
+    # dask: the scheduler, e.g. tcp://10.0.0.5:8786 (none: a local cluster for each run).
+    address: str | None = None
 
 
 # Per-platform defaults (DESIGN.md): messages per minute per robot and the largest request body.

@@ -44,11 +44,14 @@ def map_chunks(
     workers: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_done: Callable[[int], None] = lambda i: None,
+    address: str | None = None,
 ) -> list[R]:
     """``[fn(c) for c in chunks]``, in order, on the chosen backend. ``on_done(i)`` is called as
     each chunk finishes (in any order). When ``should_stop()`` turns true, chunks not yet
     started are dropped and `Interrupted` is raised."""
     workers = resolve_workers(workers)
+    if backend == "dask":
+        return _map_dask(fn, chunks, address=address, workers=workers, should_stop=should_stop, on_done=on_done)
     if backend == "serial" or workers == 1 or len(chunks) <= 1:
         out = []
         for i, c in enumerate(chunks):
@@ -58,7 +61,7 @@ def map_chunks(
             on_done(i)
         return out
     if backend != "process":
-        raise ValueError(f"unknown engine backend {backend!r} (serial or process)")
+        raise ValueError(f"unknown engine backend {backend!r} (serial, process or dask)")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
     try:
         futures = [pool.submit(fn, c) for c in chunks]
@@ -74,3 +77,30 @@ def map_chunks(
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _map_dask(fn, chunks, *, address, workers, should_stop, on_done) -> list:
+    """The same map on a Dask cluster: the scheduler at ``address``, or a local cluster of
+    ``workers`` processes started for this map. Workers need this package installed."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError("engine.backend dask needs the dask extra: pip install 'wuye-forecaster[dask]'") from None
+    cluster = None
+    if address is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(address or cluster)
+    try:
+        futures = client.map(fn, list(chunks), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            future.result()  # a chunk that raised stops the map, as a serial loop would
+            on_done(index[future.key])
+            if should_stop():
+                client.cancel(futures)
+                raise Interrupted()
+        return client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -130,6 +130,7 @@ def forecast_communities(
         workers=config.engine.workers,
         should_stop=should_stop,
         on_done=lambda i: progress.advance(sizes[i]),
+        address=config.engine.address,
     )
     progress.finish()
     frames = [f for f, _ in results if not f.empty]
