@@ -170,10 +170,10 @@ class Service:
             self.metrics_server = start_metrics_server(self, self.config.schedule.metrics_host, self.config.schedule.metrics_port)
         nightly = self.scheduler.get_job("nightly")
         log.info(
-            "service %s started: nightly next at %s, outbox every %s, jobs in table %s",
+            "service %s started: nightly next at %s, outbox %s, jobs in table %s",
             self.instance,
             nightly.next_run_time.isoformat() if nightly and nightly.next_run_time else "-",
-            self.outbox_trigger,
+            str(self.outbox_trigger).replace("interval[", "every [", 1),
             jobs_table(self.instance),
         )
 
