@@ -303,8 +303,8 @@ def _send(config, max_wait_s: float, store=None):
             store.close()
 
 
-def _when(moment) -> str:
-    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def _when(moment, zone=None) -> str:
+    return "-" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -313,7 +313,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from forecaster.summary import format_delivery
     from forecaster.store import Store
 
+    from zoneinfo import ZoneInfo
+
     config = _load(args)
+    zone = ZoneInfo(config.timezone)
     store = Store(config.store.url.get())
     try:
         outbox = Outbox(store)
@@ -323,7 +326,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                 print(f"error: no single message matches {args.show!r}", file=sys.stderr)
                 return 2
             print(f"message {msg.message_id}  {msg.status}  route {msg.route}  channel {msg.channel}  part {msg.part}/{msg.parts}")
-            print(f"  created  {_when(msg.created_at)}   sent {_when(msg.sent_at)}   attempts {msg.attempts}")
+            print(f"  created  {_when(msg.created_at, zone)}   sent {_when(msg.sent_at, zone)}   attempts {msg.attempts}  ({config.timezone})")
             if msg.last_error:
                 print(f"  last     {msg.last_code} {msg.last_error}")
             print(f"  findings {', '.join(msg.finding_ids) or '-'}")
@@ -331,7 +334,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             print(_message_text(msg.payload))
             print()
             for a in outbox.attempts(msg.message_id):
-                print(f"  attempt  {a['at']:%Y-%m-%d %H:%M:%S} UTC  {a['outcome']:<9} {a['code'] or ''} {a['detail'] or ''}")
+                at = a["at"].replace(tzinfo=dt.timezone.utc)
+                print(f"  attempt  {_when(at, zone)}  {a['outcome']:<9} {a['code'] or ''} {a['detail'] or ''}")
             return 0
         if args.retry or args.retry_failed:
             n = outbox.retry(None if args.retry_failed else _full_ids(outbox, args.retry), now=SystemClock().now())
@@ -340,12 +344,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             report = _send(config, config.alerts.delivery.wait_s, store)
             print(format_delivery(report))
         counts = outbox.counts()
-        print("outbox   " + (" · ".join(f"{k} {counts[k]}" for k in ("pending", "sending", "sent", "failed") if counts.get(k)) or "empty"))
+        print(
+            "outbox   "
+            + (" · ".join(f"{k} {counts[k]}" for k in ("pending", "sending", "sent", "failed") if counts.get(k)) or "empty")
+            + f"  (times in {config.timezone})"
+        )
         rows = outbox.messages(status=args.status, limit=args.limit)
         for m in rows:
             last = "" if m.status == "sent" else f"  {m.last_code or ''} {m.last_error or ''}".rstrip()
             print(
-                f"  {m.message_id[:10]}  {m.status:<7}  {_when(m.sent_at or m.created_at)}  {m.channel:<14} "
+                f"  {m.message_id[:10]}  {m.status:<7}  {_when(m.sent_at or m.created_at, zone)}  {m.channel:<14} "
                 f"{m.route} · {m.manager or '-'}  {m.part}/{m.parts}  {m.title or ''}{last}"
             )
         failed = counts.get("failed", 0)
