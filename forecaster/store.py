@@ -311,7 +311,9 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _write(self, what: str, fn) -> Any:
+    def write(self, what: str, fn) -> Any:
+        """Run ``fn(connection)`` in one transaction; a database error becomes a `StoreError`
+        saying what could not be done (``what``) and where."""
         try:
             with self.engine.begin() as conn:
                 return fn(conn)
@@ -320,7 +322,7 @@ class Store:
 
     # ------------------------------------------------------------------ runs
     def start_run(self, run_id: str, as_of: dt.date, trigger: str, started_at: dt.datetime, source: str) -> None:
-        self._write(
+        self.write(
             "record the run start",
             lambda c: c.execute(
                 runs.insert().values(
@@ -359,7 +361,7 @@ class Store:
             rows_read=rows_read,
             rows_skipped=rows_skipped,
         )
-        self._write("record the run end", lambda c: c.execute(runs.update().where(runs.c.run_id == run_id).values(**values)))
+        self.write("record the run end", lambda c: c.execute(runs.update().where(runs.c.run_id == run_id).values(**values)))
 
     def add_series_status(self, run_id: str, stats: pd.DataFrame) -> None:
         if stats.empty:
@@ -383,7 +385,7 @@ class Store:
                     "reason": rec.get("reason") or None,
                 }
             )
-        self._write("record series status", lambda c: c.execute(series_status.insert(), rows))
+        self.write("record series status", lambda c: c.execute(series_status.insert(), rows))
 
     def add_ingest_problems(self, run_id: str, reports: list[TableReport]) -> None:
         rows = [
@@ -400,7 +402,7 @@ class Store:
             for p in r.problems
         ]
         if rows:
-            self._write("record ingest problems", lambda c: c.execute(ingest_problems.insert(), rows))
+            self.write("record ingest problems", lambda c: c.execute(ingest_problems.insert(), rows))
 
     def add_forecasts(self, run_id: str, frame: pd.DataFrame, chunk: int = 20_000) -> None:
         """``frame``: series_id, community_id, metric, ds, yhat, yhat_lower, yhat_upper, model."""
@@ -414,7 +416,7 @@ class Store:
             for lo in range(0, len(records), chunk):
                 conn.execute(forecasts.insert(), records[lo : lo + chunk])
 
-        self._write("record forecasts", write)
+        self.write("record forecasts", write)
 
     def add_findings(self, run_id: str, frame: pd.DataFrame) -> None:
         if frame.empty:
@@ -430,7 +432,7 @@ class Store:
                 elif hasattr(v, "item"):
                     row[k] = v.item()
             rows.append(row)
-        self._write("record findings", lambda c: c.execute(findings.insert(), rows))
+        self.write("record findings", lambda c: c.execute(findings.insert(), rows))
 
     def model_choices(self) -> dict:
         from forecaster.models.select import Choice
@@ -472,7 +474,7 @@ class Store:
                 conn.execute(model_choices.delete().where(model_choices.c.series_id.in_(ids[lo : lo + 500])))
             conn.execute(model_choices.insert(), rows)
 
-        self._write("record model choices", write)
+        self.write("record model choices", write)
 
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -122,3 +122,15 @@ def make_config(tmp_path):
         return parse_config(data or {}, base_dir=tmp_path, environ=environ or {})
 
     return build
+
+
+def wait_for(condition, what: str, limit_s: float = 180.0) -> None:
+    """Poll until ``condition()`` holds: tests wait for states, not for time. The limit only
+    stops a test that hangs; it is not a speed assertion."""
+    import time
+
+    end = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)

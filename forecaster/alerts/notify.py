@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Callable, TextIO
 
 import pandas as pd
 
 from forecaster.alerts.channels import Channel, Mentions, make_channel
-from forecaster.alerts.outbox import NewMessage, Outbox
+from forecaster.alerts.outbox import NewMessage, Outbox, drain
 from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
 from forecaster.alerts.render import Notice, render_group
 from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
@@ -237,17 +238,10 @@ def send_pending(
     clock,
     max_wait_s: float = 0.0,
     stream: TextIO | None = None,
-    sleep=None,
-    should_stop=None,
+    sleep: Callable[[float], None] = time.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
 ):
     """Drain the outbox with the configured channels (see `outbox.drain`)."""
-    from forecaster.alerts.outbox import drain
-
-    kwargs = {}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
-    if should_stop is not None:
-        kwargs["should_stop"] = should_stop
     return drain(
         store,
         channels_from(config.alerts, stream=stream),
@@ -257,5 +251,6 @@ def send_pending(
         quiet={r.name: r.quiet_span for r in all_routes(config.alerts)},
         timezone=config.timezone,
         max_wait_s=max_wait_s,
-        **kwargs,
+        sleep=sleep,
+        should_stop=should_stop,
     )

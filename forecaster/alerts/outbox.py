@@ -202,7 +202,7 @@ class Outbox:
                     )
                 )
 
-        self.store._write("queue alert messages", write)
+        self.store.write("queue alert messages", write)
 
     # ------------------------------------------------------------------ reading
     def alerted(self) -> dict[str, dict[str, Alerted]]:
@@ -265,7 +265,7 @@ class Outbox:
         if message_ids is not None:
             query = query.where(alert_messages.c.message_id.in_(message_ids))
         at = utc_naive(now)
-        result = self.store._write(
+        result = self.store.write(
             "requeue messages",
             lambda c: c.execute(query.values(status="pending", next_attempt_at=at, created_at=at, attempts=0)),
         )
@@ -312,12 +312,12 @@ class Outbox:
             created_by=created_by,
             created_at=utc_naive(now),
         )
-        result = self.store._write("add the silence", lambda c: c.execute(silences.insert().values(**values)))
+        result = self.store.write("add the silence", lambda c: c.execute(silences.insert().values(**values)))
         return int(result.inserted_primary_key[0])
 
     def remove_silence(self, silence_id: int, *, now: dt.datetime) -> bool:
         query = silences.update().where((silences.c.id == silence_id) & silences.c.removed_at.is_(None))
-        result = self.store._write("remove the silence", lambda c: c.execute(query.values(removed_at=utc_naive(now))))
+        result = self.store.write("remove the silence", lambda c: c.execute(query.values(removed_at=utc_naive(now))))
         return bool(result.rowcount)
 
     # ------------------------------------------------------------------ delivery steps
@@ -327,7 +327,7 @@ class Outbox:
             .where((alert_messages.c.message_id == message_id) & (alert_messages.c.status == "pending"))
             .values(status="sending", claimed_by=worker[:64], claimed_at=utc_naive(now))
         )
-        return bool(self.store._write("claim a message", lambda c: c.execute(query)).rowcount)
+        return bool(self.store.write("claim a message", lambda c: c.execute(query)).rowcount)
 
     def _settle(self, msg: OutboxMessage, delivery: Delivery, now: dt.datetime, next_at: dt.datetime | None, pause_until: dt.datetime | None, *, final: str | None = None) -> None:
         at = utc_naive(now)
@@ -365,7 +365,7 @@ class Outbox:
                     )
                 )
 
-        self.store._write("record a delivery", write)
+        self.store.write("record a delivery", write)
 
     def _fail(self, msg: OutboxMessage, code: str, reason: str, now: dt.datetime) -> None:
         self._settle(msg, Delivery("failed", code, reason), now, None, None)
@@ -399,7 +399,7 @@ class Outbox:
                 )
             return len(stale)
 
-        return self.store._write("requeue interrupted messages", write)
+        return self.store.write("requeue interrupted messages", write)
 
     def _queue(self) -> list[OutboxMessage]:
         query = (

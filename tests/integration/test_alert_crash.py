@@ -18,16 +18,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from forecaster.alerts.channels import make_channel
 from forecaster.alerts.outbox import NewMessage, Outbox
 from forecaster.config import ChannelConfig
 from forecaster.store import Store
+from tests.conftest import wait_for
 from tests.robots import RobotServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,15 +69,6 @@ def _sender(config: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for(condition, what: str, limit_s: float = 120.0) -> None:
-    """Poll for a state (not a timing assertion: the limit only stops a hung test)."""
-    end = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
 def _status(tmp_path: Path) -> dict[str, int]:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
@@ -95,7 +85,7 @@ def test_a_sender_killed_mid_backlog_and_restarted_delivers_each_message_exactly
         config = _config(tmp_path, channel)
         first = _sender(config)
         # Four go out, then the sender waits for the robot's window: kill it there, mid-delivery.
-        _wait_for(lambda: _status(tmp_path).get("sent", 0) >= 4, "four messages sent")
+        wait_for(lambda: _status(tmp_path).get("sent", 0) >= 4, "four messages sent")
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert first.returncode == -signal.SIGKILL
@@ -120,17 +110,17 @@ def test_a_sender_killed_with_a_request_in_flight_sends_it_again_with_the_same_i
         ids = _enqueue(tmp_path, channel, 6)
         config = _config(tmp_path, channel, claim_timeout_s=0.5)
         first = _sender(config)
-        _wait_for(server.holding.is_set, "the third request to arrive")
+        wait_for(server.holding.is_set, "the third request to arrive")
         first.send_signal(signal.SIGKILL)
         first.wait()
         server.release.set()  # the receiver got it; the dead sender never heard back
-        _wait_for(lambda: len(server.requests) == 3, "the held request to be recorded")
+        wait_for(lambda: len(server.requests) == 3, "the held request to be recorded")
         assert _status(tmp_path) == {"sent": 2, "sending": 1, "pending": 3}
 
         store = Store(f"sqlite:///{tmp_path / 'store.db'}")
         [claimed] = [m for m in Outbox(store).messages() if m.status == "sending"]
         store.close()
-        _wait_for(lambda: dt.datetime.now(dt.timezone.utc) > claimed.claimed_at + dt.timedelta(seconds=0.5), "the claim to expire")
+        wait_for(lambda: dt.datetime.now(dt.timezone.utc) > claimed.claimed_at + dt.timedelta(seconds=0.5), "the claim to expire")
 
         second = _sender(config)
         out, err = second.communicate(timeout=300)

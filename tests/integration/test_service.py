@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -27,19 +26,11 @@ from forecaster.clock import SystemClock, today_in
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.jobs.service import Service, last_due
 from forecaster.store import Store, job_slots
-from tests.conftest import write_config
+from tests.conftest import wait_for, write_config
 from tests.robots import RobotServer
 
 REPO = Path(__file__).resolve().parents[2]
 ALIGNED = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # interval triggers of every instance tick together
-
-
-def wait_for(condition, what: str, limit_s: float = 180.0) -> None:
-    end = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
