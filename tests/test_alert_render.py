@@ -129,3 +129,24 @@ def test_wecom_colours_the_severity():
 def test_format_span():
     assert format_span(dt.date(2026, 2, 6), dt.date(2026, 2, 6)) == "2月6日（周五）"
     assert re.fullmatch(r"2月6日（周五）至2月8日（周日），共3天，最严重在2月7日", format_span(dt.date(2026, 2, 6), dt.date(2026, 2, 8), dt.date(2026, 2, 7)))
+
+
+def test_separate_dips_of_one_communitys_metric_are_said_once_with_each_period():
+    def dip(i, first, expected, severity="提醒", prob=0.7):
+        f = Finding("C007", "satisfaction", "dip", first, first + dt.timedelta(days=2), first + dt.timedelta(days=1),
+                    expected, 85.0, "阈值 85", 81.8, 0.03, prob, severity, "春节前后" if i == 1 else "", False, 3, finding_id=f"d{i}")
+        return Notice("new", Community("C007", "上海·锦绣公馆", manager="李芳"), f)
+
+    group = [dip(1, dt.date(2026, 1, 28), 79.9), dip(2, dt.date(2026, 3, 11), 79.2, prob=0.8), dip(3, dt.date(2026, 3, 18), 79.8),
+             dip(4, dt.date(2026, 2, 4), 73.1, severity="警告", prob=0.9)]
+    [part] = render_group(ch("dingtalk"), group, manager="李芳", as_of=AS_OF, templates=TemplatesConfig())
+    text = texts([part])[0]
+    assert part.finding_ids == ("d4", "d1", "d2", "d3")  # 警告 first; every finding carried
+    assert text.count("- 时间：") == 2
+    assert "🟡提醒｜上海·锦绣公馆 满意度下降（3段）" in text
+    assert "- 时间：1月28日（周三）至1月30日（周五），共3天；3月11日（周三）至3月13日（周五），共3天；3月18日（周三）至3月20日（周五），共3天（春节前后）" in text
+    assert "- 预计：最低 79.2分，低于阈值 85" in text and "- 把握：约80%" in text
+    assert "警告｜上海·锦绣公馆 满意度下降**" in text  # a different severity is its own block
+    # The webhook still gets every finding as its own record.
+    hook = render_group(ch("webhook"), group, manager="李芳", as_of=AS_OF, templates=TemplatesConfig())
+    assert [f["finding_id"] for f in hook[0].payload["findings"]] == ["d4", "d1", "d2", "d3"]

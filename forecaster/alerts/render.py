@@ -1,7 +1,8 @@
 """Findings → short Chinese messages a manager reads on a phone. Pure.
 
 One message group per route, channel and manager per run: their communities' findings, most
-severe first and, within a severity, soonest first; then any all-clears. No tables or HTML (they do not render in the robots' phone
+severe first and, within a severity, soonest first; then any all-clears. Several separate dips
+of one community's metric at one severity are said once, with each period. No tables or HTML (they do not render in the robots' phone
 apps); bold, lists and a link only. When a group does not fit the platform's size limit it is
 split into parts ``（1/3）``, ``（2/3）``… between findings, never inside one.
 """
@@ -149,12 +150,47 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
     }
 
 
-def _block(n: Notice, channel: Channel, templates: TemplatesConfig) -> str:
+def _block(unit: list[Notice], channel: Channel, templates: TemplatesConfig) -> str:
+    """One block of text: a finding, an all-clear, or several separate dips (or surges) of one
+    community's metric at one severity, said once with each period ("3段")."""
+    n = unit[0]
     fields = _finding_fields(n, templates)
-    if n.finding is not None:
-        fields["severity"] = channel.emphasis(fields["severity"], n.severity)
-        return templates.finding.format_map(fields)
-    return templates.resolved.format_map(fields)
+    if n.finding is None:
+        return templates.resolved.format_map(fields)
+    if len(unit) > 1:
+        findings = [u.finding for u in unit]
+        dip = n.finding.metric in DIP_METRICS
+        worst = min(findings, key=lambda f: f.expected) if dip else max(findings, key=lambda f: f.expected)
+        fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates)
+        fields["change"] += f"（{len(unit)}段）"
+        fields["when"] = "；".join(format_span(f.first_day, f.last_day) for f in sorted(findings, key=lambda f: f.first_day))
+        windows = dict.fromkeys(w for f in findings for w in f.window.split("、") if w)
+        if any(f.estimated for f in findings):
+            windows["假期安排为推算"] = None
+        fields["window"] = f"（{'、'.join(windows)}）" if windows else ""
+        fields["expected"] = f"最{'低' if dip else '高'} {fields['expected']}"
+        fields["probability"] = f"约{max(f.probability for f in findings):.0%}"
+    fields["severity"] = channel.emphasis(fields["severity"], n.severity)
+    return templates.finding.format_map(fields)
+
+
+def _units(notices: list[Notice]) -> list[list[Notice]]:
+    """Notices (already in reading order) grouped where they say the same thing about the same
+    series: findings of one community, metric, kind, severity and reason. All-clears stay single."""
+    units: list[list[Notice]] = []
+    where: dict[tuple, int] = {}
+    for n in notices:
+        f = n.finding
+        if f is None:
+            units.append([n])
+            continue
+        key = (n.community.community_id, f.metric, f.kind, f.severity, n.reason)
+        if key in where:
+            units[where[key]].append(n)
+        else:
+            where[key] = len(units)
+            units.append([n])
+    return units
 
 
 def _data(n: Notice) -> dict[str, Any]:
@@ -230,10 +266,14 @@ def render_group(
     title = templates.title.format_map(head_fields)
     header = templates.header.format_map(head_fields)
     footer = templates.footer.format_map({"report_url": report_url}) if report_url else ""
-    blocks = [_block(n, channel, templates) for n in notices]
+    units = _units(notices)
+    blocks = [_block(unit, channel, templates) for unit in units]
+
+    def members(items: list[int]) -> list[Notice]:
+        return [n for i in items for n in units[i]]
 
     def advice(items: list[int]) -> list[str]:
-        kinds = dict.fromkeys((notices[i].finding.metric, notices[i].finding.kind) for i in items if notices[i].finding is not None)
+        kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in members(items) if n.finding is not None)
         if not kinds:
             return []
         lines = [
@@ -251,14 +291,14 @@ def render_group(
     def build(items: list[int], k: int, total: int) -> dict[str, Any]:
         label = f"（{k}/{total}）" if total > 1 else ""
         text = "\n\n".join([header + label] + [blocks[i] for i in items] + advice(items) + ([footer] if footer else []))
-        worst = max((notices[i] for i in items), key=lambda n: severity_rank(n.severity))
+        worst = max(members(items), key=lambda n: severity_rank(n.severity))
         data = {
             "run_id": run_id,
             "as_of": as_of.isoformat(),
             "manager": manager,
             "part": k,
             "parts": total,
-            "findings": [_data(notices[i]) for i in items],
+            "findings": [_data(n) for n in members(items)],
         }
         return channel.build(
             title + label,
@@ -290,7 +330,7 @@ def render_group(
         Part(
             title=title + (f"（{k}/{len(groups)}）" if len(groups) > 1 else ""),
             payload=build(items, k, len(groups)),
-            finding_ids=tuple(notices[i].finding_id for i in items),
+            finding_ids=tuple(n.finding_id for n in members(items)),
         )
         for k, items in enumerate(groups, start=1)
     ]
