@@ -16,6 +16,7 @@ __all__ = ["map_chunks", "chunked", "resolve_workers", "Interrupted"]
 class Interrupted(Exception):
     """The caller asked the work to stop (a service shutting down)."""
 
+
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -109,9 +109,13 @@ def forecast_communities(
         if as_of is None or not reselect_tonight(sid, as_of, every)
     }
     workers = 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)
+    parts = chunked(ids, max(workers * 4, len(ids) // CHUNK_SERIES))
+    # One pass over the frame for all chunks (not one scan of the whole frame per chunk).
+    chunk_of = {sid: k for k, part in enumerate(parts) for sid in part}
+    frames = dict(iter(series.groupby(series["series_id"].map(chunk_of), sort=False)))
     jobs = [
         _Job(
-            series[series["series_id"].isin(set(part))],
+            frames[k],
             settings,
             config.forecast.country,
             config.calendar,
@@ -119,10 +123,10 @@ def forecast_communities(
             {sid: reusable[sid] for sid in part if sid in reusable},
             every,
         )
-        for part in chunked(ids, max(workers * 4, len(ids) // CHUNK_SERIES))
+        for k, part in enumerate(parts)
     ]
     progress = Progress(len(ids), "forecast")
-    sizes = [job.frame["series_id"].nunique() for job in jobs]
+    sizes = [len(part) for part in parts]
     results = map_chunks(
         _forecast_chunk,
         jobs,

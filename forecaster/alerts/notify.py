@@ -122,12 +122,14 @@ def plan_messages(
     by_route: dict[str, list[Finding]] = {}
     covered: dict[str, set[str]] = {}
     routes = {r.name: r for r in all_routes(alerts)}
-    for cid, community in communities.items():
-        for route in routes_for(community, alerts):
+    routed = {cid: routes_for(community, alerts) for cid, community in communities.items()}
+    for cid, matched in routed.items():
+        for route in matched:
             covered.setdefault(route.name, set()).add(cid)
     for f in findings:
-        community = communities.get(f.community_id) or Community(f.community_id)
-        matched = routes_for(community, alerts)
+        matched = routed.get(f.community_id)
+        if matched is None:  # a finding of a community the communities table does not list
+            matched = routed[f.community_id] = routes_for(Community(f.community_id), alerts)
         if not matched and f.community_id not in report.unrouted:
             report.unrouted.append(f.community_id)
         for route in matched:
