@@ -165,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, metavar="H", help="days to forecast (default: forecast.horizon, 90)")
     p.add_argument(
         "--model",
-        choices=["auto", "naive", "arima", "prophet", "ensemble"],
-        help="default: forecast.model (auto); ensemble = mean of ARIMA and Prophet",
+        choices=["auto", "naive", "linear", "linear_naive", "arima", "prophet", "ensemble"],
+        help="default: forecast.model (auto, among forecast.candidates); linear_naive = mean of linear and naive, "
+        "ensemble = mean of ARIMA and Prophet",
     )
     _add_series_options(p)
     p.set_defaults(func=cmd_forecast)
@@ -184,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=3, metavar="K", help="folds scored (default 3)")
     p.add_argument(
         "--models",
-        default="naive,arima,prophet",
-        help="comma-separated models (default all; with arima and prophet the ensemble is scored too)",
+        default="naive,linear,arima,prophet",
+        help="comma-separated models (default all; the means linear_naive and ensemble are scored when their members are)",
     )
     p.add_argument("--output", "-o", type=Path, metavar="OUT.csv", help="also write the scores per series and model")
     _add_series_options(p)

@@ -346,10 +346,16 @@ class ForecastConfig(_Model):
     min_history_days: int = Field(56, ge=14)
     country: str = "CN"
     # auto: choose per series by backtest; or force one model.
-    model: Literal["auto", "naive", "arima", "prophet", "ensemble"] = "auto"
-    # Models tried by "auto" (the seasonal-naive baseline is always the fallback); "ensemble" is
-    # the mean of ARIMA and Prophet.
-    candidates: list[Literal["naive", "arima", "prophet", "ensemble"]] = ["naive", "arima", "prophet", "ensemble"]
+    model: Literal["auto", "naive", "linear", "linear_naive", "arima", "prophet", "ensemble"] = "auto"
+    # Models tried by "auto" (the seasonal-naive baseline is always the fallback). "linear_naive"
+    # is the mean of the linear model and the baseline, "ensemble" the mean of ARIMA and Prophet.
+    # The default set is the fast one (about 5 ms a fit, as accurate on the benchmarks); adding
+    # arima, prophet and ensemble costs 0.1–0.5 s per fit and backtest origin (docs/benchmarks.md).
+    candidates: list[Literal["naive", "linear", "linear_naive", "arima", "prophet", "ensemble"]] = [
+        "naive",
+        "linear",
+        "linear_naive",
+    ]
     # Rolling-origin backtest used for the choice: folds, days per fold, and spacing of origins.
     backtest_folds: int = Field(2, ge=1, le=12)
     backtest_horizon: int = Field(28, ge=7, le=365)

@@ -7,6 +7,7 @@ import pytest
 from forecaster.calendar import make_features
 from forecaster.models.arima import Arima
 from forecaster.models.base import SeriesSpec, predict_with
+from forecaster.models.linear import LinearModel, ar_forecast, fit_ar
 from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
 from forecaster.models.prophet import ProphetModel
 
@@ -35,7 +36,7 @@ def test_seasonal_naive_scale_ignores_missing_days():
     assert seasonal_naive_scale(y) == pytest.approx(np.mean([2, 0, 0, 0, 0, 2]))
 
 
-@pytest.mark.parametrize("model", [Arima(), ProphetModel()], ids=["arima", "prophet"])
+@pytest.mark.parametrize("model", [LinearModel(), Arima(), ProphetModel()], ids=["linear", "arima", "prophet"])
 def test_models_learn_the_holiday_from_last_year(model):
     ds, y = holiday_series()
     hist = make_features(ds[0], ds[-1])
@@ -60,3 +61,45 @@ def test_bounds_hold_after_back_transform():
     spec = SeriesSpec("none", 0.0, 100.0)
     fc = predict_with(SeasonalNaive(), sat, ds, 30, 95, spec)
     assert (fc.upper <= 100).all() and (fc.lower >= 0).all()
+
+
+def test_fit_ar_recovers_the_coefficient_despite_gaps():
+    rng = np.random.default_rng(4)
+    r = np.zeros(3000)
+    for t in range(1, len(r)):
+        r[t] = 0.6 * r[t - 1] + rng.normal(0, 1)
+    r[rng.choice(len(r), 300, replace=False)] = np.nan
+    coef, sigma2 = fit_ar(r, max_p=2)
+    assert len(coef) >= 1 and coef[0] == pytest.approx(0.6, abs=0.06)
+    assert sigma2 == pytest.approx(1.0, rel=0.1)
+    # The forecast decays towards 0 from the last value, and its spread grows to the process's.
+    r[-1] = 3.0
+    mean, sd = ar_forecast(r, coef, sigma2, 30)
+    assert mean[0] == pytest.approx(coef[0] * 3.0 + (coef[1] * r[-2] if len(coef) > 1 else 0), abs=1e-9)
+    assert abs(mean[-1]) < 0.05 and sd[0] == pytest.approx(np.sqrt(sigma2))
+    assert sd[-1] == pytest.approx(np.sqrt(sigma2 / (1 - 0.36)), rel=0.15)
+
+
+def test_fit_ar_never_returns_an_explosive_process():
+    r = np.cumsum(np.ones(200))  # a ramp: least squares says "1.0 × yesterday" (a unit root)
+    coef, _ = fit_ar(r - r.mean(), max_p=1)
+    assert np.max(np.abs(np.roots(np.concatenate([[1.0], -coef])))) < 0.98
+
+
+def test_linear_model_follows_a_level_shift_and_keeps_weekly_shape():
+    """A series that steps from 20 to 30 three months before the end: the forecast is near the
+    new level (the half-life weighting), with the weekend dip kept; the interval is calibrated-
+    looking (covers most of a fresh draw)."""
+    rng = np.random.default_rng(5)
+    ds = pd.date_range("2024-01-01", "2025-12-31", freq="D")
+    f = make_features(ds[0], ds[-1] + pd.Timedelta(days=28))
+    level = np.where(ds >= "2025-10-01", 30.0, 20.0)
+    weekend = np.where(ds.day_of_week >= 5, -6.0, 0.0)
+    y = level + weekend + rng.normal(0, 1, len(ds))
+    spec = SeriesSpec("none", 0.0, None)
+    fc = predict_with(LinearModel(), y, ds, 28, 80, spec, f.iloc[: len(ds)], f.iloc[len(ds) :])
+    fut = pd.date_range(ds[-1] + pd.Timedelta(days=1), periods=28)
+    weekday, weekend_days = fc.mean[fut.day_of_week < 5], fc.mean[fut.day_of_week >= 5]
+    assert 27 < weekday.mean() < 31.5 and 5 < weekday.mean() - weekend_days.mean() < 7
+    truth = 30 + np.where(fut.day_of_week >= 5, -6.0, 0.0) + rng.normal(0, 1, 28)
+    assert np.mean((fc.lower <= truth) & (truth <= fc.upper)) >= 0.6

@@ -26,6 +26,7 @@ import pandas as pd
 from forecaster.calendar import MAJOR_HOLIDAYS
 from forecaster.models.arima import Arima
 from forecaster.models.base import Forecast, ModelError, SeriesSpec, predict_with
+from forecaster.models.linear import LinearModel
 from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
 from forecaster.models.prophet import ProphetModel
 
@@ -44,10 +45,10 @@ __all__ = [
     "summarise_backtest",
 ]
 
-MODELS = {"naive": SeasonalNaive, "arima": Arima, "prophet": ProphetModel}
+MODELS = {"naive": SeasonalNaive, "linear": LinearModel, "arima": Arima, "prophet": ProphetModel}
 # Candidates made of others: the mean of their forecasts. Scored from the members' backtest
 # forecasts, so they cost no extra fit in the backtest.
-COMBINATIONS = {"ensemble": ("arima", "prophet")}
+COMBINATIONS = {"ensemble": ("arima", "prophet"), "linear_naive": ("linear", "naive")}
 
 
 def make_model(name: str):
@@ -103,7 +104,7 @@ class Settings:
     level: float = 80.0
     min_history_days: int = 56
     model: str = "auto"
-    candidates: tuple[str, ...] = ("naive", "arima", "prophet", "ensemble")
+    candidates: tuple[str, ...] = ("naive", "linear", "linear_naive")
     folds: int = 2
     fold_horizon: int = 28
     step: int = 28
