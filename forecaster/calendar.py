@@ -289,9 +289,22 @@ class FeatureBook:
         self.start, self.end, self.country = start, end, country
         self.calendar = calendar or CalendarConfig()
         self._cache: dict[tuple, pd.DataFrame] = {}
+        self._numeric: dict[tuple, pd.DataFrame] = {}
+
+    def _key(self, location: Location) -> tuple:
+        return (location.city, location.region, location.community_id if self.calendar.events else None)
 
     def get(self, location: Location = Location()) -> pd.DataFrame:
-        key = (location.city, location.region, location.community_id if self.calendar.events else None)
+        key = self._key(location)
         if key not in self._cache:
             self._cache[key] = make_features(self.start, self.end, country=self.country, calendar=self.calendar, location=location)
         return self._cache[key]
+
+    def numeric(self, location: Location = Location()) -> pd.DataFrame:
+        """Only the numeric columns (what models use): one float block, so slicing it per
+        backtest origin is cheap."""
+        key = self._key(location)
+        if key not in self._numeric:
+            full = self.get(location)
+            self._numeric[key] = full[[c for c in full.columns if full[c].dtype.kind == "f"]].copy()
+        return self._numeric[key]

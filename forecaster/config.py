@@ -634,6 +634,9 @@ class LogConfig(_Model):
 
 class StoreConfig(_Model):
     url: SecretUrl = Secret("sqlite:///data/forecaster.db", is_url=True)
+    # Every night stores its forecasts (90 rows per series: 720,000 for 8,000 series); those of
+    # runs older than this many days are deleted after a run. Runs, findings and alerts are kept.
+    keep_forecasts_days: int = Field(35, ge=1)
 
 
 class OutputConfig(_Model):

@@ -28,6 +28,15 @@ def neutralise_cell(value: object) -> object:
     return value
 
 
+def _on_distinct(values: pd.Series, func) -> pd.Series:
+    """``values.map(func)``, calling ``func`` once per distinct value (a history file repeats
+    each date and name thousands of times)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = pd.Series([func(v) for v in uniques], dtype=object)
+    out = mapped.reindex(codes).to_numpy()  # code -1 (missing) → NaN
+    return pd.Series(out, index=values.index, dtype=object)
+
+
 def _atomic_write(path: Path, encoding: str, write) -> Path:
     """Write through ``write(handle)`` into a temporary file beside ``path``, then rename it."""
     path = Path(path)
@@ -58,7 +67,7 @@ def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float
         if text_cols:
             out = frame.copy()
             for col in text_cols:
-                out[col] = out[col].map(neutralise_cell)
+                out[col] = _on_distinct(out[col], neutralise_cell)
     return _atomic_write(
         path,
         "utf-8-sig",
@@ -79,7 +88,7 @@ def write_series_csv(series: pd.DataFrame, communities: pd.DataFrame, path: Path
             "community_id": series["community_id"],
             "community_name": series["community_id"].map(names),
             "metric": series["metric"],
-            "ds": series["ds"].dt.strftime("%Y-%m-%d"),
+            "ds": _on_distinct(series["ds"], lambda d: d.strftime("%Y-%m-%d")),
             "y": series["y"].round(3),
         }
     )

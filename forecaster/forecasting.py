@@ -145,6 +145,24 @@ class SeriesOutcome:
     reused: bool = False
 
 
+_BOOKS: dict[tuple, FeatureBook] = {}
+
+
+def _book(start, end, country: str, calendar: CalendarConfig) -> FeatureBook:
+    """Calendar features covering ``start`` … ``end``, built once per process: a worker
+    forecasting chunk after chunk of one night's series reuses the book of the first chunk
+    whenever it covers the dates (series start on different days)."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    settings = (country, calendar.model_dump_json())
+    for (lo, hi, *rest), book in _BOOKS.items():
+        if tuple(rest) == settings and lo <= start and end <= hi:
+            return book
+    if len(_BOOKS) >= 4:
+        _BOOKS.pop(next(iter(_BOOKS)))
+    book = _BOOKS[(start, end, *settings)] = FeatureBook(start, end, country=country, calendar=calendar)
+    return book
+
+
 def forecast_long(
     frame: pd.DataFrame,
     settings: Settings,
@@ -155,16 +173,19 @@ def forecast_long(
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
     choices: dict[str, Choice] | None = None,
     reuse_days: int = 0,
+    span: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
     """Forecast every series ``settings.horizon`` days past its last date.
 
     Returns the forecasts (``series_id, ds, yhat, yhat_lower, yhat_upper, model``) and one
     outcome per series. A series that raises is recorded as failed and skipped. ``choices``
-    holds earlier model choices to reuse (see `forecast_series`).
+    holds earlier model choices to reuse (see `forecast_series`); ``span`` (first and last
+    history day of all the night's series) lets every chunk share one calendar book.
     """
     calendar = calendar or CalendarConfig()
     h = settings.horizon
-    feats = FeatureBook(frame["ds"].min(), frame["ds"].max() + pd.Timedelta(days=h), country=country, calendar=calendar)
+    first, last = span or (frame["ds"].min(), frame["ds"].max())
+    feats = _book(first, last + pd.Timedelta(days=h), country, calendar)
     metric_of = frame.groupby("series_id")["metric"].first().to_dict() if "metric" in frame.columns else {}
     rows, outcomes = [], []
     for sid, g in frame.groupby("series_id", sort=False):
@@ -172,7 +193,7 @@ def forecast_long(
         y = g["y"].to_numpy(dtype=float)
         try:
             loc = (locations or {}).get(sid, Location())
-            f_all = feats.get(loc).loc[ds[0] : ds[-1] + pd.Timedelta(days=h)]
+            f_all = feats.numeric(loc).loc[ds[0] : ds[-1] + pd.Timedelta(days=h)]
             hist, fut = f_all.iloc[: len(ds)], f_all.iloc[len(ds) :]
             s = spec(sid, y) if spec else spec_for_metric(metric_of.get(sid), y)
             fc = forecast_series(y, ds, s, hist, fut, settings, choice=(choices or {}).get(sid), reuse_days=reuse_days)
@@ -214,6 +235,7 @@ def backtest_long(
     min_train: int = 56,
     selection_folds: int = 2,
     extra_models: dict | None = None,
+    autos: dict[str, tuple[str, ...]] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
 ) -> pd.DataFrame:
     """Point-level backtest results of every series (see `backtest_series`), with ``series_id``."""
@@ -239,6 +261,7 @@ def backtest_long(
             min_train=min_train,
             selection_folds=selection_folds,
             extra_models=extra_models,
+            autos=autos,
         )
         points.insert(0, "series_id", sid)
         parts.append(points)

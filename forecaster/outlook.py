@@ -57,6 +57,7 @@ class _Job:
     locations: dict[str, Location]
     choices: dict
     reuse_days: int
+    span: tuple
 
 
 def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
@@ -68,6 +69,7 @@ def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
         locations=job.locations,
         choices=job.choices,
         reuse_days=job.reuse_days,
+        span=job.span,
     )
 
 
@@ -113,6 +115,7 @@ def forecast_communities(
     # One pass over the frame for all chunks (not one scan of the whole frame per chunk).
     chunk_of = {sid: k for k, part in enumerate(parts) for sid in part}
     frames = dict(iter(series.groupby(series["series_id"].map(chunk_of), sort=False)))
+    span = (series["ds"].min(), series["ds"].max())
     jobs = [
         _Job(
             frames[k],
@@ -122,6 +125,7 @@ def forecast_communities(
             per_series,
             {sid: reusable[sid] for sid in part if sid in reusable},
             every,
+            span,
         )
         for k, part in enumerate(parts)
     ]
@@ -162,6 +166,26 @@ def detect_findings(
     level = config.forecast.level
     lookahead = config.detect.lookahead_days
     history = {sid: g for sid, g in series.groupby("series_id", sort=False)}
+    columns: dict[int, dict[str, np.ndarray]] = {}
+
+    def calendar_at(feats: pd.DataFrame, days: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+        """The detection's calendar columns on ``days`` (positions in the book; outside it: none)."""
+        cols = columns.get(id(feats))
+        if cols is None:
+            cols = columns[id(feats)] = {
+                "off_day": feats["off_day"].to_numpy(dtype=float),
+                "window": feats["window"].fillna("").to_numpy(dtype=object),
+                "estimated": feats["estimated"].fillna(False).to_numpy(dtype=bool),
+            }
+        pos = ((days - feats.index[0]).days).to_numpy()
+        inside = (pos >= 0) & (pos < len(feats))
+        pos = np.where(inside, pos, 0)
+        return {
+            "off_day": np.where(inside, cols["off_day"][pos], np.nan),
+            "window": np.where(inside, cols["window"][pos], ""),
+            "estimated": inside & cols["estimated"][pos],
+        }
+
     found: list[Finding] = []
     for sid, fc in forecasts.groupby("series_id", sort=False):
         cid, metric = fc["community_id"].iloc[0], fc["metric"].iloc[0]
@@ -177,13 +201,13 @@ def detect_findings(
         days = pd.DatetimeIndex(fc["ds"])
         feats = book.get(loc)
         hist = history[sid].tail(28)
-        h_feats = feats.reindex(pd.DatetimeIndex(hist["ds"]))
-        f_feats = feats.reindex(days)
+        h_feats = calendar_at(feats, pd.DatetimeIndex(hist["ds"]))
+        f_feats = calendar_at(feats, days)
         counts = metric in COUNT_METRICS
         baseline = recent_baseline(
             hist["y"].to_numpy(dtype=float),
-            h_feats["off_day"].to_numpy() if counts else None,
-            f_feats["off_day"].to_numpy(),
+            h_feats["off_day"] if counts else None,
+            f_feats["off_day"],
             statistic=np.nanmean if counts else np.nanmedian,
         )
         found.extend(
@@ -197,8 +221,8 @@ def detect_findings(
                 baseline,
                 threshold,
                 level=level,
-                windows=f_feats["window"].fillna("").tolist(),
-                estimated=f_feats["estimated"].fillna(False).to_numpy(dtype=bool),
+                windows=f_feats["window"].tolist(),
+                estimated=f_feats["estimated"],
                 min_probability=config.detect.min_probability,
                 min_days=config.detect.min_days,
                 bridge_days=config.detect.bridge_days,
@@ -229,11 +253,16 @@ def forecast_table(
     out = pd.concat(parts, ignore_index=True)
     out["flag"], out["severity"] = "", ""
     if findings:
-        key = out["community_id"] + "|" + out["metric"]
+        rows = out.groupby(["community_id", "metric"], sort=False).indices
+        ds = pd.to_datetime(out["ds"]).to_numpy()
+        flag, severity = out["flag"].to_numpy(dtype=object), out["severity"].to_numpy(dtype=object)
         for f in findings:
-            mask = (key == f"{f.community_id}|{f.metric}") & (out["ds"] >= pd.Timestamp(f.first_day)) & (out["ds"] <= pd.Timestamp(f.last_day))
-            out.loc[mask, "flag"] = f.kind
-            out.loc[mask, "severity"] = f.severity
+            idx = rows.get((f.community_id, f.metric))
+            if idx is None:
+                continue
+            idx = idx[(ds[idx] >= np.datetime64(f.first_day)) & (ds[idx] <= np.datetime64(f.last_day))]
+            flag[idx], severity[idx] = f.kind, f.severity
+        out["flag"], out["severity"] = flag, severity
     out["ds"] = pd.to_datetime(out["ds"]).dt.strftime("%Y-%m-%d")
     for col in ("yhat", "yhat_lower", "yhat_upper"):
         out[col] = out[col].round(2)

@@ -193,6 +193,7 @@ def run_once(
                 store.add_forecasts(result.run_id, forecasts)
                 store.save_model_choices({o.series_id: o.choice for o in outcomes if o.choice is not None and not o.reused})
                 store.add_findings(result.run_id, findings_frame(found))
+                store.prune_forecasts(as_of - dt.timedelta(days=config.store.keep_forecasts_days))
             with timer("alerts"):
                 # Queued, not sent: delivery is the outbox's job (`send_pending`, the service).
                 result.alerts = queue_alerts(

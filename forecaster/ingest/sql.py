@@ -23,6 +23,7 @@ __all__ = ["SqlSource"]
 
 # The column of each table that the history window applies to.
 WINDOW_COLUMN = {"tickets": "created_at", "surveys": "date"}
+FETCH_ROWS = 100_000
 LABEL_COLUMNS = {"communities": ("community_id",), "tickets": ("ticket_id",), "surveys": ("community_id", "date")}
 
 
@@ -68,6 +69,11 @@ class SqlSource:
             src = tmap.source_column(canonical)
             col = table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
             if col is not None:
+                if self.engine.dialect.name == "sqlite" and isinstance(col.type, (sa.DateTime, sa.Date)):
+                    # SQLite keeps times as text: take the text and let validation parse it, in
+                    # one vectorised pass instead of SQLAlchemy's per-row conversion (which is
+                    # also strict: it rejects text that is not its own ISO format).
+                    col = sa.type_coerce(col, sa.String)
                 cols.append(col.label(canonical))
         query = sa.select(*cols)
         window = WINDOW_COLUMN.get(name)
@@ -78,7 +84,19 @@ class SqlSource:
                 query = query.where(col >= since - dt.timedelta(days=1))
         try:
             with self.engine.connect() as conn:
-                frame = pd.read_sql(query, conn)
+                result = conn.execute(query)
+                columns = list(result.keys())
+                # Rows straight from the driver's cursor: SQLAlchemy's per-row objects cost as
+                # much as the database itself on a few million tickets.
+                # In batches, so that only one batch is ever held as Python tuples.
+                parts = []
+                while result.cursor is not None:
+                    rows = result.cursor.fetchmany(FETCH_ROWS)
+                    if not rows:
+                        break
+                    parts.append(pd.DataFrame.from_records(rows, columns=columns))
+                result.close()
+            frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         except SQLAlchemyError as exc:
             raise SourceError(f"{origin}: query failed: {first_line(exc)}") from None
         return RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))

@@ -108,7 +108,15 @@ def _text(series: pd.Series) -> pd.Series:
         if len(whole) and (whole == whole.round()).all():
             series = series.astype("Int64")
     elif pd.api.types.is_object_dtype(series):
-        series = series.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+        # Mixed Python values: convert and trim each distinct value once (ids, categories and
+        # dates repeat across many rows).
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        clean = pd.Series([int(v) if isinstance(v, float) and v.is_integer() else v for v in uniques], dtype=object)
+        clean = clean.astype("string").str.strip()
+        clean = clean.mask(clean == "")
+        out = clean.reindex(codes)
+        out.index = series.index
+        return out
     out = series.astype("string").str.strip()
     return out.mask(out == "")
 

@@ -24,9 +24,12 @@ def design(ds: pd.DatetimeIndex, features: pd.DataFrame | None, yearly: bool) ->
     parts = [weekday_dummies(ds)]
     names = [f"dow_{d}" for d in range(1, 7)]
     if features is not None:
-        numeric = [c for c in features.columns if c not in _COLLINEAR and features[c].dtype.kind == "f"]
-        parts.append(features[numeric].to_numpy(dtype=float))
-        names += numeric
+        pick = [i for i, (c, d) in enumerate(zip(features.columns, features.dtypes)) if d.kind == "f" and c not in _COLLINEAR]
+        if len(pick) == features.shape[1]:
+            parts.append(features.to_numpy(dtype=float))
+        else:
+            parts.append(features.iloc[:, pick].to_numpy(dtype=float))
+        names += [features.columns[i] for i in pick]
     if yearly:
         parts.append(fourier_terms(ds, 3))
         names += [f"fourier_{i}" for i in range(6)]

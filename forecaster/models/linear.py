@@ -35,40 +35,41 @@ def fit_ar(r: np.ndarray, max_p: int = 2, min_rows: int = 28) -> tuple[np.ndarra
     """AR coefficients (lag 1 … p) and innovation variance of a zero-mean series with gaps.
 
     Conditional least squares on the days whose value and ``p`` previous values are all
-    observed; ``p`` in 0 … ``max_p`` by AIC. A non-stationary fit is shrunk until it is
-    stationary (a forecast must not explode)."""
-    best: tuple[float, np.ndarray, float] | None = None
+    observed; ``p`` in 0 … ``max_p`` by AIC, every order compared on the same days (with gaps,
+    ``max_p`` is lowered until enough such days remain). A non-stationary fit is shrunk until
+    it is stationary (a forecast must not explode)."""
     n = len(r)
-    for p in range(0, max_p + 1):
-        if p == 0:
-            ok = np.isfinite(r)
-            if ok.sum() < 2:
-                raise ModelError("fewer than two residuals")
-            coef, resid = np.zeros(0), r[ok]
-        else:
-            lags = np.column_stack([r[p - k : n - k] for k in range(1, p + 1)])
-            target = r[p:]
-            ok = np.isfinite(target) & np.isfinite(lags).all(axis=1)
-            if ok.sum() < min_rows:
-                continue
+    if np.isfinite(r).sum() < 2:
+        raise ModelError("fewer than two residuals")
+    for top in range(min(max_p, n - 1), 0, -1):
+        lags = np.column_stack([r[top - k : n - k] for k in range(1, top + 1)])
+        target = r[top:]
+        ok = np.isfinite(target) & np.isfinite(lags).all(axis=1)
+        if ok.sum() >= min_rows:
             X, t = lags[ok], target[ok]
-            coef = np.linalg.lstsq(X, t, rcond=None)[0]
-            coef = _stationary(coef)
-            resid = t - X @ coef
-        sigma2 = float(np.mean(resid**2))
-        aic = len(resid) * np.log(max(sigma2, 1e-12)) + 2 * p
-        # Compare AICs on the same rows as far as possible: the penalty dominates the small
-        # difference in the number of rows.
-        if best is None or aic < best[0]:
-            best = (aic, coef, sigma2)
-    assert best is not None
-    return best[1], best[2]
+            break
+    else:
+        finite = r[np.isfinite(r)]
+        return np.zeros(0), float(np.mean(finite**2))
+    best_aic, best = len(t) * np.log(max(float(np.mean(t**2)), 1e-12)), np.zeros(0)
+    for p in range(1, top + 1):
+        coef = np.linalg.lstsq(X[:, :p], t, rcond=None)[0]
+        sigma2 = float(np.mean((t - X[:, :p] @ coef) ** 2))
+        aic = len(t) * np.log(max(sigma2, 1e-12)) + 2 * p
+        if aic < best_aic:
+            best_aic, best = aic, coef
+    best = _stationary(best)
+    p = len(best)
+    sigma2 = float(np.mean((t - X[:, :p] @ best) ** 2)) if p else float(np.mean(t**2))
+    return best, sigma2
 
 
 def _stationary(coef: np.ndarray) -> np.ndarray:
+    if not len(coef):
+        return coef
     for _ in range(50):
         roots = np.roots(np.concatenate([[1.0], -coef]))
-        if len(roots) == 0 or np.max(np.abs(roots)) < 0.98:
+        if np.max(np.abs(roots)) < 0.98:
             return coef
         coef = coef * 0.9
     return np.zeros_like(coef)

@@ -460,10 +460,10 @@ def forecast_series(
 
 def holiday_window_mask(features: pd.DataFrame) -> np.ndarray:
     """Days off for a public holiday or inside a holiday's before/after window."""
-    cols = [c for c in features.columns if c.startswith(("hol_", "pre_", "post_"))]
-    if not cols:
+    pick = np.flatnonzero(features.columns.str.startswith(("hol_", "pre_", "post_")))
+    if not len(pick):
         return np.zeros(len(features), dtype=bool)
-    return features[cols].to_numpy().max(axis=1) > 0
+    return features.iloc[:, pick].to_numpy().max(axis=1) > 0
 
 
 def backtest_series(
@@ -480,8 +480,12 @@ def backtest_series(
     min_train: int,
     selection_folds: int = 2,
     extra_models: dict | None = None,
+    autos: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
     """Point-level backtest results: one row per model, fold and day, with ``auto`` included.
+
+    ``autos`` names auto-selections and the candidates each chooses from (default: ``auto``
+    among all ``models``), so that candidate sets can be compared in one run.
 
     Columns: ``model, fold, ds, y, yhat, lo, hi, scale, holiday_window`` (``yhat`` NaN where
     the model failed, with the error in ``error``).
@@ -537,10 +541,12 @@ def backtest_series(
             # Baselines passed as extra_models are scored as they are, uncalibrated.
             calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
             emit(name, at[name][origin], k, calibration)
-        ranked = [name for s, name in sorted((_mean_mase(p), name) for name, p in choosing.items()) if np.isfinite(s)]
-        usable = [name for name in ranked if at[name][origin].forecast is not None]
-        choice = usable[0] if usable else "naive"
-        emit("auto", at[choice][origin], k, calibration_factor(calibrating[choice], level, holiday_ratio=ratio))
+        for auto, pool in (autos or {"auto": models}).items():
+            scored_pool = sorted((_mean_mase(p), name) for name, p in choosing.items() if name in pool)
+            ranked = [name for s, name in scored_pool if np.isfinite(s)]
+            usable = [name for name in ranked if at[name][origin].forecast is not None]
+            choice = usable[0] if usable else "naive"
+            emit(auto, at[choice][origin], k, calibration_factor(calibrating[choice], level, holiday_ratio=ratio))
     if not rows:
         return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
     return pd.concat(rows, ignore_index=True)

@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 
 from forecaster.ingest.validate import Problem, TableReport
-from forecaster.store import Store, StoreError
+import sqlalchemy as sa
+
+from forecaster.store import Store, StoreError, forecasts
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -61,4 +63,30 @@ def test_tables_are_created_once_and_runs_listed_newest_first(db_url):
     assert [r.run_id for r in store.last_runs(2)] == ["r2", "r1"]
     with pytest.raises(StoreError, match="cannot record the run start"):
         store.start_run("r1", dt.date(2026, 11, 20), "cli", T0, source="s")  # duplicate id
+    store.close()
+
+
+def test_old_forecasts_are_pruned_and_recent_ones_kept(db_url):
+    store = Store(db_url)
+    for i, day in enumerate([dt.date(2026, 10, 1), dt.date(2026, 11, 1), dt.date(2026, 11, 23)]):
+        run_id = f"p{i}"
+        store.start_run(run_id, day, "cli", T0, source="s")
+        frame = pd.DataFrame(
+            {
+                "series_id": "C001:ticket_count",
+                "community_id": "C001",
+                "metric": "ticket_count",
+                "ds": pd.date_range(day, periods=3),
+                "yhat": 1.0,
+                "yhat_lower": 0.5,
+                "yhat_upper": 2.0,
+                "model": "linear_naive",
+            }
+        )
+        store.add_forecasts(run_id, frame)
+    assert store.prune_forecasts(dt.date(2026, 11, 23) - dt.timedelta(days=35)) == 3
+    with store.engine.connect() as conn:
+        left = conn.execute(sa.select(forecasts.c.run_id, sa.func.count()).group_by(forecasts.c.run_id)).all()
+    assert sorted(left) == [("p1", 3), ("p2", 3)]
+    assert {r.run_id for r in store.last_runs(10)} >= {"p0", "p1", "p2"}  # the runs themselves stay
     store.close()
