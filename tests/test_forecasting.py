@@ -59,3 +59,31 @@ def test_a_failing_series_does_not_stop_the_others():
     assert by_id["bad"].status == "failed" and "RuntimeError: boom" in by_id["bad"].reason
     assert by_id["good"].status == "ok"
     assert out["series_id"].unique().tolist() == ["good"] and len(out) == 10
+
+
+def test_chunks_of_one_night_share_one_calendar_book_and_get_the_same_forecasts():
+    """A worker's later chunks (series starting later) reuse the first chunk's calendar book when
+    it covers their dates, and the forecasts are the same as with a book of their own."""
+    from forecaster import forecasting
+    from forecaster.config import CalendarConfig
+
+    forecasting._BOOKS.clear()
+    rng = np.random.default_rng(0)
+    early = pd.date_range("2025-01-01", "2026-11-22", freq="D")
+    late = early[200:]
+    rows = pd.concat(
+        [
+            pd.DataFrame({"series_id": "early", "ds": early, "y": rng.poisson(9, len(early)).astype(float)}),
+            pd.DataFrame({"series_id": "late", "ds": late, "y": rng.poisson(9, len(late)).astype(float)}),
+        ]
+    )
+    settings = Settings(horizon=30)
+    span = (early[0], early[-1])
+    forecast_long(rows[rows["series_id"] == "early"], settings, span=span)
+    shared, _ = forecast_long(rows[rows["series_id"] == "late"], settings, span=span)
+    assert len(forecasting._BOOKS) == 1
+    book = next(iter(forecasting._BOOKS.values()))
+    assert book is forecasting._book(late[0], late[-1], "CN", CalendarConfig())
+    forecasting._BOOKS.clear()
+    own, _ = forecast_long(rows[rows["series_id"] == "late"], settings)
+    pd.testing.assert_frame_equal(shared, own)

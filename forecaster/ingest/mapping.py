@@ -12,7 +12,7 @@ import pandas as pd
 from forecaster.config import TABLE_COLUMNS, TableMap
 from forecaster.errors import SourceError
 
-__all__ = ["select_columns", "table_key", "make_labels"]
+__all__ = ["select_columns", "table_key", "make_labels", "KeyLabels"]
 
 
 def table_key(name: str) -> str:
@@ -40,12 +40,22 @@ def select_columns(frame: pd.DataFrame, name: str, tmap: TableMap, origin: str) 
     return frame[list(rename)].rename(columns=rename)
 
 
-def make_labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
-    """Per-row labels such as ``ticket_id=T0042`` or ``community_id=C01, date=2024-03-05``."""
-    labels = pd.Series("", index=frame.index, dtype=object)
-    sep = ""
-    for key in keys:
-        if key in frame.columns:
-            labels = labels + sep + key + "=" + frame[key].astype(str)
-            sep = ", "
-    return labels
+class KeyLabels:
+    """Row labels such as ``ticket_id=T0042`` or ``community_id=C01, date=2024-03-05``, made
+    only for the rows a problem report shows (not for every one of millions of rows)."""
+
+    def __init__(self, frame: pd.DataFrame, keys: tuple[str, ...]):
+        self.frame, self.keys = frame, [k for k in keys if k in frame.columns]
+
+    @property
+    def iloc(self) -> "KeyLabels":
+        return self
+
+    def __getitem__(self, idx) -> pd.Series:
+        rows = self.frame.iloc[idx]
+        return pd.Series([", ".join(f"{k}={rec[k]}" for k in self.keys) for _, rec in rows.iterrows()], dtype=object)
+
+
+def make_labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> KeyLabels:
+    """Labels of ``frame``'s rows by their key columns (see `KeyLabels`)."""
+    return KeyLabels(frame, keys)

@@ -38,7 +38,7 @@ class RawTable:
     name: str  # communities | tickets | surveys
     origin: str  # "tickets.csv", "table tickets in sqlite:///…", "GET https://…/tickets"
     frame: pd.DataFrame
-    labels: pd.Series  # same index as frame: how a person finds each row
+    labels: pd.Series  # same index as frame: how a person finds each row (``.iloc[positions]``)
 
 
 @dataclass

@@ -185,10 +185,14 @@ def window_masks(features: pd.DataFrame | None) -> dict[str, np.ndarray]:
     if features is None:
         return {}
     masks = {"any": holiday_window_mask(features)}
+    values = None
+    position = {c: i for i, c in enumerate(features.columns)}
     for key in MAJOR_HOLIDAYS:
-        cols = [c for c in (f"hol_{key}", f"pre_{key}", f"post_{key}") if c in features.columns]
+        cols = [position[c] for c in (f"hol_{key}", f"pre_{key}", f"post_{key}") if c in position]
         if cols:
-            masks[key] = features[cols].to_numpy().max(axis=1) > 0
+            if values is None:
+                values = features.to_numpy()  # one float block: no copy
+            masks[key] = values[:, cols].max(axis=1) > 0
     return masks
 
 

@@ -124,3 +124,27 @@ def test_unreachable_database_is_a_source_error_with_masked_password(make_config
         load_source(config, AS_OF)
     assert "VerySecret123" not in str(info.value)
     assert "app:***@127.0.0.1:1/wuye" in str(info.value)
+
+
+def test_sqlite_times_in_other_text_formats_are_parsed_and_bad_ones_reported(tmp_path, make_config):
+    """SQLite keeps DATETIME columns as text, and systems write it their own way: the ISO form
+    SQLAlchemy writes, "2026/3/2 09:30" or a date alone all parse; text that is no time at all
+    skips that row with its id (SQLAlchemy's own converter would have failed the whole table)."""
+    url = f"sqlite:///{tmp_path / 'company.db'}"
+    company_schema(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO wy_workorder VALUES "
+            "('W5', 'A02', '2026/3/2 09:30', '2026-03-02', '报修', 5), "
+            "('W6', 'A02', 'yesterday', NULL, '报修', NULL)"
+        )
+    engine.dispose()
+    data = load_source(mapped_config(make_config, url), AS_OF)
+    tickets = data.tickets.set_index("ticket_id")
+    assert tickets.loc["W5", "created_at"] == pd.Timestamp("2026-03-02 17:30")  # UTC → Shanghai
+    assert tickets.loc["W1", "created_at"] == pd.Timestamp("2026-03-02 01:30")
+    problems = {p.reason: p for r in data.reports for p in r.problems}
+    assert problems["created_at is not a date/time"].examples == ["ticket_id=W6: 'yesterday'"]
+    # W5 closed "2026-03-02" (midnight UTC) is before it was created: the closing time is cleared.
+    assert pd.isna(tickets.loc["W5", "closed_at"])
