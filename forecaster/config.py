@@ -643,6 +643,9 @@ class OutputConfig(_Model):
     dir: Path = Path("out")
     # findings.csv with Chinese column headers (小区, 级别, 开始…) instead of English ones.
     chinese_headers: bool = False
+    # Days of history in series.csv. Excel opens at most 1,048,576 rows: 120 days of 8,000 series
+    # is 960,000 (a longer history of thousands of series would be cut off in Excel).
+    history_days: int = Field(120, ge=1)
 
 
 class DemoConfig(_Model):

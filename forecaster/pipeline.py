@@ -41,6 +41,8 @@ __all__ = ["RunResult", "run_once"]
 
 log = logging.getLogger(__name__)
 
+EXCEL_ROWS = 1_048_575  # data rows below the header
+
 
 @dataclass
 class RunResult:
@@ -273,8 +275,18 @@ def _write_outputs(
     findings_csv = findings_table(found, data.communities, chinese_headers=config.output.chinese_headers)
     result.outputs["findings"] = write_csv(findings_csv, out_dir / "findings.csv")
     result.output_rows["findings"] = len(findings_csv)
-    result.outputs["series"] = write_series_csv(frame, data.communities, out_dir / "series.csv")
-    result.output_rows["series"] = len(frame)
+    recent = frame[frame["ds"] >= pd.Timestamp(as_of) - pd.Timedelta(days=config.output.history_days)]
+    result.outputs["series"] = write_series_csv(recent, data.communities, out_dir / "series.csv")
+    result.output_rows["series"] = len(recent)
+    for name, rows in result.output_rows.items():
+        if rows > EXCEL_ROWS:
+            log.warning(
+                "%s.csv has %s rows: Excel shows only the first %s (open it with a database or pandas%s)",
+                name,
+                f"{rows:,}",
+                f"{EXCEL_ROWS:,}",
+                ", or lower output.history_days" if name == "series" else "",
+            )
     page = make_report_html(as_of, found, data.communities, frame, forecasts, book.get, run_id=result.run_id)
     result.outputs["report"] = write_text(page, out_dir / "report.html")
 

@@ -45,6 +45,7 @@ def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
     frame = pd.read_csv(csv, encoding="utf-8-sig")
     assert list(frame.columns) == ["community_id", "community_name", "metric", "ds", "y"]
     assert frame["ds"].max() == "2026-11-22"
+    assert frame["ds"].min() == "2026-07-26"  # output.history_days = 120 before the as-of day
     assert frame["community_name"].str.contains("·").all()
 
     store = Store(f"sqlite:///{workdir / 'data' / 'forecaster.db'}")
