@@ -1,7 +1,7 @@
 """Speed of the whole nightly cycle, and the plain Prophet loop it must beat, in one run.
 
     .venv/bin/python bench/speed.py                               # 100 communities × 4 metrics × 3 years
-    .venv/bin/python bench/speed.py --communities 2000 --workers 2 --prophet-sample 20
+    .venv/bin/python bench/speed.py --communities 2000 --workers 2 --prophet-sample 40
 
 It generates the demo company at the given size into a scratch SQLite source, then runs the
 full cycle (ingest, aggregation, model choice by backtest, forecasts, detection, outputs,
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--communities", type=int, default=100)
     p.add_argument("--years", type=float, default=3.0)
     p.add_argument("--workers", type=int, default=None, help="default: all cores")
-    p.add_argument("--prophet-sample", type=int, default=12, help="series in the plain Prophet loop")
+    p.add_argument("--prophet-sample", type=int, default=40, help="series in the plain Prophet loop")
     p.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
     p.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = p.parse_args(argv)

@@ -166,6 +166,9 @@ def run_once(
                 min_history_days=config.forecast.min_history_days,
                 communities=data.communities["community_id"],
             )
+            # The rows are not needed any more: let them go before the forecast workers start
+            # (millions of tickets; the workers are forked from this process).
+            data.tickets, data.surveys = data.tickets.iloc[:0], data.surveys.iloc[:0]
         check()
         with timer("forecast"):
             choices = store.model_choices() if store is not None else {}
