@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.datasets import DEFAULT_DATA, boston311, koubei  # noqa: E402
+from bench.datasets import DEFAULT_DATA, boston311, koubei, koubei_partial  # noqa: E402
 from forecaster.forecasting import backtest_long  # noqa: E402
 from forecaster.models.base import Forecast, ModelError, SeriesSpec  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
@@ -133,6 +133,10 @@ def main() -> int:
     p.add_argument(
         "--koubei", type=int, default=120, metavar="N", help="Koubei shops sampled (219 of the 2,000 were open throughout; more = all)"
     )
+    p.add_argument(
+        "--koubei-partial", type=int, default=0, metavar="N",
+        help="Koubei shops that opened late or closed for stretches, sampled (1,191 qualify; scored where open)",
+    )
     p.add_argument("--boston", type=int, default=60, metavar="N", help="Boston 311 series sampled")
     p.add_argument("--horizon", type=int, default=28)
     p.add_argument("--folds", type=int, default=3)
@@ -147,6 +151,9 @@ def main() -> int:
     tables = []
     if args.koubei:
         tables.append(run("Koubei shops (CN)", koubei(args.data, args.koubei, args.seed), "CN", args.horizon, args.folds, args.jobs, args.fast))
+    if args.koubei_partial:
+        frame = koubei_partial(args.data, args.koubei_partial, args.seed)
+        tables.append(run("Koubei shops with partial histories (CN)", frame, "CN", args.horizon, args.folds, args.jobs, args.fast))
     if args.boston:
         tables.append(run("Boston 311 (US)", boston311(args.data, args.boston, args.seed), "US", args.horizon, args.folds, args.jobs, args.fast))
     if args.output:

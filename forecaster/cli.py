@@ -594,7 +594,7 @@ def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from forecaster.export import write_csv
     from forecaster.forecasting import backtest_long
-    from forecaster.models.select import MODELS, summarise_backtest
+    from forecaster.models.select import COMBINATIONS, MODELS, summarise_backtest
 
     config = _load_optional(args)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -605,6 +605,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise ConfigError("--horizon and --folds must be at least 1")
     frame = _read_series(args)
     level = args.level or config.forecast.level
+    # auto chooses as the nightly run would: among forecast.candidates that were scored (all
+    # scored models when none of them was).
+    scored = {*models, "naive", *(c for c, parts in COMBINATIONS.items() if set(parts) <= {*models, "naive"})}
+    pool = tuple(c for c in config.forecast.candidates if c in scored) or tuple(scored)
     points = backtest_long(
         frame,
         horizon=args.horizon,
@@ -614,6 +618,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         country=args.country or config.forecast.country,
         calendar=config.calendar,
         min_train=config.forecast.min_history_days,
+        autos={"auto": pool},
     )
     if points.empty:
         print(f"backtest: no series in {args.input} is long enough for {args.folds} folds of {args.horizon} days")

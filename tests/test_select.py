@@ -97,6 +97,22 @@ def test_backtest_auto_chooses_from_earlier_folds_only():
     assert 0 <= table.loc["auto", "coverage"] <= 1
 
 
+def test_each_named_auto_chooses_only_from_its_own_candidates():
+    """``autos`` scores several candidate sets in one backtest: an auto without the baseline never
+    forecasts with it, and each fold's auto forecast is one of its candidates' forecasts."""
+    ds, y, hist, _ = inputs(end="2026-10-20")
+    points = backtest_series(
+        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56,
+        autos={"auto": ("linear", "linear_naive"), "auto_naive": ("naive",)},
+    )
+    assert {"naive", "linear", "linear_naive", "auto", "auto_naive"} <= set(points["model"])
+    by = {m: g.set_index(["fold", "ds"])["yhat"] for m, g in points.groupby("model")}
+    for fold in range(3):
+        auto = by["auto"].xs(fold, level="fold")
+        assert any(np.allclose(auto, by[m].xs(fold, level="fold")) for m in ("linear", "linear_naive"))
+    assert np.allclose(by["auto_naive"], by["naive"])
+
+
 def test_holiday_volatility_compares_week_on_week_moves_in_and_out_of_holiday_windows():
     from forecaster.models.select import holiday_volatility
 

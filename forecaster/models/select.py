@@ -104,7 +104,7 @@ class Settings:
     level: float = 80.0
     min_history_days: int = 56
     model: str = "auto"
-    candidates: tuple[str, ...] = ("naive", "linear", "linear_naive")
+    candidates: tuple[str, ...] = ("linear", "linear_naive")
     folds: int = 2
     fold_horizon: int = 28
     step: int = 28
