@@ -1,7 +1,8 @@
 """Accuracy on real data: auto-selection vs its candidates and two baselines, in one run.
 
     .venv/bin/python bench/accuracy.py                      # defaults below
-    .venv/bin/python bench/accuracy.py --koubei 400 --boston 200 --jobs 2   # every qualifying series
+    .venv/bin/python bench/accuracy.py --koubei 400 --koubei-partial 2000 --boston 200 --jobs 2   # every qualifying series
+    .venv/bin/python bench/accuracy.py --fast       # only naive and linear: seconds
 
 For each data set, a rolling-origin backtest (``--folds`` folds of ``--horizon`` days at the end
 of the history; auto-selection chooses each fold's model from the two folds before it, as the
@@ -134,7 +135,7 @@ def main() -> int:
         "--koubei", type=int, default=120, metavar="N", help="Koubei shops sampled (219 of the 2,000 were open throughout; more = all)"
     )
     p.add_argument(
-        "--koubei-partial", type=int, default=0, metavar="N",
+        "--koubei-partial", type=int, default=120, metavar="N",
         help="Koubei shops that opened late or closed for stretches, sampled (1,191 qualify; scored where open)",
     )
     p.add_argument("--boston", type=int, default=60, metavar="N", help="Boston 311 series sampled")
