@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import shutil
+import subprocess
 import resource
 import sys
 import tempfile
@@ -35,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecaster.config import parse_config  # noqa: E402
 from forecaster.demo import make_demo_frames, write_demo_sql  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
+from forecaster.ingest import load_source  # noqa: E402
+from forecaster.ingest.aggregate import make_daily_series  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
@@ -44,6 +49,36 @@ def peak_mb() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, child
+
+
+def bench_config(root: Path, workers: int | None):
+    return parse_config(
+        {
+            "source": {"sql": {"url": f"sqlite:///{root / 'source.db'}"}},
+            "store": {"url": f"sqlite:///{root / 'store.db'}"},
+            "output": {"dir": str(root / "out")},
+            "engine": {"workers": workers},
+            "alerts": {"channels": {"none": {"type": "webhook", "url": "http://127.0.0.1:9/never"}}, "default_channels": ["none"]},
+        },
+        base_dir=root,
+    )
+
+
+def run_night(root: Path, as_of: dt.date, workers: int | None) -> dict:
+    """One nightly cycle in this (fresh) process; its peak memory is the run's alone."""
+    t0 = time.perf_counter()
+    result = run_once(bench_config(root, workers), as_of, trigger="bench")
+    wall = time.perf_counter() - t0
+    own, child = peak_mb()
+    return {
+        "wall": wall,
+        "status": result.status,
+        "series": int((result.series_stats["status"] != "no_data").sum()),
+        "reused": result.reused_choices,
+        "timings": result.timings,
+        "own_mb": own,
+        "child_mb": child,
+    }
 
 
 def default_prophet_loop(series: pd.DataFrame, horizon: int) -> tuple[int, float]:
@@ -72,52 +107,63 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prophet-sample", type=int, default=40, help="series in the plain Prophet loop")
     p.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
     p.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--reuse-data", action="store_true", help="keep the source.db already in --dir (same size)")
+    p.add_argument("--run-night", nargs=2, metavar=("DIR", "AS_OF"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.run_night:
+        root, as_of = Path(args.run_night[0]), dt.date.fromisoformat(args.run_night[1])
+        print(json.dumps(run_night(root, as_of, args.workers)))
+        return 0
     root = args.dir or Path(tempfile.mkdtemp(prefix="wuye-speed-"))
     root.mkdir(parents=True, exist_ok=True)
     night2 = args.as_of + dt.timedelta(days=1)
     t0 = time.perf_counter()
-    demo = make_demo_frames(night2, communities=args.communities, years=args.years, seed=42)
-    source = f"sqlite:///{root / 'source.db'}"
-    write_demo_sql(source, demo, seed=42)
-    print(
-        f"data: {args.communities} communities × 4 metrics × {args.years:g} years "
-        f"({len(demo.tickets):,} tickets, {len(demo.surveys):,} surveys), generated in {time.perf_counter() - t0:.0f} s"
-    )
-    config = parse_config(
-        {
-            "source": {"sql": {"url": source}},
-            "store": {"url": f"sqlite:///{root / 'store.db'}"},
-            "output": {"dir": str(root / "out")},
-            "engine": {"workers": args.workers},
-            "alerts": {"channels": {"none": {"type": "webhook", "url": "http://127.0.0.1:9/never"}}, "default_channels": ["none"]},
-        },
-        base_dir=root,
-    )
+    if args.reuse_data and (root / "source.db").exists():
+        print(f"data: reusing {root / 'source.db'} ({args.communities} communities assumed); store and outputs reset")
+        for old in (root / "store.db",):
+            old.unlink(missing_ok=True)
+        shutil.rmtree(root / "out", ignore_errors=True)
+    else:
+        demo = make_demo_frames(night2, communities=args.communities, years=args.years, seed=42)
+        write_demo_sql(f"sqlite:///{root / 'source.db'}", demo, seed=42)
+        print(
+            f"data: {args.communities} communities × 4 metrics × {args.years:g} years "
+            f"({len(demo.tickets):,} tickets, {len(demo.surveys):,} surveys), generated in {time.perf_counter() - t0:.0f} s"
+        )
+        del demo
+    config = bench_config(root, args.workers)
     rows = []
     for label, as_of in (("night 1 (cold)", args.as_of), ("night 2 (warm)", night2)):
-        t0 = time.perf_counter()
-        result = run_once(config, as_of, trigger="bench")
-        wall = time.perf_counter() - t0
-        series = int((result.series_stats["status"] != "no_data").sum())
-        own, child = peak_mb()
-        rows.append((label, result, wall, series, own, child))
-        stages = " · ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
+        cmd = [sys.executable, __file__, "--run-night", str(root), as_of.isoformat()]
+        if args.workers:
+            cmd += ["--workers", str(args.workers)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr, file=sys.stderr)
+            return 1
+        night = json.loads(done.stdout.strip().splitlines()[-1])
+        wall, series = night["wall"], night["series"]
+        rows.append((label, night, wall, series))
+        stages = " · ".join(f"{k} {v:.1f}" for k, v in night["timings"].items())
         print(
-            f"{label}: {series} series in {wall:.1f} s = {series / wall:.2f} series/s ({result.status}; "
-            f"{result.reused_choices} reused a choice); stages s: {stages}; peak MB: main {own:.0f}, largest worker {child:.0f}"
+            f"{label}: {series} series in {wall:.1f} s = {series / wall:.2f} series/s ({night['status']}; "
+            f"{night['reused']} reused a choice); stages s: {stages}; "
+            f"peak MB: main {night['own_mb']:.0f}, largest worker {night['child_mb']:.0f}"
         )
     store = Store(config.store.url.get())
     run = store.last_runs(1)[0]
-    frame = pd.read_csv(root / "out" / night2.isoformat() / "series.csv", encoding="utf-8-sig", parse_dates=["ds"])
     store.close()
-    frame["series_id"] = frame["community_id"] + ":" + frame["metric"]
+    # The loop fits the same full histories the nightly run saw (series.csv keeps only 120 days).
+    data = load_source(config, night2)
+    frame = make_daily_series(
+        data.tickets, data.surveys, night2, config.metrics, min_history_days=config.forecast.min_history_days
+    ).frame
     ids = frame["series_id"].drop_duplicates().sample(n=min(args.prophet_sample, frame["series_id"].nunique()), random_state=0)
     n, took = default_prophet_loop(frame[frame["series_id"].isin(set(ids))], config.forecast.horizon)
     loop_rate = n / took
     print(f"plain default-Prophet loop: {n} series in {took:.1f} s = {loop_rate:.2f} series/s (one process)")
-    for label, result, wall, series, *_ in rows:
+    for label, _, wall, series in rows:
         print(f"ratio {label}: ×{series / wall / loop_rate:.1f} the series/s of the plain Prophet loop")
     cold, warm = rows[0], rows[1]
     per_series = warm[2] / max(warm[3], 1)
