@@ -36,6 +36,33 @@ def design(ds: pd.DatetimeIndex, features: pd.DataFrame | None, yearly: bool) ->
     return np.hstack(parts), names
 
 
+def regression_inputs(
+    z: np.ndarray,
+    ds: pd.DatetimeIndex,
+    h: int,
+    features: pd.DataFrame | None,
+    future: pd.DataFrame | None,
+    max_history: int,
+    yearly_min_days: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The last ``max_history`` days of ``z`` and the calendar design of history and horizon:
+    ``(z, X, X_future, observed)``, leaving out regressors that do not vary on the observed days
+    (their effect cannot be learned, so the forecast ignores them rather than guessing)."""
+    if len(z) > max_history:
+        cut = len(z) - max_history
+        z, ds = z[cut:], ds[cut:]
+        features = None if features is None else features.iloc[cut:]
+    observed = np.isfinite(z)
+    if observed.sum() < 28:
+        raise ModelError("fewer than 28 observations")
+    yearly = len(z) >= yearly_min_days
+    X, _ = design(ds, features, yearly)
+    fut_ds = pd.date_range(ds[-1] + pd.Timedelta(days=1), periods=h, freq="D")
+    Xf, _ = design(fut_ds, future, yearly)
+    keep = X[observed].std(axis=0) > 0
+    return z, X[:, keep], Xf[:, keep], observed
+
+
 class Arima:
     """Regression with ARMA errors, fitted in two steps for speed.
 
@@ -69,19 +96,7 @@ class Arima:
     def forecast(self, z, ds, h, level, features=None, future=None) -> Forecast:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-        if len(z) > self.max_history:
-            cut = len(z) - self.max_history
-            z, ds = z[cut:], ds[cut:]
-            features = None if features is None else features.iloc[cut:]
-        yearly = len(z) >= 700
-        X, _ = design(ds, features, yearly)
-        fut_ds = pd.date_range(ds[-1] + pd.Timedelta(days=1), periods=h, freq="D")
-        Xf, _ = design(fut_ds, future, yearly)
-        observed = np.isfinite(z)
-        if observed.sum() < 28:
-            raise ModelError("fewer than 28 observations")
-        keep = X[observed].std(axis=0) > 0
-        X, Xf = X[:, keep], Xf[:, keep]
+        z, X, Xf, observed = regression_inputs(z, ds, h, features, future, self.max_history, 700)
         weights = None
         if self.half_life:
             age = (len(z) - 1 - np.arange(len(z)))[observed]

@@ -13,9 +13,8 @@ forecast in minutes.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from forecaster.models.arima import design
+from forecaster.models.arima import regression_inputs
 from forecaster.models.base import Forecast, ModelError
 
 __all__ = ["LinearModel", "fit_ar", "ar_forecast"]
@@ -126,19 +125,7 @@ class LinearModel:
         self.yearly_min_days = yearly_min_days
 
     def forecast(self, z, ds, h, level, features=None, future=None) -> Forecast:
-        if len(z) > self.max_history:
-            cut = len(z) - self.max_history
-            z, ds = z[cut:], ds[cut:]
-            features = None if features is None else features.iloc[cut:]
-        observed = np.isfinite(z)
-        if observed.sum() < 28:
-            raise ModelError("fewer than 28 observations")
-        yearly = len(z) >= self.yearly_min_days
-        X, _ = design(ds, features, yearly)
-        fut_ds = pd.date_range(ds[-1] + pd.Timedelta(days=1), periods=h, freq="D")
-        Xf, _ = design(fut_ds, future, yearly)
-        keep = X[observed].std(axis=0) > 0
-        X, Xf = X[:, keep], Xf[:, keep]
+        z, X, Xf, observed = regression_inputs(z, ds, h, features, future, self.max_history, self.yearly_min_days)
         n = len(z)
         t = (np.arange(n + h) - (n - 1)) / 365.25  # years; 0 on the last history day
         X, Xf = np.hstack([X, t[:n, None]]), np.hstack([Xf, t[n:, None]])
