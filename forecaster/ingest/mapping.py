@@ -47,13 +47,9 @@ class KeyLabels:
     def __init__(self, frame: pd.DataFrame, keys: tuple[str, ...]):
         self.frame, self.keys = frame, [k for k in keys if k in frame.columns]
 
-    @property
-    def iloc(self) -> "KeyLabels":
-        return self
-
-    def __getitem__(self, idx) -> pd.Series:
-        rows = self.frame.iloc[idx]
-        return pd.Series([", ".join(f"{k}={rec[k]}" for k in self.keys) for _, rec in rows.iterrows()], dtype=object)
+    def rows(self, positions) -> list[str]:
+        picked = self.frame.iloc[positions]
+        return [", ".join(f"{k}={rec[k]}" for k in self.keys) for _, rec in picked.iterrows()]
 
 
 def make_labels(frame: pd.DataFrame, keys: tuple[str, ...]) -> KeyLabels:

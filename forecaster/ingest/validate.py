@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import TABLE_COLUMNS
+from forecaster.ingest.mapping import KeyLabels
 
 __all__ = [
     "RawTable",
@@ -38,7 +39,12 @@ class RawTable:
     name: str  # communities | tickets | surveys
     origin: str  # "tickets.csv", "table tickets in sqlite:///…", "GET https://…/tickets"
     frame: pd.DataFrame
-    labels: pd.Series  # same index as frame: how a person finds each row (``.iloc[positions]``)
+    labels: "pd.Series | KeyLabels"  # how a person finds each row: a label per row, or made on demand
+
+    def label_rows(self, positions) -> list[str]:
+        if isinstance(self.labels, KeyLabels):
+            return self.labels.rows(positions)
+        return self.labels.iloc[positions].tolist()
 
 
 @dataclass
@@ -82,7 +88,7 @@ class _Checker:
         n = int(bad.sum())
         if n:
             idx = np.flatnonzero(bad)[:MAX_EXAMPLES]
-            labels = self.raw.labels.iloc[idx].tolist()
+            labels = self.raw.label_rows(idx)
             if column is not None and column in self.raw.frame.columns:
                 values = self.raw.frame[column].iloc[idx].tolist()
                 examples = [f"{lab}: {_show(v)}" for lab, v in zip(labels, values)]
