@@ -5,7 +5,7 @@
     .venv/bin/python bench/accuracy.py --fast       # only naive and linear: seconds
 
 For each data set, a rolling-origin backtest (``--folds`` folds of ``--horizon`` days at the end
-of the history; auto-selection chooses each fold's model from the two folds before it, as the
+of the history; auto-selection chooses each fold's model from the folds before it (`forecast.backtest_folds`, 3), as the
 nightly run does) scores: the weekly seasonal-naive baseline, our linear model, ARIMA and
 Prophet (with the calendar features) and their means (``linear_naive``, ``ensemble``),
 ``auto`` (the per-series choice among the default candidates, with calibrated intervals),
@@ -80,6 +80,7 @@ def _chunk(args):
         country=country,
         extra_models=None if fast else {"default_prophet": DefaultProphet(country)},
         min_train=90,
+        selection_folds=Settings().folds,  # as the nightly run chooses
         autos=autos,
     )
 

@@ -618,6 +618,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         country=args.country or config.forecast.country,
         calendar=config.calendar,
         min_train=config.forecast.min_history_days,
+        selection_folds=config.forecast.backtest_folds,
         autos={"auto": pool},
     )
     if points.empty:

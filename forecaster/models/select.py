@@ -105,7 +105,7 @@ class Settings:
     min_history_days: int = 56
     model: str = "auto"
     candidates: tuple[str, ...] = ("linear", "linear_naive")
-    folds: int = 2
+    folds: int = 3
     fold_horizon: int = 28
     step: int = 28
     calibrate: bool = True
