@@ -421,9 +421,7 @@ class Store:
     def prune_forecasts(self, before: dt.date) -> int:
         """Delete the forecast rows of runs as of a day before ``before``; returns how many."""
         old = sa.select(runs.c.run_id).where(runs.c.as_of < before)
-        out: list[int] = []
-        self.write("prune old forecasts", lambda c: out.append(c.execute(forecasts.delete().where(forecasts.c.run_id.in_(old))).rowcount))
-        return out[0] if out else 0
+        return self.write("prune old forecasts", lambda c: c.execute(forecasts.delete().where(forecasts.c.run_id.in_(old))).rowcount)
 
     def add_findings(self, run_id: str, frame: pd.DataFrame) -> None:
         if frame.empty:
