@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from forecaster.distinct import map_distinct
+
 __all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv"]
 
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -26,15 +28,6 @@ def neutralise_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_DANGEROUS):
         return "'" + value
     return value
-
-
-def _on_distinct(values: pd.Series, func) -> pd.Series:
-    """``values.map(func)``, calling ``func`` once per distinct value (a history file repeats
-    each date and name thousands of times)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = pd.Series([func(v) for v in uniques], dtype=object)
-    out = mapped.reindex(codes).to_numpy()  # code -1 (missing) → NaN
-    return pd.Series(out, index=values.index, dtype=object)
 
 
 def _atomic_write(path: Path, encoding: str, write) -> Path:
@@ -67,7 +60,7 @@ def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float
         if text_cols:
             out = frame.copy()
             for col in text_cols:
-                out[col] = _on_distinct(out[col], neutralise_cell)
+                out[col] = map_distinct(out[col], neutralise_cell)
     return _atomic_write(
         path,
         "utf-8-sig",
@@ -88,7 +81,7 @@ def write_series_csv(series: pd.DataFrame, communities: pd.DataFrame, path: Path
             "community_id": series["community_id"],
             "community_name": series["community_id"].map(names),
             "metric": series["metric"],
-            "ds": _on_distinct(series["ds"], lambda d: d.strftime("%Y-%m-%d")),
+            "ds": map_distinct(series["ds"], lambda d: d.strftime("%Y-%m-%d")),
             "y": series["y"].round(3),
         }
     )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import TABLE_COLUMNS
+from forecaster.distinct import map_distinct
 from forecaster.ingest.mapping import KeyLabels
 
 __all__ = [
@@ -107,6 +108,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _trimmed(value: object) -> str | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
 def _text(series: pd.Series) -> pd.Series:
     """Identifiers as trimmed strings; blank becomes missing. Numbers like 101.0 read as '101'."""
     if pd.api.types.is_float_dtype(series):
@@ -114,15 +121,8 @@ def _text(series: pd.Series) -> pd.Series:
         if len(whole) and (whole == whole.round()).all():
             series = series.astype("Int64")
     elif pd.api.types.is_object_dtype(series):
-        # Mixed Python values: convert and trim each distinct value once (ids, categories and
-        # dates repeat across many rows).
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        clean = pd.Series([int(v) if isinstance(v, float) and v.is_integer() else v for v in uniques], dtype=object)
-        clean = clean.astype("string").str.strip()
-        clean = clean.mask(clean == "")
-        out = clean.reindex(codes)
-        out.index = series.index
-        return out
+        # Mixed Python values: converted and trimmed once per distinct value.
+        return map_distinct(series, _trimmed).astype("string")
     out = series.astype("string").str.strip()
     return out.mask(out == "")
 
