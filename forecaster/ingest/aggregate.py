@@ -25,7 +25,17 @@ import pandas as pd
 
 from forecaster.config import MetricsConfig
 
-__all__ = ["DailySeries", "make_daily_series", "COUNT_METRICS", "series_id_for"]
+__all__ = [
+    "DailySeries",
+    "PART_COLUMNS",
+    "daily_parts",
+    "combine_parts",
+    "empty_parts",
+    "series_from_parts",
+    "make_daily_series",
+    "COUNT_METRICS",
+    "series_id_for",
+]
 
 COUNT_METRICS = frozenset({"ticket_count", "complaint_count"})
 
@@ -55,6 +65,88 @@ def _grid(first: pd.Series, end: pd.Timestamp) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([communities, ds], names=["community_id", "ds"])
 
 
+# Additive day sums per community: what a day's metrics are computed from. Sums (not means)
+# so that the parts of one day read in different batches, or on different nights, add up.
+PART_COLUMNS = ("created", "complaints", "closed", "hours", "sat_w", "sat_wy", "surveyed")
+
+
+def daily_parts(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
+    """Day sums per community from validated tickets and surveys → ``community_id, ds`` and
+    `PART_COLUMNS`, one row per community and day with anything on it:
+
+    * ``created`` / ``complaints``: tickets created that day / of them complaints;
+    * ``closed`` / ``hours``: tickets closed that day / their hours from creation to closing;
+    * ``sat_w`` / ``sat_wy``: satisfaction weight and weighted score given that day (survey
+      responses; a ticket's rating on its closing day, or creation day if still open);
+    * ``surveyed``: survey rows that day (with ``created``, where a community's history starts).
+    """
+    cid = tickets["community_id"]
+    t_day = tickets["created_at"].dt.normalize()
+    complaints = {c.strip().lower() for c in metrics.complaint_categories}
+    is_complaint = tickets["category"].str.strip().str.lower().isin(complaints).fillna(False).to_numpy(bool)
+    pieces = [
+        pd.DataFrame({"created": 1, "complaints": is_complaint.astype(np.int64)}, index=tickets.index)
+        .groupby([cid, t_day])
+        .sum()
+    ]
+    closed = tickets["closed_at"].notna()
+    if closed.any():
+        c_at = tickets.loc[closed, "closed_at"]
+        hours = (c_at - tickets.loc[closed, "created_at"]).dt.total_seconds() / 3600.0
+        pieces.append(
+            pd.DataFrame({"closed": 1, "hours": hours}).groupby([cid[closed], c_at.dt.normalize()]).sum()
+        )
+    if "surveys" in metrics.satisfaction_from and len(surveys):
+        pieces.append(
+            pd.DataFrame(
+                {"sat_w": surveys["responses"], "sat_wy": surveys["score"] * surveys["responses"], "surveyed": 1}
+            )
+            .groupby([surveys["community_id"], surveys["date"]])
+            .sum()
+        )
+    if "ratings" in metrics.satisfaction_from:
+        rated = tickets["rating"].notna()
+        if rated.any():
+            r_day = tickets.loc[rated, "closed_at"].fillna(tickets.loc[rated, "created_at"]).dt.normalize()
+            pieces.append(
+                pd.DataFrame({"sat_w": 1.0, "sat_wy": tickets.loc[rated, "rating"]}).groupby([cid[rated], r_day]).sum()
+            )
+    return combine_parts(pieces)
+
+
+def combine_parts(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """Sum day parts (indexed or with ``community_id, ds`` columns) into one row per community
+    and day, columns ``community_id, ds`` and `PART_COLUMNS`."""
+    frames = []
+    for piece in pieces:
+        if "community_id" in piece.columns:
+            piece = piece.set_index(["community_id", "ds"])
+        piece.index = piece.index.set_names(["community_id", "ds"])
+        frames.append(piece)
+    if not frames:
+        return empty_parts()
+    both = pd.concat(frames).fillna(0)
+    summed = both.groupby(level=["community_id", "ds"], sort=True).sum() if len(frames) > 1 else both
+    for col in PART_COLUMNS:
+        if col not in summed.columns:
+            summed[col] = 0
+    out = summed[list(PART_COLUMNS)].reset_index()
+    out["community_id"] = out["community_id"].astype("string")
+    out["ds"] = out["ds"].astype("datetime64[ns]")
+    for col in ("created", "complaints", "closed", "surveyed"):
+        out[col] = out[col].astype(np.int64)
+    for col in ("hours", "sat_w", "sat_wy"):
+        out[col] = out[col].astype("float64")
+    return out
+
+
+def empty_parts() -> pd.DataFrame:
+    frame = pd.DataFrame({"community_id": pd.Series(dtype="string"), "ds": pd.Series(dtype="datetime64[ns]")})
+    for col in PART_COLUMNS:
+        frame[col] = pd.Series(dtype="int64" if col in ("created", "complaints", "closed", "surveyed") else "float64")
+    return frame
+
+
 def make_daily_series(
     tickets: pd.DataFrame,
     surveys: pd.DataFrame,
@@ -64,58 +156,45 @@ def make_daily_series(
     min_history_days: int,
     communities: pd.Series | None = None,
 ) -> DailySeries:
-    """Aggregate to daily series up to the day before ``as_of``.
+    """Aggregate validated tickets and surveys to daily series up to the day before ``as_of``
+    (`daily_parts`, then `series_from_parts`)."""
+    return series_from_parts(
+        daily_parts(tickets, surveys, metrics),
+        as_of,
+        metrics,
+        min_history_days=min_history_days,
+        communities=communities,
+    )
+
+
+def series_from_parts(
+    parts: pd.DataFrame,
+    as_of: dt.date,
+    metrics: MetricsConfig,
+    *,
+    min_history_days: int,
+    communities: pd.Series | None = None,
+) -> DailySeries:
+    """Daily series up to the day before ``as_of`` from day parts (`daily_parts`; a community and
+    day may appear more than once: its parts are added up).
 
     ``communities`` (ids) lists every known community, so that one without any data in the
     window still appears in ``stats`` as ``no_data``.
     """
     end = pd.Timestamp(as_of) - pd.Timedelta(days=1)
-    t_day = tickets["created_at"].dt.normalize()
-    firsts = [t_day.groupby(tickets["community_id"]).min()]
-    if "surveys" in metrics.satisfaction_from and len(surveys):
-        firsts.append(surveys["date"].groupby(surveys["community_id"]).min())
-    first = pd.concat(firsts).groupby(level=0).min().astype("datetime64[ns]")
+    if parts.duplicated(["community_id", "ds"]).any():
+        parts = combine_parts([parts])
+    parts = parts[parts["ds"] <= end]
+    starts = parts[(parts["created"] > 0) | (parts["surveyed"] > 0)]
+    first = starts.groupby("community_id", sort=True)["ds"].min().astype("datetime64[ns]")
     index = _grid(first, end)
+    p = parts.set_index(["community_id", "ds"]).reindex(index)
+
     daily = pd.DataFrame(index=index)
-
-    cid = tickets["community_id"]
-    daily["ticket_count"] = tickets.groupby([cid, t_day]).size().reindex(index, fill_value=0)
-    complaints = {c.strip().lower() for c in metrics.complaint_categories}
-    is_complaint = tickets["category"].str.strip().str.lower().isin(complaints).fillna(False).to_numpy(bool)
-    daily["complaint_count"] = (
-        tickets[is_complaint].groupby([cid[is_complaint], t_day[is_complaint]]).size().reindex(index, fill_value=0)
-    )
-
-    closed = tickets["closed_at"].notna()
-    c_day = tickets.loc[closed, "closed_at"].dt.normalize()
-    hours = (tickets.loc[closed, "closed_at"] - tickets.loc[closed, "created_at"]).dt.total_seconds() / 3600.0
-    daily["resolution_hours"] = hours.groupby([cid[closed], c_day]).mean().reindex(index)
-
-    parts = []
-    if "surveys" in metrics.satisfaction_from and len(surveys):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "community_id": surveys["community_id"],
-                    "ds": surveys["date"],
-                    "w": surveys["responses"],
-                    "wy": surveys["score"] * surveys["responses"],
-                }
-            )
-        )
-    if "ratings" in metrics.satisfaction_from:
-        rated = tickets["rating"].notna()
-        r_day = tickets.loc[rated, "closed_at"].fillna(tickets.loc[rated, "created_at"]).dt.normalize()
-        parts.append(
-            pd.DataFrame({"community_id": cid[rated], "ds": r_day, "w": 1.0, "wy": tickets.loc[rated, "rating"]})
-        )
-    parts = [p for p in parts if len(p)]
-    if parts:
-        sat = pd.concat(parts).groupby(["community_id", "ds"])[["w", "wy"]].sum()
-        sat = sat[sat["w"] > 0]
-        daily["satisfaction"] = (sat["wy"] / sat["w"]).reindex(index)
-    else:
-        daily["satisfaction"] = np.nan
+    daily["ticket_count"] = p["created"].fillna(0).astype("float64")
+    daily["complaint_count"] = p["complaints"].fillna(0).astype("float64")
+    daily["resolution_hours"] = (p["hours"] / p["closed"]).where(p["closed"] > 0)
+    daily["satisfaction"] = (p["sat_wy"] / p["sat_w"]).where(p["sat_w"] > 0)
 
     enabled = [m for m in metrics.enabled]
     long = daily[enabled].stack(future_stack=True).rename("y").reset_index()
