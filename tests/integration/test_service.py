@@ -22,7 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.alerts.outbox import Outbox
-from forecaster.clock import SystemClock, today_in
+from forecaster.clock import FixedClock, SystemClock, today_in
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.jobs.service import Service, last_due
 from forecaster.store import Store, job_slots
@@ -322,7 +322,10 @@ def test_status_shows_next_runs_last_runs_outbox_and_failing_series(tmp_path, de
     assert main(["status", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "instance stat (service not started yet)" in out and "nightly 20" in out and "outbox     empty" in out
-    svc = Service(cfg)
+    # The first night runs an hour after its due time (02:00 Shanghai), whatever the time of day
+    # the test runs at: recorded as late (the real clock would make it on time for 5 minutes a day).
+    due = last_due(CronTrigger.from_crontab("0 2 * * *", timezone="Asia/Shanghai"), SystemClock().now())
+    svc = Service(cfg, clock=FixedClock(due + dt.timedelta(hours=1)))
     svc.nightly()
     svc.store.close()
     svc = Service(cfg)
