@@ -192,6 +192,17 @@ class HttpSourceConfig(_Model):
         return value.rstrip("/")
 
 
+class IncrementalConfig(_Model):
+    # Keep day sums in the store and read only recent tickets each night (SQL sources; CSV files
+    # and HTTP APIs are read in full, in batches, whatever this says).
+    enabled: bool = True
+    # Days re-read every night: tickets created or closed in them, surveys dated in them (late
+    # entries and corrections of these days are picked up).
+    reread_days: int = Field(14, ge=1, le=120)
+    # A full read of the whole window this often (edits of older tickets, deleted tickets).
+    full_read_every_days: int = Field(7, ge=1, le=366)
+
+
 class SourceConfig(_Model):
     type: Literal["sql", "csv", "http"] = "sql"
     # Timezone of timestamps the source stores without one ("UTC" if it stores UTC).
@@ -199,6 +210,7 @@ class SourceConfig(_Model):
     timezone: str | None = None
     # Only this many days of history before the as-of date are read.
     history_days: int = Field(3 * 366, ge=28)
+    incremental: IncrementalConfig = IncrementalConfig()
     tables: Tables = Tables()
     sql: SqlSourceConfig | None = None
     csv: CsvSourceConfig | None = None

@@ -26,8 +26,9 @@ from forecaster.errors import ForecasterError
 from forecaster.detect import Finding, carry_identity, findings_frame
 from forecaster.export import write_csv, write_series_csv, write_text
 from forecaster.forecasting import SeriesOutcome
-from forecaster.ingest import SourceData, describe_source, load_source
-from forecaster.ingest.aggregate import make_daily_series
+from forecaster.ingest import DailyData, SavedParts, describe_source, load_daily
+from forecaster.ingest.aggregate import series_from_parts
+from forecaster.ingest.incremental import PartsState, parts_fingerprint
 from forecaster.ingest.validate import TableReport
 from forecaster.alerts.notify import QueueReport, queue_alerts
 from forecaster.calendar import FeatureBook
@@ -62,6 +63,7 @@ class RunResult:
     findings: list = field(default_factory=list)
     alerts: "QueueReport | None" = None
     reused_choices: int = 0  # series refit with the model chosen on an earlier night
+    read: str = ""  # how the source was read: full (why) or incremental (since when)
     error: str | None = None
 
     @property
@@ -87,6 +89,7 @@ class RunResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "series_by_status": self.status_counts,
             "reused_choices": self.reused_choices,
+            "read": self.read,
             "tables": {
                 r.table: {"read": r.rows_read, "kept": r.rows_kept, "skipped": r.rows_skipped, "cleared": r.fields_cleared}
                 for r in self.reports
@@ -155,20 +158,21 @@ def run_once(
                 store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
         check()
         with timer("ingest"):
-            data = load_source(config, as_of, session=session)
+            data = load_daily(config, as_of, session=session, saved=_saved_parts(store))
         result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
+        result.read = data.plan.describe()
+        if store is not None and data.plan.save:
+            with timer("store"):
+                _save_parts(store, config, as_of, data, clock)
         with timer("aggregate"):
-            series = make_daily_series(
-                data.tickets,
-                data.surveys,
+            series = series_from_parts(
+                data.parts,
                 as_of,
                 config.metrics,
                 min_history_days=config.forecast.min_history_days,
                 communities=data.communities["community_id"],
             )
-            # The rows are not needed any more: let them go before the forecast workers start
-            # (millions of tickets; the workers are forked from this process).
-            data.tickets, data.surveys = data.tickets.iloc[:0], data.surveys.iloc[:0]
+            data.parts = data.fresh = data.parts.iloc[:0]
         check()
         with timer("forecast"):
             choices = store.model_choices() if store is not None else {}
@@ -227,6 +231,25 @@ def run_once(
     return result
 
 
+def _saved_parts(store: Store | None) -> SavedParts | None:
+    return None if store is None else SavedParts(store.parts_state(), store.load_parts)
+
+
+def _save_parts(store: Store, config: Config, as_of: dt.date, data: DailyData, clock: Clock) -> None:
+    """Keep tonight's day sums for the next nights (all of them after a full read; the re-read
+    days after an incremental one)."""
+    plan = data.plan
+    previous = store.parts_state() if plan.incremental else None
+    state = PartsState(
+        fingerprint=parts_fingerprint(config),
+        start=as_of - dt.timedelta(days=config.source.history_days),
+        through=as_of - dt.timedelta(days=1),
+        full_read_on=previous.full_read_on if previous is not None else as_of,
+        communities=tuple(data.communities["community_id"]),
+    )
+    store.save_parts(data.fresh, state, replace_from=plan.since, saved_at=clock.now())
+
+
 def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:
     """Series status after forecasting: ok / fallback (with why) / failed (with the error)."""
     stats = stats.copy()
@@ -264,7 +287,7 @@ def _previous_findings(store: Store, run_id: str) -> list[Finding]:
 def _write_outputs(
     config: Config,
     as_of: dt.date,
-    data: SourceData,
+    data: DailyData,
     frame: pd.DataFrame,
     forecasts: pd.DataFrame,
     found: list[Finding],

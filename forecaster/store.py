@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.db import first_line, make_engine
 from forecaster.errors import ForecasterError
+from forecaster.ingest.incremental import PartsState
 from forecaster.ingest.validate import TableReport
 from forecaster.secret import mask_url
 
@@ -39,6 +40,8 @@ __all__ = [
     "job_slots",
     "leases",
     "model_choices",
+    "day_parts",
+    "day_parts_state",
     "utc_naive",
     "RunRecord",
 ]
@@ -243,6 +246,35 @@ model_choices = sa.Table(
     sa.Column("chosen_on", sa.Date, nullable=False),
 )
 
+# Day sums per community (forecaster.ingest.aggregate.daily_parts) kept between nights, so a
+# night reads only recent tickets (forecaster.ingest.incremental); one state row says what they hold.
+day_parts = sa.Table(
+    "day_parts",
+    metadata,
+    sa.Column("community_id", sa.String(128), primary_key=True),
+    sa.Column("ds", sa.Date, primary_key=True, index=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("complaints", sa.Integer, nullable=False),
+    sa.Column("closed", sa.Integer, nullable=False),
+    # Sums added up night after night: DOUBLE (MySQL's FLOAT keeps 7 digits).
+    sa.Column("hours", sa.Double, nullable=False),
+    sa.Column("sat_w", sa.Double, nullable=False),
+    sa.Column("sat_wy", sa.Double, nullable=False),
+    sa.Column("surveyed", sa.Integer, nullable=False),
+)
+
+day_parts_state = sa.Table(
+    "day_parts_state",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),  # "source"
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("start", sa.Date, nullable=False),
+    sa.Column("through", sa.Date, nullable=False),
+    sa.Column("full_read_on", sa.Date, nullable=False),
+    sa.Column("communities", sa.Text, nullable=False),  # JSON list
+    sa.Column("saved_at", sa.DateTime, nullable=False),
+)
+
 # ----------------------------------------------------------------------------- service
 # One row per scheduled job and due time: the instance that inserts it runs it, so two services
 # on one database never run the same night twice. ``expires_at`` is pushed forward while the job
@@ -289,6 +321,14 @@ class RunRecord:
     rows_skipped: int | None
     summary: dict[str, Any]
     error: str | None
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value[:10])
+    return value
 
 
 def utc_naive(moment: dt.datetime) -> dt.datetime:
@@ -480,6 +520,97 @@ class Store:
             conn.execute(model_choices.insert(), rows)
 
         self.write("record model choices", write)
+
+    # ------------------------------------------------------------------ day sums
+    def parts_state(self) -> PartsState | None:
+        """What the saved day sums hold, or None when there are none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(day_parts_state).where(day_parts_state.c.name == "source")).mappings().first()
+        if row is None:
+            return None
+        return PartsState(
+            row["fingerprint"],
+            _as_date(row["start"]),
+            _as_date(row["through"]),
+            _as_date(row["full_read_on"]),
+            tuple(json.loads(row["communities"])),
+        )
+
+    def load_parts(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
+        """The saved day sums from ``start`` on (columns as `daily_parts`)."""
+        from forecaster.ingest.aggregate import PART_COLUMNS, combine_parts, empty_parts
+
+        names = ["community_id", "ds", *PART_COLUMNS]
+        query = sa.select(*[day_parts.c[n] for n in names]).where(day_parts.c.ds >= start)
+        frames = []
+        with self.engine.connect() as conn:
+            result = conn.execute(query)
+            # Straight from the driver's cursor, like the source reader: millions of rows.
+            while result.cursor is not None:
+                rows = result.cursor.fetchmany(batch)
+                if not rows:
+                    break
+                frames.append(pd.DataFrame.from_records(rows, columns=names))
+            result.close()
+        if not frames:
+            return empty_parts()
+        frame = pd.concat(frames, ignore_index=True)
+        frame["ds"] = pd.to_datetime(frame["ds"])
+        return combine_parts([frame])
+
+    def save_parts(
+        self,
+        parts: pd.DataFrame,
+        state: PartsState,
+        *,
+        replace_from: dt.date | None,
+        saved_at: dt.datetime,
+        chunk: int = 20_000,
+    ) -> int:
+        """Save day sums and what they hold. ``replace_from`` None: ``parts`` replace all saved
+        sums (a full read); a day: they replace those from that day on, and days before
+        ``state.start`` are dropped (an incremental night). One transaction; returns rows written."""
+        from forecaster.ingest.aggregate import PART_COLUMNS
+
+        out = parts[["community_id", "ds", *PART_COLUMNS]].copy()
+        out["ds"] = pd.to_datetime(out["ds"]).dt.date
+        out["community_id"] = out["community_id"].astype(object)
+        for col in ("created", "complaints", "closed", "surveyed"):
+            out[col] = out[col].astype(object).map(int)
+        for col in ("hours", "sat_w", "sat_wy"):
+            out[col] = out[col].astype(object).map(float)
+        records = out.to_dict("records")
+        row = {
+            "name": "source",
+            "fingerprint": state.fingerprint,
+            "start": state.start,
+            "through": state.through,
+            "full_read_on": state.full_read_on,
+            "communities": json.dumps(list(state.communities), ensure_ascii=False),
+            "saved_at": utc_naive(saved_at),
+        }
+
+        def write(conn) -> int:
+            if replace_from is None:
+                conn.execute(day_parts.delete())
+            else:
+                conn.execute(day_parts.delete().where((day_parts.c.ds >= replace_from) | (day_parts.c.ds < state.start)))
+            for lo in range(0, len(records), chunk):
+                conn.execute(day_parts.insert(), records[lo : lo + chunk])
+            conn.execute(day_parts_state.delete())
+            conn.execute(day_parts_state.insert().values(**row))
+            return len(records)
+
+        return self.write("save the day sums", write)
+
+    def forget_parts(self) -> None:
+        """Drop the saved day sums: the next night reads in full."""
+
+        def write(conn) -> None:
+            conn.execute(day_parts_state.delete())
+            conn.execute(day_parts.delete())
+
+        self.write("drop the day sums", write)
 
     # ------------------------------------------------------------------ reads
     def get_run(self, run_id: str) -> RunRecord | None:

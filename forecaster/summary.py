@@ -60,7 +60,7 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
         lines.append(f"  source     {result.source}")
     if result.reports:
         read = " · ".join(f"{r.table} {_n(r.rows_read)}" for r in result.reports)
-        lines.append(f"  read       {read}")
+        lines.append(f"  read       {read}" + (f" — {result.read}" if result.read else ""))
         problems = [(r, p) for r in result.reports for p in r.problems]
         if problems:
             skipped, cleared = result.rows_skipped, sum(r.fields_cleared for r in result.reports)

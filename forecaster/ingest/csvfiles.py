@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,9 @@ from forecaster.errors import SourceError
 from forecaster.ingest.mapping import select_columns, table_key
 from forecaster.ingest.validate import RawTable
 
-__all__ = ["CsvSource"]
+__all__ = ["CsvSource", "BATCH_ROWS"]
+
+BATCH_ROWS = 100_000
 
 
 class CsvSource:
@@ -35,14 +38,26 @@ class CsvSource:
         return path if path.is_absolute() else self.config.directory / path
 
     def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
+        return RawTable.concat(list(self.read_batches(name, tmap, since)))
+
+    def read_batches(
+        self,
+        name: str,
+        tmap: TableMap,
+        since: dt.datetime | None = None,
+        changed_since: dt.datetime | None = None,
+    ) -> Iterator[RawTable]:
+        """The file's rows in batches of `BATCH_ROWS` (at least one batch, maybe empty). A file
+        has no index to pick rows by: ``since`` and ``changed_since`` are left to the caller."""
         path = self.path_for(tmap)
         if not path.is_file():
             raise SourceError(
                 f"{path}: file not found for the {name} table. Put the export there or set "
                 f"{table_key(name)}.table (file name) / source.csv.directory"
             )
+        line = 2  # the first data line, under the header
         try:
-            frame = pd.read_csv(
+            chunks = pd.read_csv(
                 path,
                 dtype=str,
                 keep_default_na=False,
@@ -51,7 +66,15 @@ class CsvSource:
                 sep=self.config.delimiter,
                 skipinitialspace=True,
                 quoting=csv.QUOTE_MINIMAL,
+                chunksize=BATCH_ROWS,
             )
+            with chunks:
+                for frame in chunks:
+                    frame.columns = [str(c).strip() for c in frame.columns]
+                    frame = select_columns(frame, name, tmap, path.name).reset_index(drop=True)
+                    labels = pd.Series([f"line {line + i}" for i in range(len(frame))], dtype=object)
+                    line += len(frame)
+                    yield RawTable(name, str(path.name), frame, labels)
         except UnicodeDecodeError as exc:
             raise SourceError(
                 f"{path}: not readable as {self.config.encoding} ({exc.reason} at byte {exc.start}); "
@@ -59,7 +82,3 @@ class CsvSource:
             ) from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
             raise SourceError(f"{path}: cannot parse as CSV: {exc}") from None
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame = select_columns(frame, name, tmap, path.name)
-        labels = pd.Series([f"line {i + 2}" for i in range(len(frame))], index=frame.index, dtype=object)
-        return RawTable(name, str(path.name), frame, labels)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin
 
@@ -29,6 +29,7 @@ from forecaster.secret import mask_url
 
 __all__ = ["HttpSource"]
 
+BATCH_ROWS = 100_000
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -92,6 +93,18 @@ class HttpSource:
         return items
 
     def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
+        return RawTable.concat(list(self.read_batches(name, tmap, since)))
+
+    def read_batches(
+        self,
+        name: str,
+        tmap: TableMap,
+        since: dt.datetime | None = None,
+        changed_since: dt.datetime | None = None,
+    ) -> Iterator[RawTable]:
+        """The endpoint's items in batches of about `BATCH_ROWS` (whole pages; at least one
+        batch, maybe empty). ``since`` goes out as ``source.http.since_param``; the API is not
+        asked for changes only (``changed_since``): it is left to the caller."""
         cfg, paging = self.config, self.config.paging
         url = urljoin(cfg.base_url + "/", tmap.table.lstrip("/"))
         params: dict[str, Any] = {}
@@ -99,6 +112,7 @@ class HttpSource:
             params[cfg.since_param] = since.date().isoformat()
         rows: list[dict[str, Any]] = []
         labels: list[str] = []
+        batches = 0
         page = paging.first_page
         next_url, next_params = url, dict(params)
         for n in range(cfg.max_pages):
@@ -112,6 +126,9 @@ class HttpSource:
                     raise SourceError(f"GET {mask_url(url)} page {n + 1} item {i + 1}: expected a JSON object")
                 rows.append(item)
                 labels.append(f"page {n + 1} item {i + 1}")
+            if len(rows) >= BATCH_ROWS:
+                yield self._batch(name, tmap, url, rows, labels)
+                rows, labels, batches = [], [], batches + 1
             if paging.style == "page":
                 if len(items) < cfg.page_size:
                     break
@@ -130,6 +147,11 @@ class HttpSource:
                     next_url, next_params = url, {**params, paging.cursor_param: nxt}
         else:
             raise SourceError(f"GET {mask_url(url)}: more than {cfg.max_pages} pages (source.http.max_pages)")
+        if rows or not batches:
+            yield self._batch(name, tmap, url, rows, labels)
+
+    @staticmethod
+    def _batch(name: str, tmap: TableMap, url: str, rows: list[dict[str, Any]], labels: list[str]) -> RawTable:
         origin = f"GET {mask_url(url)}"
         if not rows:
             # An empty answer has no keys to check; the caller reports the empty table.

@@ -1,12 +1,14 @@
 """Reading source tables from any SQLAlchemy URL (SQLite, PostgreSQL, MySQL/MariaDB, …).
 
-Only the mapped columns are selected, and tickets and surveys only from the history window
-(a day of margin either side of the cut, since the column's timezone is applied later).
+Only the mapped columns are selected, tickets and surveys only from the history window (a day
+of margin either side of the cut, since the column's timezone is applied later) and, on an
+incremental night, only the tickets created or closed since a day; rows come in batches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pandas as pd
 import sqlalchemy as sa
@@ -58,45 +60,71 @@ class SqlSource:
             raise SourceError(f"{mask_url(self.url)}: cannot read {tmap.table!r}: {first_line(exc)}") from None
 
     def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
+        return RawTable.concat(list(self.read_batches(name, tmap, since)))
+
+    def read_batches(
+        self,
+        name: str,
+        tmap: TableMap,
+        since: dt.datetime | None = None,
+        changed_since: dt.datetime | None = None,
+    ) -> Iterator[RawTable]:
+        """The table's rows in batches of `FETCH_ROWS` (at least one batch, maybe empty).
+
+        ``since`` starts the history window; ``changed_since`` (tickets) asks only for the
+        tickets created or closed from then on. Each is applied in the query when its column is
+        a date/time column there (a day early: the timezone is applied later); otherwise more
+        rows come back, which is never wrong (the caller filters)."""
         table = self._reflect(name, tmap)
         origin = f"table {tmap.table} in {mask_url(self.url)}"
         # Map on an empty frame with the real column names first: errors name the missing column.
         select_columns(pd.DataFrame(columns=[c.name for c in table.columns]), name, tmap, origin)
-        wanted = [c for c in TABLE_COLUMNS[name].all]
         by_lower = {c.name.lower(): c for c in table.columns}
-        cols = []
-        for canonical in wanted:
+
+        def column(canonical: str) -> sa.Column | None:
             src = tmap.source_column(canonical)
-            col = table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
+            return table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
+
+        def dated(col: sa.Column | None) -> bool:
+            return col is not None and isinstance(col.type, (sa.DateTime, sa.Date))
+
+        cols = []
+        for canonical in TABLE_COLUMNS[name].all:
+            col = column(canonical)
             if col is not None:
-                if self.engine.dialect.name == "sqlite" and isinstance(col.type, (sa.DateTime, sa.Date)):
+                if self.engine.dialect.name == "sqlite" and dated(col):
                     # SQLite keeps times as text: take the text and let validation parse it, in
                     # one vectorised pass instead of SQLAlchemy's per-row conversion (which is
                     # also strict: it rejects text that is not its own ISO format).
                     col = sa.type_coerce(col, sa.String)
                 cols.append(col.label(canonical))
         query = sa.select(*cols)
-        window = WINDOW_COLUMN.get(name)
-        if since is not None and window is not None:
-            src = tmap.source_column(window)
-            col = table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
-            if col is not None and isinstance(col.type, (sa.DateTime, sa.Date)):
-                query = query.where(col >= since - dt.timedelta(days=1))
+        window = column(WINDOW_COLUMN[name]) if name in WINDOW_COLUMN else None
+        if since is not None and dated(window):
+            query = query.where(window >= since - dt.timedelta(days=1))
+        if changed_since is not None and name == "tickets":
+            closed = column("closed_at")
+            if dated(window) and (dated(closed) or closed is None):
+                cut = changed_since - dt.timedelta(days=1)
+                query = query.where(window >= cut if closed is None else sa.or_(window >= cut, closed >= cut))
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(query)
                 columns = list(result.keys())
                 # Rows straight from the driver's cursor: SQLAlchemy's per-row objects cost as
-                # much as the database itself on a few million tickets.
-                # In batches, so that only one batch is ever held as Python tuples.
-                parts = []
+                # much as the database itself on a few million tickets. In batches, so that only
+                # one batch is ever held as Python tuples, and validated before the next is read.
+                batches = 0
                 while result.cursor is not None:
                     rows = result.cursor.fetchmany(FETCH_ROWS)
                     if not rows:
                         break
-                    parts.append(pd.DataFrame.from_records(rows, columns=columns))
+                    frame = pd.DataFrame.from_records(rows, columns=columns)
+                    batches += 1
+                    yield RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))
                 result.close()
-            frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         except SQLAlchemyError as exc:
             raise SourceError(f"{origin}: query failed: {first_line(exc)}") from None
-        return RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))
+        if not batches:
+            frame = pd.DataFrame(columns=columns)
+            yield RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))

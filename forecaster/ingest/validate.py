@@ -24,6 +24,7 @@ __all__ = [
     "RawTable",
     "Problem",
     "TableReport",
+    "SeenKeys",
     "parse_timestamps",
     "validate_communities",
     "validate_tickets",
@@ -46,6 +47,19 @@ class RawTable:
         if isinstance(self.labels, KeyLabels):
             return self.labels.rows(positions)
         return self.labels.iloc[positions].tolist()
+
+    @classmethod
+    def concat(cls, parts: "list[RawTable]") -> "RawTable":
+        """One table from the batches of one read (at least one batch)."""
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+        if isinstance(first.labels, KeyLabels):
+            labels: "pd.Series | KeyLabels" = KeyLabels(frame, tuple(first.labels.keys))
+        else:
+            labels = pd.Series(pd.concat([p.labels for p in parts], ignore_index=True).to_numpy(), dtype=object)
+        return cls(first.name, first.origin, frame, labels)
 
 
 @dataclass
@@ -74,6 +88,51 @@ class TableReport:
     @property
     def fields_cleared(self) -> int:
         return sum(p.count for p in self.problems if p.action == "cleared")
+
+    def add(self, other: "TableReport") -> None:
+        """Count another batch of the same table in: problems with the same reason add up,
+        keeping the first examples."""
+        self.rows_read += other.rows_read
+        self.rows_kept += other.rows_kept
+        mine = {(p.reason, p.action): p for p in self.problems}
+        for p in other.problems:
+            same = mine.get((p.reason, p.action))
+            if same is None:
+                same = Problem(p.reason, p.action, 0, [])
+                self.problems.append(same)
+                mine[(p.reason, p.action)] = same
+            same.count += p.count
+            same.examples.extend(p.examples[: MAX_EXAMPLES - len(same.examples)])
+
+
+class SeenKeys:
+    """Keys seen in earlier batches of one read, to find duplicates across batches: 64-bit
+    hashes (8 bytes a key, not the keys themselves), kept as a few sorted runs that merge as
+    they grow, so checking and adding stay O(n log n) over the whole read."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def seen(self, keys: pd.Series) -> np.ndarray:
+        """True where a key was added by an earlier `add`."""
+        hashes = _hash_keys(keys)
+        out = np.zeros(len(hashes), dtype=bool)
+        for run in self.runs:
+            at = np.searchsorted(run, hashes)
+            hit = at < len(run)
+            hit[hit] = run[at[hit]] == hashes[hit]
+            out |= hit
+        return out
+
+    def add(self, keys: pd.Series) -> None:
+        run = np.unique(_hash_keys(keys.dropna()))
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = np.union1d(self.runs.pop(), run)
+        self.runs.append(run)
+
+
+def _hash_keys(keys: pd.Series) -> np.ndarray:
+    return pd.util.hash_array(keys.astype(object).to_numpy())
 
 
 class _Checker:
@@ -207,9 +266,13 @@ def validate_tickets(
     source_tz: str,
     timezone: str,
     rating_scale: float,
+    seen: SeenKeys | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """→ ``ticket_id, community_id, created_at, closed_at, category, rating`` with times in
-    naive local time of ``timezone`` and ``rating`` rescaled to 0–100."""
+    naive local time of ``timezone`` and ``rating`` rescaled to 0–100.
+
+    ``seen`` holds the ticket ids of earlier batches of the same read: a ticket id seen there
+    is a duplicate too (and the ids of this batch are added to it)."""
     check = _Checker(raw)
     tid = _text(_column(raw, "ticket_id"))
     cid = _text(_column(raw, "community_id"))
@@ -218,6 +281,8 @@ def validate_tickets(
     check.flag(_blank(cid), "missing community_id", "community_id")
     check.flag(created.isna().to_numpy(), "created_at is not a date/time", "created_at")
     dup = tid.duplicated(keep="first").to_numpy() & ~_blank(tid)
+    if seen is not None:
+        dup |= seen.seen(tid) & ~_blank(tid)
     check.flag(dup, "duplicate ticket_id (first kept)", "ticket_id")
     check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
 
@@ -246,6 +311,8 @@ def validate_tickets(
         }
     )[check.keep].reset_index(drop=True)
     check.report.rows_kept = len(out)
+    if seen is not None:
+        seen.add(tid)
     return out, check.report
 
 

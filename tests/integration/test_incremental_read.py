@@ -1,0 +1,166 @@
+"""Incremental nights against real databases: day sums saved in the store, only recent tickets
+read, and the result the same as reading everything (SQLite always; PostgreSQL and MariaDB when
+configured, each holding both the source tables and the store)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from forecaster.demo import make_demo_frames, write_demo_sql
+from forecaster.ingest import load_daily
+from forecaster.ingest.aggregate import PART_COLUMNS, series_from_parts
+from forecaster.pipeline import run_once
+from forecaster.store import Store
+
+AS_OF = dt.date(2026, 11, 23)
+NIGHT1 = AS_OF - dt.timedelta(days=20)
+
+
+def night_config(make_config, url: str, tmp_path, metrics: dict | None = None, **incremental):
+    return make_config(
+        {
+            "source": {"sql": {"url": url}, "incremental": {"full_read_every_days": 30, **incremental}},
+            "store": {"url": url},
+            "metrics": {"enabled": ["ticket_count", "resolution_hours"], **(metrics or {})},
+            "forecast": {"model": "naive", "horizon": 14},
+            "engine": {"backend": "serial"},
+            "output": {"dir": str(tmp_path / "out")},
+        }
+    )
+
+
+def tickets_table(url: str):
+    engine = sa.create_engine(url)
+    return engine, sa.Table("tickets", sa.MetaData(), autoload_with=engine)
+
+
+def add_tickets(url: str, rows: list[dict]) -> None:
+    engine, tickets = tickets_table(url)
+    with engine.begin() as conn:
+        conn.execute(tickets.insert(), rows)
+    engine.dispose()
+
+
+def ticket(tid, cid, created, closed=None, category="报修", rating=None):
+    return {"ticket_id": tid, "community_id": cid, "created_at": created, "closed_at": closed, "category": category, "rating": rating}
+
+
+def at(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour))
+
+
+def sorted_parts(parts: pd.DataFrame) -> pd.DataFrame:
+    out = parts.sort_values(["community_id", "ds"]).reset_index(drop=True)
+    out["community_id"] = out["community_id"].astype(str)
+    return out[["community_id", "ds", *PART_COLUMNS]]
+
+
+def full_read(config, as_of: dt.date) -> pd.DataFrame:
+    return load_daily(config, as_of).parts
+
+
+@pytest.fixture
+def source(db_url):
+    write_demo_sql(db_url, make_demo_frames(AS_OF, communities=4, years=1.2, seed=11), seed=11)
+    # A ticket still open on the first night, closed a few days later (outside the re-read
+    # window of its creation day: only its closing brings it back).
+    add_tickets(db_url, [ticket("OPEN-1", "C001", at(NIGHT1 - dt.timedelta(days=40), 9))])
+    return db_url
+
+
+def test_an_incremental_night_equals_a_full_read_and_reads_a_fraction(source, make_config, tmp_path):
+    config = night_config(make_config, source, tmp_path)
+    first = run_once(config, NIGHT1)
+    assert first.status == "ok", first.error
+    assert first.read.startswith("full (no saved day sums yet)")
+    store = Store(source)
+    state = store.parts_state()
+    assert state.through == NIGHT1 - dt.timedelta(days=1) and state.full_read_on == NIGHT1
+    assert set(state.communities) == {"C001", "C002", "C003", "C004"}
+
+    # Between the nights: the open ticket is closed; a ticket of three days ago is entered late.
+    engine, tickets = tickets_table(source)
+    with engine.begin() as conn:
+        conn.execute(
+            tickets.update().where(tickets.c.ticket_id == "OPEN-1").values(closed_at=at(NIGHT1 + dt.timedelta(days=2), 15))
+        )
+    engine.dispose()
+    add_tickets(source, [ticket("LATE-1", "C002", at(NIGHT1 - dt.timedelta(days=3), 10), at(NIGHT1 - dt.timedelta(days=3), 12))])
+
+    second = run_once(config, AS_OF)
+    assert second.status == "ok", second.error
+    since = NIGHT1 - dt.timedelta(days=14)  # the saved days end the day before night 1; 14 re-read
+    assert second.read.startswith(f"incremental: tickets created or closed since {since}")
+    first_tickets = next(r for r in first.reports if r.table == "tickets").rows_read
+    second_tickets = next(r for r in second.reports if r.table == "tickets").rows_read
+    assert second_tickets < first_tickets / 5  # 34 of ~430 days, plus the tickets closed since
+
+    # What the store now holds is exactly what reading everything gives.
+    saved = sorted_parts(store.load_parts(AS_OF - dt.timedelta(days=config.source.history_days)))
+    full = sorted_parts(full_read(config, AS_OF))
+    pd.testing.assert_frame_equal(saved, full, check_exact=False, rtol=1e-9)
+    # ...and so are the series forecast from it.
+    series = series_from_parts(saved, AS_OF, config.metrics, min_history_days=56).frame
+    closing = series[(series["series_id"] == "C001:resolution_hours") & (series["ds"] == pd.Timestamp(NIGHT1 + dt.timedelta(days=2)))]
+    assert len(closing) == 1 and not np.isnan(closing["y"].iloc[0])
+    state = store.parts_state()
+    assert state.through == AS_OF - dt.timedelta(days=1) and state.full_read_on == NIGHT1
+    store.close()
+
+
+def test_an_old_late_entry_waits_for_the_periodic_full_read(source, make_config, tmp_path):
+    config = night_config(make_config, source, tmp_path)
+    assert run_once(config, NIGHT1).status == "ok"
+    old_day = NIGHT1 - dt.timedelta(days=60)
+    add_tickets(source, [ticket("BACKDATED-1", "C003", at(old_day, 11))])
+
+    second = run_once(config, NIGHT1 + dt.timedelta(days=1))
+    assert second.read.startswith("incremental")
+    store = Store(source)
+    start = NIGHT1 - dt.timedelta(days=config.source.history_days)
+    saved = sorted_parts(store.load_parts(start)).set_index(["community_id", "ds"])
+    full = sorted_parts(full_read(config, NIGHT1 + dt.timedelta(days=1))).set_index(["community_id", "ds"])
+    key = ("C003", pd.Timestamp(old_day))
+    assert full.loc[key, "created"] == saved.loc[key, "created"] + 1  # documented: not seen yet
+
+    weekly = night_config(make_config, source, tmp_path, full_read_every_days=7)
+    third = run_once(weekly, NIGHT1 + dt.timedelta(days=7))
+    assert third.read.startswith("full (last full read 7 days ago; one every 7")
+    saved = sorted_parts(store.load_parts(start)).set_index(["community_id", "ds"])
+    assert saved.loc[key, "created"] == full.loc[key, "created"]
+    assert store.parts_state().full_read_on == NIGHT1 + dt.timedelta(days=7)
+    store.close()
+
+
+def test_new_communities_settings_changes_and_old_nights_read_in_full(source, make_config, tmp_path):
+    config = night_config(make_config, source, tmp_path)
+    assert run_once(config, NIGHT1).status == "ok"
+
+    engine = sa.create_engine(source)
+    communities = sa.Table("communities", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(communities.insert(), [{"community_id": "C005", "name": "新城花园"}])
+    engine.dispose()
+    add_tickets(source, [ticket("NEW-1", "C005", at(NIGHT1 - dt.timedelta(days=100), 9))])
+    night = run_once(config, NIGHT1 + dt.timedelta(days=1))
+    assert night.read == "full (1 new community (C005))"
+    assert "C005" in set(night.series_stats["community_id"])
+
+    changed = night_config(make_config, source, tmp_path, metrics={"complaint_categories": ["投诉", "催缴"]})
+    night = run_once(changed, NIGHT1 + dt.timedelta(days=2))
+    assert night.read == "full (source or metric settings changed since the saved day sums)"
+
+    store = Store(source)
+    through = store.parts_state().through
+    rerun = run_once(changed, NIGHT1 - dt.timedelta(days=5))  # an old night, re-run
+    assert rerun.read.startswith("full (as-of") and "saved sums kept" in rerun.read
+    assert store.parts_state().through == through
+    store.close()
+
+    off = night_config(make_config, source, tmp_path, enabled=False)
+    assert run_once(off, NIGHT1 + dt.timedelta(days=3)).read == "full (source.incremental.enabled is false)"

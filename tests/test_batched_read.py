@@ -1,0 +1,110 @@
+"""Reading in batches: the night never holds every ticket, and nothing about a row's report
+changes because it came in a later batch (duplicates across batches, line numbers, examples)."""
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.ingest import load_daily, load_source
+from forecaster.ingest import csvfiles
+from forecaster.ingest.aggregate import make_daily_series, series_from_parts
+from forecaster.ingest.incremental import PartsState, parts_fingerprint, plan_read
+from forecaster.ingest.validate import SeenKeys
+
+AS_OF = dt.date(2026, 3, 10)
+
+
+@pytest.fixture
+def csv_company(tmp_path, make_config):
+    lines = ["ticket_id,community_id,created_at,closed_at,category,rating"]
+    rng = np.random.default_rng(5)
+    for i in range(1, 41):
+        day = dt.date(2026, 2, 1) + dt.timedelta(days=int(rng.integers(0, 36)))
+        closed = f"{day} 18:00" if i % 3 else ""
+        lines.append(f"{i},{'A01' if i % 2 else 'A02'},{day} 09:00,{closed},{'投诉' if i % 5 == 0 else '报修'},{i % 6}")
+    lines.append("7,A01,2026-03-01 09:00,,报修,")  # line 42: the same ticket exported twice
+    lines.append("99,A01,not a date,,报修,")  # line 43
+    (tmp_path / "tickets.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "communities.csv").write_text("community_id,name\nA01,翠湖花园\nA02,锦绣家园\n", encoding="utf-8")
+    (tmp_path / "surveys.csv").write_text("community_id,date,score\nA01,2026-03-02,90\nA02,2026-03-03,70\n", encoding="utf-8")
+    return make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path)}, "history_days": 60}})
+
+
+def test_batches_give_the_same_series_and_report_as_one_read(csv_company, monkeypatch):
+    whole = load_source(csv_company, AS_OF)
+    expected = make_daily_series(whole.tickets, whole.surveys, AS_OF, csv_company.metrics, min_history_days=14)
+    monkeypatch.setattr(csvfiles, "BATCH_ROWS", 7)  # 42 rows: six full batches and one short one
+    daily = load_daily(csv_company, AS_OF)
+    got = series_from_parts(daily.parts, AS_OF, csv_company.metrics, min_history_days=14)
+    pd.testing.assert_frame_equal(got.frame, expected.frame)
+    tickets = next(r for r in daily.reports if r.table == "tickets")
+    assert (tickets.rows_read, tickets.rows_kept) == (42, 40)
+    problems = {p.reason: p for p in tickets.problems}
+    # The duplicate is in the last batch, its first copy in the first: found all the same.
+    assert problems["duplicate ticket_id (first kept)"].examples == ["line 42: '7'"]
+    assert problems["created_at is not a date/time"].examples == ["line 43: 'not a date'"]
+    assert daily.plan.mode == "full" and daily.plan.reason == "no store to keep day sums in"
+
+
+def test_seen_keys_find_repeats_across_many_batches():
+    seen = SeenKeys()
+    for lo in range(0, 1000, 50):
+        batch = pd.Series([f"T{i}" for i in range(lo, lo + 50)], dtype="string")
+        assert not seen.seen(batch).any()
+        seen.add(batch)
+    assert len(seen.runs) < 8  # merged as they grow, not one run per batch
+    again = pd.Series(["T0", "T999", "T1000", "T500", pd.NA], dtype="string")
+    assert seen.seen(again).tolist() == [True, True, False, True, False]
+
+
+def state(**changes):
+    base = dict(
+        fingerprint="abc",
+        start=dt.date(2023, 3, 1),
+        through=dt.date(2026, 3, 8),
+        full_read_on=dt.date(2026, 3, 6),
+        communities=("A01", "A02"),
+    )
+    return PartsState(**{**base, **changes})
+
+
+def plan(saved, as_of=AS_OF, start=dt.date(2023, 3, 2), communities=("A01", "A02"), fingerprint="abc"):
+    return plan_read(
+        saved,
+        as_of=as_of,
+        start=start,
+        communities=list(communities),
+        fingerprint=fingerprint,
+        reread_days=14,
+        full_read_every_days=7,
+    )
+
+
+def test_plan_reads_recent_days_only_when_the_saved_sums_still_hold():
+    p = plan(state())
+    assert p.incremental and p.since == dt.date(2026, 2, 23) and p.save  # 9 March (first unsaved) − 14
+    # A night after a gap re-reads from the saved days' end, not from tonight.
+    assert plan(state(through=dt.date(2026, 3, 1))).since == dt.date(2026, 2, 16)
+    assert plan(None).reason == "no saved day sums yet"
+    assert "settings changed" in plan(state(), fingerprint="xyz").reason
+    assert plan(state(full_read_on=dt.date(2026, 3, 3))).reason.startswith("last full read 7 days ago")
+    assert plan(state(), start=dt.date(2023, 2, 1)).reason.startswith("history window starts 2023-02-01")
+    assert plan(state(), communities=("A01", "A02", "B01", "B02", "B03", "B04")).reason == (
+        "4 new communities (B01, B02, B03 and 1 more)"
+    )
+    assert plan(state(), communities=("A01",)).incremental  # a community gone: its sums just go unused
+    old = plan(state(), as_of=dt.date(2026, 3, 8))
+    assert old.mode == "full" and not old.save
+
+
+def test_fingerprint_follows_what_shapes_the_sums_only(make_config, tmp_path):
+    base = {"source": {"type": "csv", "csv": {"directory": str(tmp_path)}}}
+    fp = parts_fingerprint(make_config(base))
+    assert parts_fingerprint(make_config({**base, "metrics": {"enabled": ["ticket_count"]}})) == fp
+    assert parts_fingerprint(make_config({**base, "forecast": {"horizon": 30}})) == fp
+    assert parts_fingerprint(make_config({**base, "metrics": {"rating_scale": 10}})) != fp
+    assert parts_fingerprint(make_config({**base, "timezone": "Asia/Urumqi"})) != fp
+    other = {"source": {"type": "csv", "csv": {"directory": str(tmp_path / "other")}}}
+    assert parts_fingerprint(make_config(other)) != fp
