@@ -14,7 +14,9 @@ Prophet (with the calendar features) and their means (``linear_naive``, ``ensemb
 the raw series, as most people would start. It prints MASE, sMAPE and interval coverage overall
 and on holiday windows (days off for a public holiday and the configured days around them), and
 the autos' ratios to both baselines. ``--fast`` leaves out ARIMA, Prophet and default Prophet
-(seconds instead of minutes; ``auto_all`` is then not scored).
+(seconds instead of minutes; ``auto_all`` is then not scored). ``--reused-after 6`` also scores
+each auto as the nightly run does on the nights it reuses a choice, here the oldest one it
+reuses (made six days earlier; afresh where a major holiday entered the horizon since).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DefaultProphet:
 
 
 def _chunk(args):
-    frame, country, horizon, folds, fast = args
+    frame, country, horizon, folds, fast, reused_after = args
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     models = ("naive", "linear") if fast else ("naive", "linear", "arima", "prophet")
@@ -82,18 +84,28 @@ def _chunk(args):
         min_train=90,
         selection_folds=Settings().folds,  # as the nightly run chooses
         autos=autos,
+        reused_after=reused_after,
     )
 
 
-def run(name: str, frame: pd.DataFrame, country: str, horizon: int, folds: int, jobs: int, fast: bool = False) -> pd.DataFrame:
+def run(
+    name: str,
+    frame: pd.DataFrame,
+    country: str,
+    horizon: int,
+    folds: int,
+    jobs: int,
+    fast: bool = False,
+    reused_after: int = 0,
+) -> pd.DataFrame:
     ids = frame["series_id"].unique()
     chunks = [frame[frame["series_id"].isin(part)] for part in np.array_split(ids, max(1, jobs * 4)) if len(part)]
     t0 = time.perf_counter()
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            parts = list(pool.map(_chunk, [(c, country, horizon, folds, fast) for c in chunks]))
+            parts = list(pool.map(_chunk, [(c, country, horizon, folds, fast, reused_after) for c in chunks]))
     else:
-        parts = [_chunk((c, country, horizon, folds, fast)) for c in chunks]
+        parts = [_chunk((c, country, horizon, folds, fast, reused_after)) for c in chunks]
     points = pd.concat(parts, ignore_index=True)
     elapsed = time.perf_counter() - t0
     table = summarise_backtest(points)
@@ -107,6 +119,11 @@ def run(name: str, frame: pd.DataFrame, country: str, horizon: int, folds: int, 
                 r = t.loc[auto, "mase"] / t.loc[base, "mase"]
                 hr = t.loc[auto, "holiday_mase"] / t.loc[base, "holiday_mase"] if "holiday_mase" in t.columns else float("nan")
                 lines.append(f"{auto} / {base}: MASE ×{r:.3f}, holiday-window MASE ×{hr:.3f}")
+        reused = f"{auto}_reused{reused_after}d"
+        if reused in t.index and auto in t.index:
+            r = t.loc[reused, "mase"] / t.loc[auto, "mase"]
+            hr = t.loc[reused, "holiday_mase"] / t.loc[auto, "holiday_mase"]
+            lines.append(f"{reused} / {auto}: MASE ×{r:.3f}, holiday-window MASE ×{hr:.3f}")
     print("\n" + "  \n".join(lines))
     table.insert(0, "dataset", name)
     return table
@@ -146,18 +163,22 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, help="write the tables as CSV")
     p.add_argument("--fast", action="store_true", help="only the fast models (no ARIMA, Prophet, default Prophet)")
+    p.add_argument(
+        "--reused-after", type=int, default=0, metavar="DAYS",
+        help="also score each auto as a night reusing the choice made DAYS earlier (6: the oldest a nightly run reuses)",
+    )
     args = p.parse_args()
     if not args.data.is_dir():
         print(f"data folder not found: {args.data} (pass --data)", file=sys.stderr)
         return 2
     tables = []
     if args.koubei:
-        tables.append(run("Koubei shops (CN)", koubei(args.data, args.koubei, args.seed), "CN", args.horizon, args.folds, args.jobs, args.fast))
+        tables.append(run("Koubei shops (CN)", koubei(args.data, args.koubei, args.seed), "CN", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
     if args.koubei_partial:
         frame = koubei_partial(args.data, args.koubei_partial, args.seed)
-        tables.append(run("Koubei shops with partial histories (CN)", frame, "CN", args.horizon, args.folds, args.jobs, args.fast))
+        tables.append(run("Koubei shops with partial histories (CN)", frame, "CN", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
     if args.boston:
-        tables.append(run("Boston 311 (US)", boston311(args.data, args.boston, args.seed), "US", args.horizon, args.folds, args.jobs, args.fast))
+        tables.append(run("Boston 311 (US)", boston311(args.data, args.boston, args.seed), "US", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
     if args.output:
         pd.concat(tables).to_csv(args.output, index=False)
     return 0

@@ -251,6 +251,7 @@ def backtest_long(
     extra_models: dict | None = None,
     autos: dict[str, tuple[str, ...]] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
+    reused_after: int = 0,
 ) -> pd.DataFrame:
     """Point-level backtest results of every series (see `backtest_series`), with ``series_id``."""
     calendar = calendar or CalendarConfig()
@@ -276,6 +277,7 @@ def backtest_long(
             selection_folds=selection_folds,
             extra_models=extra_models,
             autos=autos,
+            reused_after=reused_after,
         )
         points.insert(0, "series_id", sid)
         parts.append(points)

@@ -176,3 +176,19 @@ def test_reselection_is_spread_over_the_week():
     week = [sum(reselect_tonight(s, day + dt.timedelta(days=k), 7) for k in range(7)) for s in ids[:200]]
     assert set(week) == {1}
     assert all(reselect_tonight(s, day, 1) for s in ids[:10])
+
+
+def test_a_reused_choice_refits_the_earlier_nights_model_at_tonights_origin():
+    """``reused_after`` scores what a night reusing an older choice forecasts: the model chosen
+    then, fitted on tonight's history (each fold's forecast is one of the candidates' tonight)."""
+    ds, y, hist, _ = inputs(end="2026-10-20")
+    args = dict(models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56, autos={"auto": ("linear", "linear_naive")})
+    plain = backtest_series(y, ds, SeriesSpec.for_values(y), hist, **args)
+    points = backtest_series(y, ds, SeriesSpec.for_values(y), hist, **args, reused_after=6)
+    assert "auto_reused6d" not in set(plain["model"])
+    by = {m: g.set_index(["fold", "ds"])["yhat"] for m, g in points.groupby("model")}
+    assert by["auto_reused6d"].index.equals(by["auto"].index)
+    assert np.allclose(by["auto"], plain[plain["model"] == "auto"].set_index(["fold", "ds"])["yhat"])
+    for fold in range(3):
+        reused = by["auto_reused6d"].xs(fold, level="fold")
+        assert any(np.allclose(reused, by[m].xs(fold, level="fold")) for m in ("linear", "linear_naive"))

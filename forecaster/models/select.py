@@ -485,11 +485,16 @@ def backtest_series(
     selection_folds: int = 2,
     extra_models: dict | None = None,
     autos: dict[str, tuple[str, ...]] | None = None,
+    reused_after: int = 0,
 ) -> pd.DataFrame:
     """Point-level backtest results: one row per model, fold and day, with ``auto`` included.
 
     ``autos`` names auto-selections and the candidates each chooses from (default: ``auto``
     among all ``models``), so that candidate sets can be compared in one run.
+
+    ``reused_after`` > 0 also scores each auto as a night that reuses the choice (model and
+    calibration) made that many days earlier, as `forecast_series` does: named
+    ``<auto>_reused<N>d``; where a major holiday entered the horizon since, it chooses afresh.
 
     Columns: ``model, fold, ds, y, yhat, lo, hi, scale, holiday_window`` (``yhat`` NaN where
     the model failed, with the error in ``error``).
@@ -500,10 +505,15 @@ def backtest_series(
     hw = masks["any"] if masks else np.zeros(len(y), bool)
     scored = fold_origins(len(y), h, folds, step, min_train)
     # What the nightly run would have backtested at each scored origin, to choose and calibrate.
-    deciding = {
-        o: selection_origins(o, h, selection_folds, step, min_train, masks, majors_ahead(masks, o, o + h) if masks else set())
-        for o in scored
-    }
+    ahead = {o: majors_ahead(masks, o, o + h) if masks else set() for o in scored}
+    # The earlier night whose choice a reusing night takes over (None: it chooses afresh).
+    earlier = {}
+    for o in scored:
+        e = o - reused_after
+        if reused_after > 0 and e >= min_train:
+            ahead[e] = majors_ahead(masks, e, e + h) if masks else set()
+            earlier[o] = e if ahead[e] == ahead[o] else None
+    deciding = {o: selection_origins(o, h, selection_folds, step, min_train, masks, ahead[o]) for o in ahead}
     needed = sorted(set(scored).union(*(r + c + k for r, c, k in deciding.values())))
     members = {m for c in models for m in COMBINATIONS.get(c, (c,))}
     evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, needed, h, level) for name in members}
@@ -536,21 +546,34 @@ def backtest_series(
             )
         )
 
+    def decide(origin: int, pool: tuple[str, ...], usable_at: int) -> tuple[str, Calibration]:
+        """The choice and calibration the night at ``origin`` makes (usable at ``usable_at``)."""
+        recent, choose, calibrate = deciding[origin]
+        ratio = holiday_volatility(y[:origin], hw)
+        choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models if name in pool}
+        scored_pool = sorted((_mean_mase(p), name) for name, p in choosing.items())
+        ranked = [name for s, name in scored_pool if np.isfinite(s)]
+        usable = [name for name in ranked if at[name][usable_at].forecast is not None]
+        choice = usable[0] if usable else "naive"
+        calibrating = [at[choice][o] for o in sorted(set(recent + choose + calibrate))]
+        return choice, calibration_factor(calibrating, level, holiday_ratio=ratio)
+
     for k, origin in enumerate(scored):
         recent, choose, calibrate = deciding[origin]
         ratio = holiday_volatility(y[:origin], hw)
-        choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models}
         calibrating = {name: [at[name][o] for o in sorted(set(recent + choose + calibrate))] for name in models}
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
             calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
             emit(name, at[name][origin], k, calibration)
         for auto, pool in (autos or {"auto": models}).items():
-            scored_pool = sorted((_mean_mase(p), name) for name, p in choosing.items() if name in pool)
-            ranked = [name for s, name in scored_pool if np.isfinite(s)]
-            usable = [name for name in ranked if at[name][origin].forecast is not None]
-            choice = usable[0] if usable else "naive"
-            emit(auto, at[choice][origin], k, calibration_factor(calibrating[choice], level, holiday_ratio=ratio))
+            choice, calibration = decide(origin, pool, origin)
+            emit(auto, at[choice][origin], k, calibration)
+            if reused_after > 0:
+                e = earlier.get(origin)
+                if e is not None:
+                    choice, calibration = decide(e, pool, origin)
+                emit(f"{auto}_reused{reused_after}d", at[choice][origin], k, calibration)
     if not rows:
         return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
     return pd.concat(rows, ignore_index=True)
