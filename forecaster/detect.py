@@ -244,20 +244,28 @@ def find_in_series(
     return findings
 
 
-def _new_id(finding: Finding) -> str:
+def _new_id(finding: Finding, taken: set[str]) -> str:
+    """A stable id (community, metric, kind, first day) that no other finding has: a finding that
+    took over an earlier one's id may hold this one's natural id (it started on the same day)."""
     raw = f"{finding.key()}:{finding.first_day.isoformat()}"
-    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12]
+    fid, n = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12], 1
+    while fid in taken:
+        n += 1
+        fid = hashlib.sha1(f"{raw}:{n}".encode("utf-8")).hexdigest()[:12]
+    return fid
 
 
 def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: int = 3) -> list[Finding]:
     """Give each new finding the id of the previous finding (same community, metric and kind)
     whose days overlap it (within ``slack_days``), marking it ``updated`` when its severity,
-    days or depth changed and ``unchanged`` otherwise; unmatched ones get a fresh id (``new``)."""
+    days or depth changed and ``unchanged`` otherwise; unmatched ones get a fresh id (``new``),
+    never one a previous finding had."""
     by_key: dict[str, list[Finding]] = {}
     for f in previous:
         by_key.setdefault(f.key(), []).append(f)
     used: set[str] = set()
     slack = dt.timedelta(days=slack_days)
+    fresh = []
     for f in new:
         match = None
         for old in by_key.get(f.key(), []):
@@ -267,7 +275,7 @@ def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: i
                 match = old
                 break
         if match is None:
-            f.finding_id, f.status = _new_id(f), "new"
+            fresh.append(f)
             continue
         used.add(match.finding_id)
         f.finding_id = match.finding_id
@@ -278,6 +286,10 @@ def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: i
             and abs(f.depth - match.depth) < 0.01
         )
         f.status = "unchanged" if same else "updated"
+    taken = {f.finding_id for f in previous} | used
+    for f in fresh:
+        f.finding_id, f.status = _new_id(f, taken), "new"
+        taken.add(f.finding_id)
     return new
 
 

@@ -114,3 +114,19 @@ def test_identity_carries_over_when_the_same_dip_is_seen_again():
     assert same.finding_id == moved.finding_id == yesterday[0].finding_id
     assert (same.status, moved.status, other.status) == ("unchanged", "updated", "new")
     assert other.finding_id != yesterday[0].finding_id
+
+
+def test_a_new_finding_never_takes_an_id_already_in_use():
+    """Yesterday's dip from 5 Feb splits tonight: the part from 7 Feb carries its id on, and the
+    part from 5 Feb, unmatched, must not get the id 5 Feb gives (it is yesterday's): seen on a
+    third night of the 2,000-community benchmark as a duplicate key in the store."""
+    d = dt.date
+    yesterday = carry_identity([finding(d(2027, 2, 5), d(2027, 2, 12))], [])
+    tonight = carry_identity(
+        [finding(d(2027, 2, 7), d(2027, 2, 12)), finding(d(2027, 2, 5), d(2027, 2, 6))], yesterday
+    )
+    assert tonight[0].finding_id == yesterday[0].finding_id and tonight[0].status == "updated"
+    assert tonight[1].status == "new" and tonight[1].finding_id != yesterday[0].finding_id
+    # The same split again the next night: the ids stay as they were.
+    again = carry_identity([finding(d(2027, 2, 7), d(2027, 2, 12)), finding(d(2027, 2, 5), d(2027, 2, 6))], tonight)
+    assert [f.finding_id for f in again] == [f.finding_id for f in tonight]
