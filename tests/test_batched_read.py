@@ -52,11 +52,11 @@ def test_seen_keys_find_repeats_across_many_batches():
     seen = SeenKeys()
     for lo in range(0, 1000, 50):
         batch = pd.Series([f"T{i}" for i in range(lo, lo + 50)], dtype="string")
-        assert not seen.seen(batch).any()
-        seen.add(batch)
+        assert not seen.mark(batch).any()
     assert len(seen.runs) < 8  # merged as they grow, not one run per batch
     again = pd.Series(["T0", "T999", "T1000", "T500", pd.NA], dtype="string")
-    assert seen.seen(again).tolist() == [True, True, False, True, False]
+    assert seen.mark(again).tolist() == [True, True, False, True, False]
+    assert seen.mark(pd.Series(["T1000"], dtype="string")).tolist() == [True]  # remembered the last batch too
 
 
 def state(**changes):

@@ -106,15 +106,17 @@ class TableReport:
 
 
 class SeenKeys:
-    """Keys seen in earlier batches of one read, to find duplicates across batches: 64-bit
-    hashes (8 bytes a key, not the keys themselves), kept as a few sorted runs that merge as
-    they grow, so checking and adding stay O(n log n) over the whole read."""
+    """Keys of earlier batches of one read, to find duplicates across batches: 64-bit hashes
+    (8 bytes a key, not the keys themselves), kept as a few sorted runs that merge as they grow
+    (each merge of two sorted runs is linear), so the whole read stays O(n log n)."""
 
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
 
-    def seen(self, keys: pd.Series) -> np.ndarray:
-        """True where a key was added by an earlier `add`."""
+    def mark(self, keys: pd.Series) -> np.ndarray:
+        """True where a key came in an earlier batch; then this batch's keys are remembered.
+        Missing keys are never marked nor remembered."""
+        given = keys.notna().to_numpy()
         hashes = _hash_keys(keys)
         out = np.zeros(len(hashes), dtype=bool)
         for run in self.runs:
@@ -122,13 +124,11 @@ class SeenKeys:
             hit = at < len(run)
             hit[hit] = run[at[hit]] == hashes[hit]
             out |= hit
-        return out
-
-    def add(self, keys: pd.Series) -> None:
-        run = np.unique(_hash_keys(keys.dropna()))
+        run = np.sort(hashes[given])
         while self.runs and len(self.runs[-1]) <= 2 * len(run):
-            run = np.union1d(self.runs.pop(), run)
+            run = np.sort(np.concatenate([self.runs.pop(), run]), kind="stable")  # merges the two runs
         self.runs.append(run)
+        return out & given
 
 
 def _hash_keys(keys: pd.Series) -> np.ndarray:
@@ -272,7 +272,7 @@ def validate_tickets(
     naive local time of ``timezone`` and ``rating`` rescaled to 0–100.
 
     ``seen`` holds the ticket ids of earlier batches of the same read: a ticket id seen there
-    is a duplicate too (and the ids of this batch are added to it)."""
+    is a duplicate too (and the ids of this batch are remembered in it)."""
     check = _Checker(raw)
     tid = _text(_column(raw, "ticket_id"))
     cid = _text(_column(raw, "community_id"))
@@ -282,7 +282,7 @@ def validate_tickets(
     check.flag(created.isna().to_numpy(), "created_at is not a date/time", "created_at")
     dup = tid.duplicated(keep="first").to_numpy() & ~_blank(tid)
     if seen is not None:
-        dup |= seen.seen(tid) & ~_blank(tid)
+        dup |= seen.mark(tid)
     check.flag(dup, "duplicate ticket_id (first kept)", "ticket_id")
     check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
 
@@ -311,8 +311,6 @@ def validate_tickets(
         }
     )[check.keep].reset_index(drop=True)
     check.report.rows_kept = len(out)
-    if seen is not None:
-        seen.add(tid)
     return out, check.report
 
 
