@@ -5,13 +5,16 @@
 
 It generates the demo company at the given size into a scratch SQLite source, then runs the
 full cycle (ingest, aggregation, model choice by backtest, forecasts, detection, outputs,
-store, alerts queued) on two consecutive nights:
+store, alerts queued) on three consecutive nights:
 
-* night 1, cold: no earlier model choice, every series runs the full backtest;
-* night 2, warm: the steady state, where each series reuses the choice made within the last
-  ``forecast.reselect_every_days`` nights and a seventh of them choose afresh.
+* night 1, cold: no saved day sums and no earlier model choice: the whole history is read and
+  every series runs the full backtest;
+* night 2, warm: the steady state six nights a week: only recent tickets are read (the rest are
+  saved day sums) and each series reuses the choice made within the last
+  ``forecast.reselect_every_days`` nights (a seventh of them choose afresh);
+* night 3, warm with the weekly full read (``source.incremental.full_read_every_days``).
 
-It prints series per second, per-stage timings and peak memory for both, and the series per
+It prints series per second, per-stage timings and peak memory for each, and the series per
 second of a plain loop over default Prophet (``Prophet()`` + Chinese holidays, fit and predict
 the same horizon) on a sample of the same series, one process, measured in the same run.
 """
@@ -38,23 +41,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecaster.config import parse_config  # noqa: E402
 from forecaster.demo import make_demo_frames, write_demo_sql  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
-from forecaster.ingest import load_source  # noqa: E402
-from forecaster.ingest.aggregate import make_daily_series  # noqa: E402
+from forecaster.ingest import load_daily  # noqa: E402
+from forecaster.ingest.aggregate import series_from_parts  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
 
 def peak_mb() -> tuple[float, float]:
-    """Peak resident memory of this process and of its largest child (the workers), in MB."""
+    """Peak resident memory of this process and of its largest child (the workers), in MB.
+
+    This process's own peak is its high-water mark since exec (VmHWM): ``getrusage``'s would
+    include the parent's memory at the fork (Linux carries it over exec), i.e. the generator's."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as status:
+            own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        pass
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, child
 
 
-def bench_config(root: Path, workers: int | None):
+def bench_config(root: Path, workers: int | None, full_read: bool = False):
     return parse_config(
         {
-            "source": {"sql": {"url": f"sqlite:///{root / 'source.db'}"}},
+            "source": {
+                "sql": {"url": f"sqlite:///{root / 'source.db'}"},
+                # full_read: a night as on the weekly full read (1 day since the last one is enough).
+                "incremental": {"full_read_every_days": 1 if full_read else 7},
+            },
             "store": {"url": f"sqlite:///{root / 'store.db'}"},
             "output": {"dir": str(root / "out")},
             "engine": {"workers": workers},
@@ -64,10 +79,10 @@ def bench_config(root: Path, workers: int | None):
     )
 
 
-def run_night(root: Path, as_of: dt.date, workers: int | None) -> dict:
+def run_night(root: Path, as_of: dt.date, workers: int | None, full_read: bool) -> dict:
     """One nightly cycle in this (fresh) process; its peak memory is the run's alone."""
     t0 = time.perf_counter()
-    result = run_once(bench_config(root, workers), as_of, trigger="bench")
+    result = run_once(bench_config(root, workers, full_read), as_of, trigger="bench")
     wall = time.perf_counter() - t0
     own, child = peak_mb()
     return {
@@ -75,6 +90,8 @@ def run_night(root: Path, as_of: dt.date, workers: int | None) -> dict:
         "status": result.status,
         "series": int((result.series_stats["status"] != "no_data").sum()),
         "reused": result.reused_choices,
+        "read": result.read,
+        "tickets_read": next((r.rows_read for r in result.reports if r.table == "tickets"), 0),
         "timings": result.timings,
         "own_mb": own,
         "child_mb": child,
@@ -109,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--reuse-data", action="store_true", help="keep the source.db already in --dir (same size)")
     p.add_argument("--run-night", nargs=2, metavar=("DIR", "AS_OF"), help=argparse.SUPPRESS)
+    p.add_argument("--full-read", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.run_night:
         root, as_of = Path(args.run_night[0]), dt.date.fromisoformat(args.run_night[1])
-        print(json.dumps(run_night(root, as_of, args.workers)))
+        print(json.dumps(run_night(root, as_of, args.workers, args.full_read)))
         return 0
     root = args.dir or Path(tempfile.mkdtemp(prefix="wuye-speed-"))
     root.mkdir(parents=True, exist_ok=True)
     night2 = args.as_of + dt.timedelta(days=1)
+    night3 = args.as_of + dt.timedelta(days=2)
     t0 = time.perf_counter()
     if args.reuse_data and (root / "source.db").exists():
         print(f"data: reusing {root / 'source.db'} ({args.communities} communities assumed); store and outputs reset")
@@ -125,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             old.unlink(missing_ok=True)
         shutil.rmtree(root / "out", ignore_errors=True)
     else:
-        demo = make_demo_frames(night2, communities=args.communities, years=args.years, seed=42)
+        demo = make_demo_frames(night3, communities=args.communities, years=args.years, seed=42)
         write_demo_sql(f"sqlite:///{root / 'source.db'}", demo, seed=42)
         print(
             f"data: {args.communities} communities × 4 metrics × {args.years:g} years "
@@ -134,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         del demo
     config = bench_config(root, args.workers)
     rows = []
-    for label, as_of in (("night 1 (cold)", args.as_of), ("night 2 (warm)", night2)):
-        cmd = [sys.executable, __file__, "--run-night", str(root), as_of.isoformat()]
+    nights = (("night 1 (cold)", args.as_of, False), ("night 2 (warm)", night2, False), ("night 3 (warm, full read)", night3, True))
+    for label, as_of, full_read in nights:
+        cmd = [sys.executable, __file__, "--run-night", str(root), as_of.isoformat()] + (["--full-read"] if full_read else [])
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -149,15 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{label}: {series} series in {wall:.1f} s = {series / wall:.2f} series/s ({night['status']}; "
             f"{night['reused']} reused a choice); stages s: {stages}; "
-            f"peak MB: main {night['own_mb']:.0f}, largest worker {night['child_mb']:.0f}"
+            f"peak MB: main {night['own_mb']:.0f}, largest worker {night['child_mb']:.0f}; "
+            f"read {night['tickets_read']:,} tickets, {night['read']}"
         )
     store = Store(config.store.url.get())
     run = store.last_runs(1)[0]
     store.close()
     # The loop fits the same full histories the nightly run saw (series.csv keeps only 120 days).
-    data = load_source(config, night2)
-    frame = make_daily_series(
-        data.tickets, data.surveys, night2, config.metrics, min_history_days=config.forecast.min_history_days
+    frame = series_from_parts(
+        load_daily(config, night2).parts, night2, config.metrics, min_history_days=config.forecast.min_history_days
     ).frame
     ids = frame["series_id"].drop_duplicates().sample(n=min(args.prophet_sample, frame["series_id"].nunique()), random_state=0)
     n, took = default_prophet_loop(frame[frame["series_id"].isin(set(ids))], config.forecast.horizon)
@@ -165,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain default-Prophet loop: {n} series in {took:.1f} s = {loop_rate:.2f} series/s (one process)")
     for label, _, wall, series in rows:
         print(f"ratio {label}: ×{series / wall / loop_rate:.1f} the series/s of the plain Prophet loop")
-    cold, warm = rows[0], rows[1]
-    per_series = warm[2] / max(warm[3], 1)
+    week = (6 * rows[1][2] + rows[2][2]) / 7
+    print(f"a week's mean night (6 incremental, 1 full read): {week:.1f} s = ×{rows[1][3] / week / loop_rate:.1f}")
     print(
-        f"extrapolated to 8,000 series (2,000 communities × 4 metrics) at the warm rate: {8000 * per_series / 60:.1f} min "
-        f"(cold: {8000 * cold[2] / max(cold[3], 1) / 60:.1f} min); run {run.run_id[:8]} in {root}"
+        "extrapolated to 8,000 series (2,000 communities × 4 metrics): "
+        + ", ".join(f"{label} {8000 * wall / max(series, 1) / 60:.1f} min" for label, _, wall, series in rows)
+        + f"; last run {run.run_id[:8]} in {root}"
     )
     return 0
 
