@@ -662,6 +662,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{config.path}: valid")
     print(f"  timezone   {config.timezone}")
     print(f"  source     {describe_source(config)} (timestamps without a zone read as {config.source_timezone})")
+    inc = config.source.incremental
+    if config.source.type != "sql":
+        reading = f"all {config.source.history_days} days every night, in batches ({config.source.type} sources are read in full)"
+    elif inc.enabled:
+        reading = (
+            f"{config.source.history_days} days; nightly only tickets created or closed in the last {inc.reread_days} days, "
+            f"in full every {inc.full_read_every_days} days"
+        )
+    else:
+        reading = f"all {config.source.history_days} days every night (source.incremental.enabled: false)"
+    print(f"  reading    {reading}")
     print(f"  store      {mask_url(config.store.url.get())}")
     print(f"  outputs    {config.output.dir}")
     print(f"  metrics    {', '.join(config.metrics.enabled)}")
