@@ -667,8 +667,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         reading = f"all {config.source.history_days} days every night, in batches ({config.source.type} sources are read in full)"
     elif inc.enabled:
         reading = (
-            f"{config.source.history_days} days; nightly only tickets created or closed in the last {inc.reread_days} days, "
-            f"in full every {inc.full_read_every_days} days"
+            f"{config.source.history_days} days; nightly only tickets created or closed in the last {inc.reread_days} days "
+            f"and a slice of the older ones (all of them over {inc.history_reread_nights} nights)"
         )
     else:
         reading = f"all {config.source.history_days} days every night (source.incremental.enabled: false)"

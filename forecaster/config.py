@@ -199,8 +199,9 @@ class IncrementalConfig(_Model):
     # Days re-read every night: tickets created or closed in them, surveys dated in them (late
     # entries and corrections of these days are picked up).
     reread_days: int = Field(14, ge=1, le=120)
-    # A full read of the whole window this often (edits of older tickets, deleted tickets).
-    full_read_every_days: int = Field(7, ge=1, le=366)
+    # Every older day is read again over this many nights, a slice a night (edits of older
+    # tickets, deleted or back-dated ones).
+    history_reread_nights: int = Field(7, ge=1, le=366)
 
 
 class SourceConfig(_Model):

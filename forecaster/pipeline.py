@@ -236,8 +236,8 @@ def _saved_parts(store: Store | None) -> SavedParts | None:
 
 
 def _save_parts(store: Store, config: Config, as_of: dt.date, data: DailyData, clock: Clock) -> None:
-    """Keep tonight's day sums for the next nights (all of them after a full read; the re-read
-    days after an incremental one)."""
+    """Keep tonight's day sums for the next nights (all of them after a full read; the days read
+    afresh after an incremental one)."""
     plan = data.plan
     previous = store.parts_state() if plan.incremental else None
     state = PartsState(
@@ -247,7 +247,8 @@ def _save_parts(store: Store, config: Config, as_of: dt.date, data: DailyData, c
         full_read_on=previous.full_read_on if previous is not None else as_of,
         communities=tuple(data.communities["community_id"]),
     )
-    store.save_parts(data.fresh, state, replace_from=plan.since, saved_at=clock.now())
+    replace = [(plan.since, None), *plan.slices] if plan.incremental else None
+    store.save_parts(data.fresh, state, replace=replace, saved_at=clock.now())
 
 
 def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:

@@ -593,13 +593,14 @@ class Store:
         parts: pd.DataFrame,
         state: PartsState,
         *,
-        replace_from: dt.date | None,
+        replace: list[tuple[dt.date, dt.date | None]] | None,
         saved_at: dt.datetime,
         chunk: int = 20_000,
     ) -> int:
-        """Save day sums and what they hold. ``replace_from`` None: ``parts`` replace all saved
-        sums (a full read); a day: they replace those from that day on, and days before
-        ``state.start`` are dropped (an incremental night). One transaction; returns rows written."""
+        """Save day sums and what they hold. ``replace`` None: ``parts`` replace all saved sums
+        (a full read); a list of day ranges [first, end) (end None: open): they replace the sums
+        of those days, and days before ``state.start`` are dropped (an incremental night). One
+        transaction; returns the rows written."""
         from forecaster.ingest.aggregate import PART_COLUMNS
 
         out = parts[["community_id", "ds", *PART_COLUMNS]]
@@ -614,10 +615,12 @@ class Store:
         }
 
         def write(conn) -> int:
-            if replace_from is None:
+            if replace is None:
                 conn.execute(day_parts.delete())
             else:
-                conn.execute(day_parts.delete().where((day_parts.c.ds >= replace_from) | (day_parts.c.ds < state.start)))
+                ds = day_parts.c.ds
+                ranges = [(ds >= a) if b is None else ((ds >= a) & (ds < b)) for a, b in replace]
+                conn.execute(day_parts.delete().where(sa.or_(ds < state.start, *ranges)))
             written = bulk_insert(conn, day_parts, out, chunk)
             conn.execute(day_parts_state.delete())
             conn.execute(day_parts_state.insert().values(**row))

@@ -10,7 +10,7 @@ import pytest
 from forecaster.ingest import load_daily, load_source
 from forecaster.ingest import csvfiles
 from forecaster.ingest.aggregate import make_daily_series, series_from_parts
-from forecaster.ingest.incremental import PartsState, parts_fingerprint, plan_read
+from forecaster.ingest.incremental import PartsState, history_slices, parts_fingerprint, plan_read
 from forecaster.ingest.validate import SeenKeys
 
 AS_OF = dt.date(2026, 3, 10)
@@ -78,18 +78,18 @@ def plan(saved, as_of=AS_OF, start=dt.date(2023, 3, 2), communities=("A01", "A02
         communities=list(communities),
         fingerprint=fingerprint,
         reread_days=14,
-        full_read_every_days=7,
+        history_reread_nights=7,
     )
 
 
 def test_plan_reads_recent_days_only_when_the_saved_sums_still_hold():
     p = plan(state())
     assert p.incremental and p.since == dt.date(2026, 2, 23) and p.save  # 9 March (first unsaved) − 14
+    assert p.slices == history_slices(AS_OF, dt.date(2023, 3, 2), dt.date(2026, 2, 23), 7) and p.slices
     # A night after a gap re-reads from the saved days' end, not from tonight.
     assert plan(state(through=dt.date(2026, 3, 1))).since == dt.date(2026, 2, 16)
     assert plan(None).reason == "no saved day sums yet"
     assert "settings changed" in plan(state(), fingerprint="xyz").reason
-    assert plan(state(full_read_on=dt.date(2026, 3, 3))).reason.startswith("last full read 7 days ago")
     assert plan(state(), start=dt.date(2023, 2, 1)).reason.startswith("history window starts 2023-02-01")
     assert plan(state(), communities=("A01", "A02", "B01", "B02", "B03", "B04")).reason == (
         "4 new communities (B01, B02, B03 and 1 more)"
@@ -97,6 +97,29 @@ def test_plan_reads_recent_days_only_when_the_saved_sums_still_hold():
     assert plan(state(), communities=("A01",)).incremental  # a community gone: its sums just go unused
     old = plan(state(), as_of=dt.date(2026, 3, 8))
     assert old.mode == "full" and not old.save
+
+
+def test_every_older_day_is_read_again_once_in_seven_nights_a_slice_a_night():
+    start, first_night = dt.date(2023, 3, 2), dt.date(2026, 3, 10)
+    seen: dict[dt.date, int] = {}
+    sizes = []
+    for n in range(7):
+        night = first_night + dt.timedelta(days=n)
+        since = night - dt.timedelta(days=15)
+        slices = history_slices(night, start + dt.timedelta(days=n), since, 7)
+        days = [a + dt.timedelta(days=i) for a, b in slices for i in range((b - a).days)]
+        sizes.append(len(days))
+        for day in days:
+            seen[day] = seen.get(day, 0) + 1
+    # Every day of the window the seven nights share was read exactly once; each night about a seventh.
+    shared = [start + dt.timedelta(days=6 + i) for i in range((first_night - dt.timedelta(days=15) - start).days - 6)]
+    assert all(seen.get(day) == 1 for day in shared)
+    assert max(sizes) <= 2 * (len(shared) // 7 + 1)
+    ds = pd.Series(pd.to_datetime(["2026-03-01", "2025-01-01"]))
+    p = plan(state())
+    inside = any(a <= dt.date(2025, 1, 1) < b for a, b in p.slices)
+    assert p.recomputed(ds).tolist() == [True, inside]
+    assert history_slices(AS_OF, start, dt.date(2026, 2, 23), 1) == ((start, dt.date(2026, 2, 23)),)
 
 
 def test_fingerprint_follows_what_shapes_the_sums_only(make_config, tmp_path):

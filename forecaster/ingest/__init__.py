@@ -183,13 +183,13 @@ def load_daily(
                 communities=known,
                 fingerprint=parts_fingerprint(config),
                 reread_days=inc.reread_days,
-                full_read_every_days=inc.full_read_every_days,
+                history_reread_nights=inc.history_reread_nights,
             )
         else:
             why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
             plan = ReadPlan("full", None, why, save=False)
         reports = [comm_report]
-        read = _TableReader(reader, config, communities, as_of, plan.since)
+        read = _TableReader(reader, config, communities, as_of, plan)
         pieces = [daily_parts(batch, _empty_surveys(), config.metrics) for batch in read.tickets(reports)]
         pieces += [daily_parts(_empty_tickets(), batch, config.metrics) for batch in read.surveys(reports)]
     finally:
@@ -197,9 +197,11 @@ def load_daily(
     fresh = combine_parts(pieces)
     parts = fresh
     if plan.incremental:
-        fresh = fresh[fresh["ds"] >= pd.Timestamp(plan.since)].reset_index(drop=True)
+        # Days read afresh come wholly from tonight's rows; a day outside them may have a few
+        # (a ticket created on it and closed lately): those days come from the saved sums.
+        fresh = fresh[plan.recomputed(fresh["ds"])].reset_index(drop=True)
         old = saved.load(start)
-        old = old[(old["ds"] < pd.Timestamp(plan.since)) & old["community_id"].isin(set(known))]
+        old = old[~plan.recomputed(old["ds"]) & old["community_id"].isin(set(known)).to_numpy()]
         parts = pd.concat([old, fresh], ignore_index=True)
     describe = describe_source(config)
     if not (parts["created"] > 0).any() and not (parts["surveyed"] > 0).any():
@@ -211,21 +213,21 @@ class _TableReader:
     """Tickets and surveys of the history window, batch by batch, validated; each table's
     report (all its batches) is appended to ``reports`` when its first batch arrives."""
 
-    def __init__(self, reader, config: Config, communities: pd.DataFrame, as_of: dt.date, changed_since: dt.date | None):
+    def __init__(self, reader, config: Config, communities: pd.DataFrame, as_of: dt.date, plan: ReadPlan | None = None):
         self.reader, self.config, self.as_of = reader, config, as_of
         self.known = set(communities["community_id"])
         self.start = history_start(config, as_of)
-        self.changed_since = None if changed_since is None else dt.datetime.combine(changed_since, dt.time())
+        self.plan = plan if plan is not None and plan.incremental else None
 
     def _batches(self, name: str, reports: list[TableReport], validate) -> Iterator[pd.DataFrame]:
         tmap = getattr(self.config.source.tables, name)
-        since = dt.datetime.combine(self.start, dt.time())
-        changed = None
-        if self.changed_since is not None:
-            # Tickets of the window that were created or closed lately; surveys of late days.
-            since, changed = (since, self.changed_since) if name == "tickets" else (self.changed_since, None)
+        since, changed, ranges = _moment(self.start), None, ()
+        if self.plan is not None:
+            # Only the rows of the days recomputed tonight (tickets created or closed on them).
+            changed = _moment(self.plan.since)
+            ranges = tuple((_moment(a), _moment(b)) for a, b in self.plan.slices)
         report = None
-        for raw in self.reader.read_batches(name, tmap, since, changed):
+        for raw in self.reader.read_batches(name, tmap, since, changed, ranges):
             frame, batch_report = validate(raw)
             if report is None:
                 report = TableReport(table=batch_report.table, origin=batch_report.origin)
@@ -248,10 +250,13 @@ class _TableReader:
     def surveys(self, reports: list[TableReport]) -> Iterator[pd.DataFrame]:
         if self.config.source.tables.surveys is None:
             return
-        lo = pd.Timestamp(self.start if self.changed_since is None else self.changed_since.date())
-        hi = pd.Timestamp(self.as_of)
+        lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
         for frame in self._batches("surveys", reports, lambda raw: _validate_surveys(raw, self.known, self.config)):
             yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
+
+
+def _moment(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
 
 
 def _read_communities(reader, config: Config) -> tuple[pd.DataFrame, TableReport]:

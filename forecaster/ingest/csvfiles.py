@@ -46,9 +46,10 @@ class CsvSource:
         tmap: TableMap,
         since: dt.datetime | None = None,
         changed_since: dt.datetime | None = None,
+        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
     ) -> Iterator[RawTable]:
         """The file's rows in batches of `BATCH_ROWS` (at least one batch, maybe empty). A file
-        has no index to pick rows by: ``since`` and ``changed_since`` are left to the caller."""
+        has no index to pick rows by: ``since``, ``changed_since`` and ``ranges`` are left to the caller."""
         path = self.path_for(tmap)
         if not path.is_file():
             raise SourceError(

@@ -101,10 +101,11 @@ class HttpSource:
         tmap: TableMap,
         since: dt.datetime | None = None,
         changed_since: dt.datetime | None = None,
+        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
     ) -> Iterator[RawTable]:
         """The endpoint's items in batches of about `BATCH_ROWS` (whole pages; at least one
         batch, maybe empty). ``since`` goes out as ``source.http.since_param``; the API is not
-        asked for changes only (``changed_since``): it is left to the caller."""
+        asked for changes only (``changed_since``, ``ranges``): it is left to the caller."""
         cfg, paging = self.config, self.config.paging
         url = urljoin(cfg.base_url + "/", tmap.table.lstrip("/"))
         params: dict[str, Any] = {}

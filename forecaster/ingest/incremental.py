@@ -1,21 +1,27 @@
 """Incremental reading: which tickets a night has to read, given the day sums saved before.
 
 Reading every ticket of a three-year window every night costs most of the night for thousands
-of communities. The day sums (`forecaster.ingest.aggregate.daily_parts`) of days long past do
-not change, so the store keeps them, and a night reads only the tickets created or closed in
-the last few days (``source.incremental.reread_days``, which also picks up late entries and
-corrections of those days) and the surveys dated since; days before that come from the store.
+of communities. The day sums (`forecaster.ingest.aggregate.daily_parts`) of days long past
+rarely change, so the store keeps them, and a night reads only:
 
-A full read happens instead, and replaces the saved sums, when there are none yet, when the
-source or metric settings that shape them changed, when a community was added (its history
-may have been imported), when the history window reaches further back than the saved days,
-and every ``source.incremental.full_read_every_days`` days (edits of old tickets, deleted
-tickets). A night for a date not after the saved days (a re-run of an old night) reads in full
-and leaves the saved sums alone. Pure: the store and the reading are the caller's.
+* the tickets created or closed in the last few days (``source.incremental.reread_days``, which
+  also picks up late entries and corrections of those days) and the surveys dated in them;
+* one slice of the older history, created or closed (or surveyed) in it, so that every day of
+  the window is read again once every ``source.incremental.history_reread_nights`` nights (edits
+  of old tickets, deleted or back-dated tickets): the days are cut into blocks by calendar date
+  and each night takes the blocks whose turn it is, so the cost is spread evenly over the nights.
 
-One approximation, corrected by the next full read: a rating given to a ticket that was still
-open (counted on its creation day) and which is closed in a later re-read window is counted
-again on its closing day.
+Days recomputed tonight come wholly from what was read (every ticket created, closed or rated
+on them is in it); the other days come from the store. A full read happens instead, and replaces
+the saved sums, when there are none yet, when the source or metric settings that shape them
+changed, when a community was added (its history may have been imported), and when the history
+window reaches further back than the saved days. A night for a date not after the saved days (a
+re-run of an old night) reads in full and leaves the saved sums alone. Pure: the store and the
+reading are the caller's.
+
+One approximation, corrected when the day's slice comes round: a rating given to a ticket that
+was still open (counted on its creation day) and which is closed later is counted again on its
+closing day.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from forecaster.config import Config
 from forecaster.secret import mask_url
 
-__all__ = ["PartsState", "ReadPlan", "parts_fingerprint", "plan_read"]
+__all__ = ["PartsState", "ReadPlan", "history_slices", "parts_fingerprint", "plan_read"]
 
 # Bump when daily_parts changes what it computes: saved sums of an older version are re-read.
 PARTS_VERSION = 1
@@ -48,18 +57,49 @@ class PartsState:
 @dataclass(frozen=True)
 class ReadPlan:
     mode: str  # full | incremental
-    since: dt.date | None  # incremental: days from here on are read afresh, earlier ones saved
+    since: dt.date | None  # incremental: days from here on are read afresh...
     reason: str  # why, for the run summary
     save: bool = True  # whether the night's sums replace the saved ones
+    slices: tuple[tuple[dt.date, dt.date], ...] = ()  # ...and these older days [first, end) too
 
     @property
     def incremental(self) -> bool:
         return self.mode == "incremental"
 
+    def recomputed(self, ds: pd.Series) -> np.ndarray:
+        """Which of these days tonight's reading recomputes (all of them on a full read)."""
+        if not self.incremental:
+            return np.ones(len(ds), dtype=bool)
+        out = (ds >= pd.Timestamp(self.since)).to_numpy()
+        for first, end in self.slices:
+            out = out | ((ds >= pd.Timestamp(first)) & (ds < pd.Timestamp(end))).to_numpy()
+        return out
+
     def describe(self) -> str:
-        if self.incremental:
-            return f"incremental: tickets created or closed since {self.since} ({self.reason})"
-        return f"full ({self.reason})"
+        if not self.incremental:
+            return f"full ({self.reason})"
+        older = " and ".join(f"{a}…{b - dt.timedelta(days=1)}" for a, b in self.slices)
+        again = f", history {older} again" if older else ""
+        return f"incremental: tickets created or closed since {self.since}{again} ({self.reason})"
+
+
+def history_slices(as_of: dt.date, start: dt.date, end: dt.date, nights: int) -> tuple[tuple[dt.date, dt.date], ...]:
+    """Tonight's share of the days [start, end): the calendar is cut into blocks of
+    ceil((end − start) / nights) days by date, and tonight takes the blocks whose number is
+    ``as_of``'s ordinal modulo ``nights``; any day comes round once every ``nights`` nights."""
+    span = (end - start).days
+    if span <= 0 or nights <= 1:
+        return ((start, end),) if span > 0 else ()
+    size = -(-span // nights)
+    turn = as_of.toordinal() % nights
+    out = []
+    for block in range(start.toordinal() // size, (end.toordinal() - 1) // size + 1):
+        if block % nights == turn:
+            a = max(dt.date.fromordinal(block * size), start)
+            b = min(dt.date.fromordinal((block + 1) * size), end)
+            if a < b:
+                out.append((a, b))
+    return tuple(out)
 
 
 def parts_fingerprint(config: Config) -> str:
@@ -95,9 +135,10 @@ def plan_read(
     communities: list[str] | set[str],
     fingerprint: str,
     reread_days: int,
-    full_read_every_days: int,
+    history_reread_nights: int,
 ) -> ReadPlan:
-    """Full or incremental, and from which day (``start``: the history window's first day)."""
+    """Full or incremental, from which day, and which older days again (``start``: the history
+    window's first day)."""
     if state is None:
         return ReadPlan("full", None, "no saved day sums yet")
     if state.fingerprint != fingerprint:
@@ -105,14 +146,6 @@ def plan_read(
     if as_of <= state.through:
         return ReadPlan(
             "full", None, f"as-of {as_of} is not after the saved days (through {state.through}); saved sums kept", save=False
-        )
-    since_full = (as_of - state.full_read_on).days
-    if since_full >= full_read_every_days:
-        return ReadPlan(
-            "full",
-            None,
-            f"last full read {since_full} days ago; one every {full_read_every_days} "
-            "(source.incremental.full_read_every_days)",
         )
     if start < state.start:
         return ReadPlan("full", None, f"history window starts {start}, before the saved days ({state.start})")
@@ -122,4 +155,10 @@ def plan_read(
         return ReadPlan("full", None, f"{len(added)} new communit{'y' if len(added) == 1 else 'ies'} ({shown})")
     last = min(as_of, state.through + dt.timedelta(days=1))
     since = max(last - dt.timedelta(days=reread_days), start)
-    return ReadPlan("incremental", since, f"days before it saved; last full read {state.full_read_on}")
+    slices = history_slices(as_of, start, since, history_reread_nights)
+    return ReadPlan(
+        "incremental",
+        since,
+        f"the rest saved; every day read again over {history_reread_nights} nights; last full read {state.full_read_on}",
+        slices=slices,
+    )

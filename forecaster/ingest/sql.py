@@ -68,13 +68,15 @@ class SqlSource:
         tmap: TableMap,
         since: dt.datetime | None = None,
         changed_since: dt.datetime | None = None,
+        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
     ) -> Iterator[RawTable]:
         """The table's rows in batches of `FETCH_ROWS` (at least one batch, maybe empty).
 
-        ``since`` starts the history window; ``changed_since`` (tickets) asks only for the
-        tickets created or closed from then on. Each is applied in the query when its column is
-        a date/time column there (a day early: the timezone is applied later); otherwise more
-        rows come back, which is never wrong (the caller filters)."""
+        ``since`` starts the history window. ``changed_since`` asks only for the rows of the days
+        from then on and of the ``ranges`` [first, end): for tickets, those created or closed on
+        them; for surveys, those dated on them. Each cut is applied in the query when its column
+        is a date/time column there (a day early and late: the timezone is applied later);
+        otherwise more rows come back, which is never wrong (the caller filters)."""
         table = self._reflect(name, tmap)
         origin = f"table {tmap.table} in {mask_url(self.url)}"
         # Map on an empty frame with the real column names first: errors name the missing column.
@@ -100,13 +102,15 @@ class SqlSource:
                 cols.append(col.label(canonical))
         query = sa.select(*cols)
         window = column(WINDOW_COLUMN[name]) if name in WINDOW_COLUMN else None
+        day = dt.timedelta(days=1)
         if since is not None and dated(window):
-            query = query.where(window >= since - dt.timedelta(days=1))
-        if changed_since is not None and name == "tickets":
-            closed = column("closed_at")
-            if dated(window) and (dated(closed) or closed is None):
-                cut = changed_since - dt.timedelta(days=1)
-                query = query.where(window >= cut if closed is None else sa.or_(window >= cut, closed >= cut))
+            query = query.where(window >= since - day)
+        closed = column("closed_at") if name == "tickets" else None
+        if changed_since is not None and dated(window) and (closed is None or dated(closed)):
+            dates = [window] if closed is None else [window, closed]
+            recent = [c >= changed_since - day for c in dates]
+            older = [(c >= a - day) & (c < b + day) for a, b in ranges for c in dates]
+            query = query.where(sa.or_(*recent, *older))
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(query)

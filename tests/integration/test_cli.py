@@ -139,7 +139,7 @@ def test_check_config_prints_settings_with_secrets_masked(tmp_path, capsys):
                 os.environ[k] = v
     out = capsys.readouterr().out
     assert "valid" in out and "ops (dingtalk)" in out and "app:***@db/wuye" in out
-    assert "reading    1098 days; nightly only tickets created or closed in the last 14 days, in full every 7 days" in out
+    assert "reading    1098 days; nightly only tickets created or closed in the last 14 days and a slice of the older ones (all of them over 7 nights)" in out
     for secret in env.values():
         assert secret not in out
 

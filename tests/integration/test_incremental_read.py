@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.ingest import load_daily
 from forecaster.ingest.aggregate import PART_COLUMNS, series_from_parts
+from forecaster.ingest.incremental import history_slices
 from forecaster.pipeline import run_once
 from forecaster.store import Store
 
@@ -24,7 +25,7 @@ NIGHT1 = AS_OF - dt.timedelta(days=20)
 def night_config(make_config, url: str, tmp_path, metrics: dict | None = None, **incremental):
     return make_config(
         {
-            "source": {"sql": {"url": url}, "incremental": {"full_read_every_days": 30, **incremental}},
+            "source": {"sql": {"url": url}, "incremental": {"history_reread_nights": 30, **incremental}},
             "store": {"url": url},
             "metrics": {"enabled": ["ticket_count", "resolution_hours"], **(metrics or {})},
             "forecast": {"model": "naive", "horizon": 14},
@@ -113,27 +114,35 @@ def test_an_incremental_night_equals_a_full_read_and_reads_a_fraction(source, ma
     store.close()
 
 
-def test_an_old_late_entry_waits_for_the_periodic_full_read(source, make_config, tmp_path):
-    config = night_config(make_config, source, tmp_path)
+def test_an_old_late_entry_is_picked_up_when_its_days_come_round(source, make_config, tmp_path):
+    """Older days are read again a slice a night: a ticket entered late for a day two months
+    back is missing from the saved sums until that day's turn, within seven nights."""
+    config = night_config(make_config, source, tmp_path, history_reread_nights=7)
     assert run_once(config, NIGHT1).status == "ok"
     old_day = NIGHT1 - dt.timedelta(days=60)
     add_tickets(source, [ticket("BACKDATED-1", "C003", at(old_day, 11))])
-
-    second = run_once(config, NIGHT1 + dt.timedelta(days=1))
-    assert second.read.startswith("incremental")
-    store = Store(source)
-    start = NIGHT1 - dt.timedelta(days=config.source.history_days)
-    saved = sorted_parts(store.load_parts(start)).set_index(["community_id", "ds"])
-    full = sorted_parts(full_read(config, NIGHT1 + dt.timedelta(days=1))).set_index(["community_id", "ds"])
     key = ("C003", pd.Timestamp(old_day))
-    assert full.loc[key, "created"] == saved.loc[key, "created"] + 1  # documented: not seen yet
-
-    weekly = night_config(make_config, source, tmp_path, full_read_every_days=7)
-    third = run_once(weekly, NIGHT1 + dt.timedelta(days=7))
-    assert third.read.startswith("full (last full read 7 days ago; one every 7")
-    saved = sorted_parts(store.load_parts(start)).set_index(["community_id", "ds"])
-    assert saved.loc[key, "created"] == full.loc[key, "created"]
-    assert store.parts_state().full_read_on == NIGHT1 + dt.timedelta(days=7)
+    store = Store(source)
+    missing, turns = [], []
+    for n in range(1, 8):
+        night = NIGHT1 + dt.timedelta(days=n)
+        result = run_once(config, night)
+        assert result.status == "ok" and result.read.startswith("incremental"), result.read
+        start = night - dt.timedelta(days=config.source.history_days)
+        # The saved days end the night before: re-read from 14 days before that, plus a slice.
+        slices = history_slices(night, start, night - dt.timedelta(days=15), 7)
+        turns.append(any(a <= old_day < b for a, b in slices))
+        saved = sorted_parts(store.load_parts(start))
+        full = sorted_parts(full_read(config, night))
+        gap = full.set_index(["community_id", "ds"]).loc[key, "created"] - saved.set_index(["community_id", "ds"]).loc[key, "created"]
+        missing.append(int(gap))
+        if not gap:
+            # From its turn on, what is saved is what reading everything gives.
+            pd.testing.assert_frame_equal(saved, full, check_exact=False, rtol=1e-9)
+    assert turns.count(True) == 1, turns  # its day came round exactly once in the seven nights
+    k = turns.index(True)
+    assert missing == [1] * k + [0] * (7 - k), (missing, turns)
+    assert store.parts_state().full_read_on == NIGHT1  # never a whole read again
     store.close()
 
 
