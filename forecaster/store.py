@@ -571,7 +571,10 @@ class Store:
         from forecaster.ingest.aggregate import PART_COLUMNS, combine_parts, empty_parts
 
         names = ["community_id", "ds", *PART_COLUMNS]
-        query = sa.select(*[day_parts.c[n] for n in names]).where(day_parts.c.ds >= start)
+        # The whole table, in storage order, filtered here: the table holds little more than the
+        # window (older days are dropped on saving), and a scan by the ds index visits the rows in
+        # random order (2.2 million rows: 3 s instead of 7 s warm, a minute from a cold disk).
+        query = sa.select(*[day_parts.c[n] for n in names])
         frames = []
         with self.engine.connect() as conn:
             result = conn.execute(query)
@@ -586,7 +589,7 @@ class Store:
             return empty_parts()
         frame = pd.concat(frames, ignore_index=True)
         frame["ds"] = pd.to_datetime(frame["ds"])
-        return combine_parts([frame])
+        return combine_parts([frame[frame["ds"] >= pd.Timestamp(start)]])
 
     def save_parts(
         self,
