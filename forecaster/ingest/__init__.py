@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 
 from forecaster.config import Config
+from forecaster.prefetch import prefetch
 from forecaster.errors import EmptySourceError
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.csvfiles import CsvSource
@@ -227,7 +228,8 @@ class _TableReader:
             changed = _moment(self.plan.since)
             ranges = tuple((_moment(a), _moment(b)) for a, b in self.plan.slices)
         report = None
-        for raw in self.reader.read_batches(name, tmap, since, changed, ranges):
+        # The next batch is read from the source while this one is validated.
+        for raw in prefetch(self.reader.read_batches(name, tmap, since, changed, ranges)):
             frame, batch_report = validate(raw)
             if report is None:
                 report = TableReport(table=batch_report.table, origin=batch_report.origin)
