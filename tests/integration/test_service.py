@@ -206,7 +206,9 @@ def test_a_failed_run_and_a_missed_night_alert_operations_once(tmp_path, demo_db
     assert any("夜间预测" in t and "失败" in t for t in texts)
     # A night nobody ran: the watchdog says so once.
     svc.config = svc.config.model_copy(update={"schedule": svc.config.schedule.model_copy(update={"misfire_grace_s": 0})})
-    past = CronTrigger.from_crontab(f"0 {(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)).hour} * * *", timezone="UTC")
+    # Due one and a half to two and a half hours ago, at half past: never the 02:00 Shanghai slot
+    # the failed run above took (at minute 0 it was that slot from 20:00 to 21:00 UTC).
+    past = CronTrigger.from_crontab(f"30 {(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)).hour} * * *", timezone="UTC")
     svc.nightly_trigger = past
     svc.watchdog()
     svc.watchdog()
