@@ -17,14 +17,14 @@ import pandas as pd
 from forecaster.config import CsvSourceConfig, TableMap
 from forecaster.errors import SourceError
 from forecaster.ingest.mapping import select_columns, table_key
-from forecaster.ingest.validate import RawTable
+from forecaster.ingest.validate import BatchedSource, RawTable
 
 __all__ = ["CsvSource", "BATCH_ROWS"]
 
 BATCH_ROWS = 100_000
 
 
-class CsvSource:
+class CsvSource(BatchedSource):
     def __init__(self, config: CsvSourceConfig):
         self.config = config
 
@@ -36,9 +36,6 @@ class CsvSource:
         if not path.suffix:
             path = path.with_suffix(".csv")
         return path if path.is_absolute() else self.config.directory / path
-
-    def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
-        return RawTable.concat(list(self.read_batches(name, tmap, since)))
 
     def read_batches(
         self,

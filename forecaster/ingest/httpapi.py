@@ -24,7 +24,7 @@ import requests
 from forecaster.config import HttpSourceConfig, TableMap
 from forecaster.errors import SourceError
 from forecaster.ingest.mapping import select_columns
-from forecaster.ingest.validate import RawTable
+from forecaster.ingest.validate import BatchedSource, RawTable
 from forecaster.secret import mask_url
 
 __all__ = ["HttpSource"]
@@ -33,7 +33,7 @@ BATCH_ROWS = 100_000
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class HttpSource:
+class HttpSource(BatchedSource):
     def __init__(
         self,
         config: HttpSourceConfig,
@@ -91,9 +91,6 @@ class HttpSource:
                 f"{self.config.paging.items_key!r} (source.http.paging.items_key)"
             )
         return items
-
-    def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
-        return RawTable.concat(list(self.read_batches(name, tmap, since)))
 
     def read_batches(
         self,

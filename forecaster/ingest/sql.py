@@ -18,7 +18,7 @@ from forecaster.config import TABLE_COLUMNS, TableMap
 from forecaster.db import first_line, make_engine
 from forecaster.errors import SourceError
 from forecaster.ingest.mapping import make_labels, select_columns, table_key
-from forecaster.ingest.validate import RawTable
+from forecaster.ingest.validate import BatchedSource, RawTable
 from forecaster.secret import mask_url
 
 __all__ = ["SqlSource"]
@@ -29,7 +29,7 @@ FETCH_ROWS = 100_000
 LABEL_COLUMNS = {"communities": ("community_id",), "tickets": ("ticket_id",), "surveys": ("community_id", "date")}
 
 
-class SqlSource:
+class SqlSource(BatchedSource):
     def __init__(self, url: str):
         self.url = url
         self._engine: sa.Engine | None = None
@@ -58,9 +58,6 @@ class SqlSource:
             return sa.Table(table_name, sa.MetaData(), schema=schema or None, autoload_with=self.engine)
         except SQLAlchemyError as exc:
             raise SourceError(f"{mask_url(self.url)}: cannot read {tmap.table!r}: {first_line(exc)}") from None
-
-    def read(self, name: str, tmap: TableMap, since: dt.datetime | None = None) -> RawTable:
-        return RawTable.concat(list(self.read_batches(name, tmap, since)))
 
     def read_batches(
         self,
