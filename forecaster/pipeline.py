@@ -158,12 +158,13 @@ def run_once(
                 store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
         check()
         with timer("ingest"):
-            data = load_daily(config, as_of, session=session, saved=_saved_parts(store))
+            saved = None if store is None else SavedParts(store.parts_state(), store.load_parts)
+            data = load_daily(config, as_of, session=session, saved=saved)
         result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
         result.read = data.plan.describe()
         if store is not None and data.plan.save:
             with timer("store"):
-                _save_parts(store, config, as_of, data, clock)
+                _save_parts(store, config, as_of, data, saved.state, clock)
         with timer("aggregate"):
             series = series_from_parts(
                 data.parts,
@@ -231,24 +232,20 @@ def run_once(
     return result
 
 
-def _saved_parts(store: Store | None) -> SavedParts | None:
-    return None if store is None else SavedParts(store.parts_state(), store.load_parts)
-
-
-def _save_parts(store: Store, config: Config, as_of: dt.date, data: DailyData, clock: Clock) -> None:
+def _save_parts(
+    store: Store, config: Config, as_of: dt.date, data: DailyData, previous: PartsState | None, clock: Clock
+) -> None:
     """Keep tonight's day sums for the next nights (all of them after a full read; the days read
-    afresh after an incremental one)."""
+    afresh after an incremental one, which keeps the date of the last full read)."""
     plan = data.plan
-    previous = store.parts_state() if plan.incremental else None
     state = PartsState(
         fingerprint=parts_fingerprint(config),
         start=as_of - dt.timedelta(days=config.source.history_days),
         through=as_of - dt.timedelta(days=1),
-        full_read_on=previous.full_read_on if previous is not None else as_of,
+        full_read_on=previous.full_read_on if plan.incremental else as_of,
         communities=tuple(data.communities["community_id"]),
     )
-    replace = [(plan.since, None), *plan.slices] if plan.incremental else None
-    store.save_parts(data.fresh, state, replace=replace, saved_at=clock.now())
+    store.save_parts(data.fresh, state, replace=list(plan.ranges) if plan.incremental else None, saved_at=clock.now())
 
 
 def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:

@@ -143,11 +143,7 @@ class DailyData:
     reports: list[TableReport]
     describe: str
     plan: ReadPlan
-    fresh: pd.DataFrame  # the sums read tonight (from plan.since on, or all of them on a full read)
-
-    @property
-    def rows_read(self) -> int:
-        return sum(r.rows_read for r in self.reports)
+    fresh: pd.DataFrame  # the sums of the days read tonight (plan.ranges, or all of them on a full read)
 
 
 @dataclass

@@ -66,13 +66,22 @@ class ReadPlan:
     def incremental(self) -> bool:
         return self.mode == "incremental"
 
+    @property
+    def ranges(self) -> tuple[tuple[dt.date, dt.date | None], ...]:
+        """The days an incremental night recomputes, as [first, end) (end None: open): from
+        ``since`` on, and the slices."""
+        return ((self.since, None), *self.slices) if self.incremental else ()
+
     def recomputed(self, ds: pd.Series) -> np.ndarray:
         """Which of these days tonight's reading recomputes (all of them on a full read)."""
         if not self.incremental:
             return np.ones(len(ds), dtype=bool)
-        out = (ds >= pd.Timestamp(self.since)).to_numpy()
-        for first, end in self.slices:
-            out = out | ((ds >= pd.Timestamp(first)) & (ds < pd.Timestamp(end))).to_numpy()
+        out = np.zeros(len(ds), dtype=bool)
+        for first, end in self.ranges:
+            inside = ds >= pd.Timestamp(first)
+            if end is not None:
+                inside &= ds < pd.Timestamp(end)
+            out = out | inside.to_numpy()
         return out
 
     def describe(self) -> str:

@@ -2,7 +2,8 @@
 
 Only the mapped columns are selected, tickets and surveys only from the history window (a day
 of margin either side of the cut, since the column's timezone is applied later) and, on an
-incremental night, only the tickets created or closed since a day; rows come in batches.
+incremental night, only the tickets created or closed on the days read afresh (surveys dated on
+them); rows come in batches.
 """
 
 from __future__ import annotations
