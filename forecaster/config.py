@@ -151,6 +151,9 @@ class Tables(_Model):
 
 class SqlSourceConfig(_Model):
     url: SecretUrl
+    # Processes (and connections) reading the tickets at once, each a part of the table by
+    # creation time. Default: as many as engine.workers (all cores); 1 with engine.backend serial.
+    read_workers: int | None = Field(None, ge=1, le=64)
 
 
 class CsvSourceConfig(_Model):

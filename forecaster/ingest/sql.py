@@ -31,6 +31,8 @@ LABEL_COLUMNS = {"communities": ("community_id",), "tickets": ("ticket_id",), "s
 
 
 class SqlSource(BatchedSource):
+    partitions = True  # read_batches takes part=(lo, hi): several processes can each read one
+
     def __init__(self, url: str):
         self.url = url
         self._engine: sa.Engine | None = None
@@ -67,6 +69,7 @@ class SqlSource(BatchedSource):
         since: dt.datetime | None = None,
         changed_since: dt.datetime | None = None,
         ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
+        part: tuple[dt.datetime | None, dt.datetime | None] | None = None,
     ) -> Iterator[RawTable]:
         """The table's rows in batches of `FETCH_ROWS` (at least one batch, maybe empty).
 
@@ -74,7 +77,12 @@ class SqlSource(BatchedSource):
         from then on and of the ``ranges`` [first, end): for tickets, those created or closed on
         them; for surveys, those dated on them. Each cut is applied in the query when its column
         is a date/time column there (a day early and late: the timezone is applied later);
-        otherwise more rows come back, which is never wrong (the caller filters)."""
+        otherwise more rows come back, which is never wrong (the caller filters).
+
+        ``part`` = (lo, hi) asks only for the rows whose window column holds a value in [lo, hi)
+        as stored (None: no bound): parts cut at the same moments hold every row once. When the
+        column is not a date/time column there, the part without a lower bound has every row
+        and the others none."""
         table = self._reflect(name, tmap)
         origin = f"table {tmap.table} in {mask_url(self.url)}"
         # Map on an empty frame with the real column names first: errors name the missing column.
@@ -109,6 +117,16 @@ class SqlSource(BatchedSource):
             recent = [c >= changed_since - day for c in dates]
             older = [(c >= a - day) & (c < b + day) for a, b in ranges for c in dates]
             query = query.where(sa.or_(*recent, *older))
+        if part is not None and window is not None:
+            lo, hi = part
+            if not dated(window):
+                if lo is not None:
+                    query = query.where(sa.false())
+            else:
+                if lo is not None:
+                    query = query.where(window >= lo)
+                if hi is not None:
+                    query = query.where(window < hi)
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(query)
@@ -121,7 +139,7 @@ class SqlSource(BatchedSource):
                     rows = result.cursor.fetchmany(FETCH_ROWS)
                     if not rows:
                         break
-                    frame = pd.DataFrame.from_records(rows, columns=columns)
+                    frame = pd.DataFrame(rows, columns=columns)
                     batches += 1
                     yield RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))
                 result.close()

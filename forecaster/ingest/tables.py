@@ -1,0 +1,141 @@
+"""The source's tickets and surveys of a history window, read batch by batch and validated.
+
+    reader = make_source(config)
+    for frame in TableReader(reader, config, known, as_of, plan).tickets(reports): ...
+
+Used by the nightly read (`forecaster.ingest.load_daily`) and by each process of a partitioned
+read (`forecaster.ingest.partitions`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pandas as pd
+import requests
+
+from forecaster.config import Config
+from forecaster.ingest.csvfiles import CsvSource
+from forecaster.ingest.httpapi import HttpSource
+from forecaster.ingest.incremental import ReadPlan
+from forecaster.ingest.sql import SqlSource
+from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_surveys, validate_tickets
+from forecaster.prefetch import prefetch
+
+__all__ = ["TableReader", "make_source", "history_start", "moment", "empty_tickets", "empty_surveys"]
+
+# A part of the tickets table: [lo, hi) of its created_at column as stored (None: open).
+Part = tuple[dt.datetime | None, dt.datetime | None]
+
+
+def make_source(config: Config, session: requests.Session | None = None):
+    """The reader for ``config.source.type`` (a `forecaster.ingest.validate.BatchedSource`)."""
+    source = config.source
+    if source.type == "sql":
+        return SqlSource(source.sql.url.get())
+    if source.type == "csv":
+        return CsvSource(source.csv)
+    return HttpSource(source.http, session=session)
+
+
+def history_start(config: Config, as_of: dt.date) -> dt.date:
+    return as_of - dt.timedelta(days=config.source.history_days)
+
+
+def moment(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
+
+
+class TableReader:
+    """Tickets and surveys of the history window, batch by batch, validated; each table's
+    report (all its batches) is appended to ``reports`` when its first batch arrives."""
+
+    def __init__(self, reader, config: Config, known: set[str], as_of: dt.date, plan: ReadPlan | None = None):
+        self.reader, self.config, self.as_of = reader, config, as_of
+        self.known = known
+        self.start = history_start(config, as_of)
+        self.plan = plan if plan is not None and plan.incremental else None
+
+    def _batches(self, name: str, reports: list[TableReport], validate, part: Part | None = None) -> Iterator[pd.DataFrame]:
+        tmap = getattr(self.config.source.tables, name)
+        since, changed, ranges = moment(self.start), None, ()
+        if self.plan is not None:
+            # Only the rows of the days recomputed tonight (tickets created or closed on them).
+            changed = moment(self.plan.since)
+            ranges = tuple((moment(a), moment(b)) for a, b in self.plan.slices)
+        extra = {} if part is None else {"part": part}
+        report = None
+        # The next batch is read from the source while this one is validated.
+        for raw in prefetch(self.reader.read_batches(name, tmap, since, changed, ranges, **extra)):
+            frame, batch_report = validate(raw)
+            if report is None:
+                report = TableReport(table=batch_report.table, origin=batch_report.origin)
+                reports.append(report)
+            report.add(batch_report)
+            yield frame
+
+    def tickets(self, reports: list[TableReport], part: Part | None = None, seen: SeenKeys | None = None) -> Iterator[pd.DataFrame]:
+        """``part``: only that part of the table (sources with ``partitions``); ``seen``: the
+        ticket ids met before (in earlier parts), duplicates here."""
+        lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
+        seen = SeenKeys() if seen is None else seen
+        validate = lambda raw: _validate_tickets(raw, self.known, self.config, seen)  # noqa: E731
+        for frame in self._batches("tickets", reports, validate, part):
+            frame = frame[(frame["created_at"] >= lo) & (frame["created_at"] < hi)].reset_index(drop=True)
+            # A ticket closed after the as-of date was still open then, and not rated yet (a
+            # rating comes with the closing).
+            later = (frame["closed_at"] >= hi).to_numpy()
+            frame["closed_at"] = frame["closed_at"].mask(later)
+            frame["rating"] = frame["rating"].mask(later)
+            yield frame
+
+    def surveys(self, reports: list[TableReport]) -> Iterator[pd.DataFrame]:
+        if self.config.source.tables.surveys is None:
+            return
+        lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
+        for frame in self._batches("surveys", reports, lambda raw: _validate_surveys(raw, self.known, self.config)):
+            yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
+
+
+def empty_tickets() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ticket_id": pd.Series(dtype="string"),
+            "community_id": pd.Series(dtype="string"),
+            "created_at": pd.Series(dtype="datetime64[ns]"),
+            "closed_at": pd.Series(dtype="datetime64[ns]"),
+            "category": pd.Series(dtype="string"),
+            "rating": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def empty_surveys() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "community_id": pd.Series(dtype="string"),
+            "date": pd.Series(dtype="datetime64[ns]"),
+            "score": pd.Series(dtype="float64"),
+            "responses": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: SeenKeys | None = None):
+    if raw.frame.empty and not len(raw.frame.columns):
+        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["ticket_id", "community_id", "created_at"]), raw.labels)
+    return validate_tickets(
+        raw,
+        known,
+        source_tz=config.source_timezone,
+        timezone=config.timezone,
+        rating_scale=config.metrics.rating_scale,
+        seen=seen,
+    )
+
+
+def _validate_surveys(raw: RawTable, known: set[str], config: Config):
+    if raw.frame.empty and not len(raw.frame.columns):
+        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["community_id", "date", "score"]), raw.labels)
+    return validate_surveys(raw, known, timezone=config.timezone, score_scale=config.metrics.survey_scale)
