@@ -122,7 +122,7 @@ def test_check_config_prints_settings_with_secrets_masked(tmp_path, capsys):
     write_config(
         tmp_path,
         {
-            "source": {"sql": {"url": "postgresql+psycopg://app:${DB_PW}@db/wuye"}},
+            "source": {"sql": {"url": "postgresql+psycopg://app:${DB_PW}@db/wuye", "read_workers": 3}},
             "alerts": {"channels": {"ops": {"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=${DT}", "secret": "${DT_SEC}"}}},
         },
     )
@@ -139,7 +139,7 @@ def test_check_config_prints_settings_with_secrets_masked(tmp_path, capsys):
                 os.environ[k] = v
     out = capsys.readouterr().out
     assert "valid" in out and "ops (dingtalk)" in out and "app:***@db/wuye" in out
-    assert "reading    1098 days; nightly only tickets created or closed in the last 14 days and a slice of the older ones (all of them over 7 nights)" in out
+    assert "reading    1098 days; nightly only tickets created or closed in the last 14 days and a slice of the older ones (all of them over 7 nights); tickets read by 3 processes at once (source.sql.read_workers)" in out
     for secret in env.values():
         assert secret not in out
 
