@@ -165,19 +165,24 @@ def detect_findings(
     locations = locations_of(communities)
     level = config.forecast.level
     lookahead = config.detect.lookahead_days
-    history = {sid: g for sid, g in series.groupby("series_id", sort=False)}
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=lookahead) if lookahead else None
+    # Each series' rows as slices of arrays sorted once (pandas per series cost more than the
+    # detection itself at thousands of series).
+    history = _Slices(series, "series_id", ["ds", "y"], sort_by=None)
+    fcs = _Slices(forecasts, "series_id", ["ds", "yhat", "yhat_lower", "yhat_upper", "community_id", "metric"], sort_by="ds")
     columns: dict[int, dict[str, np.ndarray]] = {}
 
-    def calendar_at(feats: pd.DataFrame, days: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    def calendar_at(feats: pd.DataFrame, days: np.ndarray) -> dict[str, np.ndarray]:
         """The detection's calendar columns on ``days`` (positions in the book; outside it: none)."""
         cols = columns.get(id(feats))
         if cols is None:
             cols = columns[id(feats)] = {
+                "first": feats.index[0].to_datetime64().astype("datetime64[D]"),
                 "off_day": feats["off_day"].to_numpy(dtype=float),
                 "window": feats["window"].fillna("").to_numpy(dtype=object),
                 "estimated": feats["estimated"].fillna(False).to_numpy(dtype=bool),
             }
-        pos = ((days - feats.index[0]).days).to_numpy()
+        pos = (days.astype("datetime64[D]") - cols["first"]).astype(np.int64)
         inside = (pos >= 0) & (pos < len(feats))
         pos = np.where(inside, pos, 0)
         return {
@@ -187,25 +192,24 @@ def detect_findings(
         }
 
     found: list[Finding] = []
-    for sid, fc in forecasts.groupby("series_id", sort=False):
-        cid, metric = fc["community_id"].iloc[0], fc["metric"].iloc[0]
-        if len(history[sid]) < config.forecast.min_history_days:
+    for sid, fc in fcs.items():
+        cid, metric = fc["community_id"][0], fc["metric"][0]
+        hist = history.get(sid)
+        if hist is None or len(hist["y"]) < config.forecast.min_history_days:
             continue  # too little history to warn reliably (the series still gets its forecast)
         loc = locations.get(cid, Location(cid))
         threshold = thresholds_for(config.thresholds, metric, cid, loc.city, loc.region)
         if threshold is None:
             continue
-        fc = fc.sort_values("ds")
-        if lookahead:
-            fc = fc[fc["ds"] < pd.Timestamp(as_of) + pd.Timedelta(days=lookahead)]
-        days = pd.DatetimeIndex(fc["ds"])
+        if end is not None:
+            soon = fc["ds"] < end.to_datetime64()
+            fc = {k: v[soon] for k, v in fc.items()}
         feats = book.get(loc)
-        hist = history[sid].tail(28)
-        h_feats = calendar_at(feats, pd.DatetimeIndex(hist["ds"]))
-        f_feats = calendar_at(feats, days)
+        h_feats = calendar_at(feats, hist["ds"][-28:])
+        f_feats = calendar_at(feats, fc["ds"])
         counts = metric in COUNT_METRICS
         baseline = recent_baseline(
-            hist["y"].to_numpy(dtype=float),
+            hist["y"][-28:].astype(float),
             h_feats["off_day"] if counts else None,
             f_feats["off_day"],
             statistic=np.nanmean if counts else np.nanmedian,
@@ -214,10 +218,10 @@ def detect_findings(
             find_in_series(
                 cid,
                 metric,
-                days,
-                fc["yhat"].to_numpy(),
-                fc["yhat_lower"].to_numpy(),
-                fc["yhat_upper"].to_numpy(),
+                pd.DatetimeIndex(fc["ds"]),
+                fc["yhat"].astype(float),
+                fc["yhat_lower"].astype(float),
+                fc["yhat_upper"].astype(float),
                 baseline,
                 threshold,
                 level=level,
@@ -229,6 +233,26 @@ def detect_findings(
             )
         )
     return found
+
+
+class _Slices:
+    """A long frame's rows per key, as numpy slices of its columns: in the order the keys first
+    appear, rows in frame order or sorted by ``sort_by`` within each key."""
+
+    def __init__(self, frame: pd.DataFrame, key: str, columns: list[str], sort_by: str | None):
+        codes, self.keys = pd.factorize(frame[key], sort=False)
+        order = np.lexsort((frame[sort_by].to_numpy(), codes)) if sort_by else np.argsort(codes, kind="stable")
+        self.arrays = {c: frame[c].to_numpy()[order] for c in columns}
+        bounds = np.searchsorted(codes[order], np.arange(len(self.keys) + 1))
+        self.where = {k: (int(bounds[i]), int(bounds[i + 1])) for i, k in enumerate(self.keys)}
+
+    def get(self, key) -> dict[str, np.ndarray] | None:
+        at = self.where.get(key)
+        return None if at is None else {c: a[at[0] : at[1]] for c, a in self.arrays.items()}
+
+    def items(self):
+        for k in self.keys:
+            yield k, self.get(k)
 
 
 def forecast_table(

@@ -130,3 +130,46 @@ def test_a_new_finding_never_takes_an_id_already_in_use():
     # The same split again the next night: the ids stay as they were.
     again = carry_identity([finding(d(2027, 2, 7), d(2027, 2, 12)), finding(d(2027, 2, 5), d(2027, 2, 6))], tonight)
     assert [f.finding_id for f in again] == [f.finding_id for f in tonight]
+
+
+def _two_dips():
+    """A satisfaction series steady at 92, forecast to dip below 85 on days 3–5 and 20–23."""
+    from forecaster.calendar import FeatureBook
+
+    as_of = dt.date(2026, 6, 1)
+    hist_days = pd.date_range(as_of - dt.timedelta(days=60), periods=60)
+    fc_days = pd.date_range(as_of, periods=30)
+    yhat = np.full(30, 92.0)
+    yhat[3:6] = yhat[20:24] = 70.0
+    series = pd.DataFrame({"series_id": "C1:satisfaction", "community_id": "C1", "metric": "satisfaction", "ds": hist_days, "y": 92.0})
+    forecasts = pd.DataFrame(
+        {
+            "series_id": "C1:satisfaction",
+            "community_id": "C1",
+            "metric": "satisfaction",
+            "ds": fc_days,
+            "yhat": yhat,
+            "yhat_lower": yhat - 2,
+            "yhat_upper": yhat + 2,
+        }
+    )
+    # Another series in the forecasts listed first, with no history: no finding, no error.
+    other = forecasts.assign(series_id="C9:satisfaction", community_id="C9")
+    communities = pd.DataFrame({"community_id": ["C1", "C9"], "name": ["一号", "九号"], "city": ["北京", "北京"], "region": ["华北", "华北"]})
+    book = FeatureBook(as_of - dt.timedelta(days=70), as_of + dt.timedelta(days=30), country="CN")
+    return as_of, series, pd.concat([other, forecasts], ignore_index=True), communities, book
+
+
+def test_findings_of_a_forecast_frame_and_the_lookahead(make_config):
+    from forecaster.outlook import detect_findings
+
+    as_of, series, forecasts, communities, book = _two_dips()
+    config = make_config({"forecast": {"min_history_days": 28}})
+    found = detect_findings(series, forecasts.sample(frac=1, random_state=1), config, communities, as_of, book)
+    assert [(f.community_id, f.kind, f.first_day, f.last_day) for f in found] == [
+        ("C1", "dip", as_of + dt.timedelta(days=3), as_of + dt.timedelta(days=5)),
+        ("C1", "dip", as_of + dt.timedelta(days=20), as_of + dt.timedelta(days=23)),
+    ]
+    near = make_config({"forecast": {"min_history_days": 28}, "detect": {"lookahead_days": 14}})
+    found = detect_findings(series, forecasts, near, communities, as_of, book)
+    assert [(f.first_day, f.last_day) for f in found] == [(as_of + dt.timedelta(days=3), as_of + dt.timedelta(days=5))]
