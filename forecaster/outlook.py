@@ -265,16 +265,25 @@ def forecast_table(
         return pd.DataFrame(columns=columns)
     names = communities.set_index("community_id")["name"]
     locations = locations_of(communities)
-    parts = []
-    for cid, fc in forecasts.groupby("community_id", sort=False):
-        feats = book.get(locations.get(cid, Location(cid))).reindex(pd.DatetimeIndex(fc["ds"]))
-        part = fc.assign(
-            community_name=names.get(cid, cid),
-            holiday=feats["holiday_window"].fillna("").to_numpy(),
-            season=feats["season"].fillna("").to_numpy(),
-        )
-        parts.append(part)
-    out = pd.concat(parts, ignore_index=True)
+    out = forecasts.copy()
+    cid = out["community_id"]
+    out["community_name"] = cid.map(names).fillna(cid).astype(str)
+    # The calendar columns, one lookup per calendar (communities of a city share one), not per community.
+    days = pd.to_datetime(out["ds"]).to_numpy().astype("datetime64[D]")
+    holiday, season = np.full(len(out), "", dtype=object), np.full(len(out), "", dtype=object)
+    codes, uniques = pd.factorize(cid)
+    calendars: dict[int, tuple[pd.DataFrame, list[int]]] = {}
+    for code, community in enumerate(uniques):
+        feats = book.get(locations.get(community, Location(community)))
+        calendars.setdefault(id(feats), (feats, []))[1].append(code)
+    for feats, members in calendars.values():
+        rows = np.flatnonzero(np.isin(codes, members))
+        pos = (days[rows] - feats.index[0].to_datetime64().astype("datetime64[D]")).astype(np.int64)
+        inside = (pos >= 0) & (pos < len(feats))
+        rows, pos = rows[inside], pos[inside]
+        holiday[rows] = feats["holiday_window"].fillna("").to_numpy(dtype=object)[pos]
+        season[rows] = feats["season"].fillna("").to_numpy(dtype=object)[pos]
+    out["holiday"], out["season"] = holiday, season
     out["flag"], out["severity"] = "", ""
     if findings:
         rows = out.groupby(["community_id", "metric"], sort=False).indices

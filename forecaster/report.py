@@ -229,8 +229,9 @@ def make_report_html(
             if f.community_id not in seen:
                 seen.append(f.community_id)
         locations = locations_of(communities)
-        hist_by = {k: g for k, g in series.groupby(["community_id", "metric"], sort=False)}
-        fc_by = {k: g for k, g in forecasts.groupby(["community_id", "metric"], sort=False)}
+        # Rows by (community, metric), taken only for the few communities shown.
+        hist_rows = series.groupby(["community_id", "metric"], sort=False).indices
+        fc_rows = forecasts.groupby(["community_id", "metric"], sort=False).indices
         for cid in seen[:max_communities]:
             mine = [f for f in order if f.community_id == cid]
             row = info.loc[cid] if cid in info.index else None
@@ -249,10 +250,10 @@ def make_report_html(
             parts.append("</ul>")
             feats = features_for(locations.get(cid, Location(cid)))
             for metric in dict.fromkeys(f.metric for f in mine):
-                hist = hist_by.get((cid, metric))
-                fc = fc_by.get((cid, metric))
-                if hist is None or fc is None:
+                if (cid, metric) not in hist_rows or (cid, metric) not in fc_rows:
                     continue
+                hist = series.iloc[hist_rows[(cid, metric)]]
+                fc = forecasts.iloc[fc_rows[(cid, metric)]]
                 hist = hist.tail(history_days)
                 fc = fc.sort_values("ds")
                 days = pd.DatetimeIndex(pd.concat([hist["ds"], pd.to_datetime(fc["ds"])]))
