@@ -39,11 +39,14 @@ READ_DAY_COST, OTHER_DAY_COST = 10, 1
 
 def read_workers(config: Config) -> int:
     """Processes reading the tickets: ``source.sql.read_workers``, by default as many as the
-    engine runs (all cores), one when the engine is serial."""
+    engine runs (all cores), one when the engine is serial or the database is in memory."""
     from forecaster.engine import resolve_workers
 
     if config.source.type != "sql":
         return 1
+    url = config.source.sql.url.get()
+    if url.split("?")[0] in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url:
+        return 1  # an in-memory database is this process's alone
     if config.source.sql.read_workers is not None:
         return config.source.sql.read_workers
     return 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)

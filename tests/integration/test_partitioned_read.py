@@ -177,3 +177,6 @@ def test_read_workers_follow_the_engine_unless_set(make_config):
     assert read_workers(make_config({"source": {"sql": {"url": url}}, "engine": {"workers": 5}})) == 5
     assert read_workers(make_config({"source": {"sql": {"url": url}}, "engine": {"backend": "serial", "workers": 5}})) == 1
     assert read_workers(make_config({"source": {"type": "csv", "csv": {"directory": "."}}, "engine": {"workers": 5}})) == 1
+    # Another process would open an empty database of its own.
+    assert read_workers(make_config({"source": {"sql": {"url": "sqlite://", "read_workers": 4}}})) == 1
+    assert read_workers(make_config({"source": {"sql": {"url": "sqlite:///file:x?mode=memory&uri=true", "read_workers": 4}}})) == 1
