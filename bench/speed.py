@@ -1,7 +1,7 @@
 """Speed of the whole nightly cycle, and the plain Prophet loop it must beat, in one run.
 
     .venv/bin/python bench/speed.py                               # 100 communities × 4 metrics × 3 years
-    .venv/bin/python bench/speed.py --communities 2000 --workers 2 --prophet-sample 40
+    .venv/bin/python bench/speed.py --communities 2000 --workers 2 --prophet-sample 20
 
 It generates the demo company at the given size into a scratch SQLite source, then runs the
 full cycle (ingest, aggregation, model choice by backtest, forecasts, detection, outputs,
@@ -18,7 +18,8 @@ store, alerts queued) on three consecutive nights:
 
 It prints series per second, per-stage timings and peak memory for each, and the series per
 second of a plain loop over default Prophet (``Prophet()`` + Chinese holidays, fit and predict
-the same horizon) on a sample of the same series, one process, measured in the same run.
+the same horizon) on a sample of the same series, one process, measured after each night (the
+machine's speed drifts during a run: each night is compared with the loop measured next to it).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecaster.config import parse_config  # noqa: E402
 from forecaster.demo import make_demo_frames, write_demo_sql  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
-from forecaster.ingest import load_daily  # noqa: E402
 from forecaster.ingest.aggregate import series_from_parts  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.store import Store  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--communities", type=int, default=100)
     p.add_argument("--years", type=float, default=3.0)
     p.add_argument("--workers", type=int, default=None, help="default: all cores")
-    p.add_argument("--prophet-sample", type=int, default=40, help="series in the plain Prophet loop")
+    p.add_argument("--prophet-sample", type=int, default=20, help="series in the plain Prophet loop (run after each night)")
     p.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
     p.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--reuse-data", action="store_true", help="keep the source.db already in --dir (same size)")
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         del demo
     config = bench_config(root, args.workers)
     rows = []
+    loops = []  # (series, seconds) of the plain loop, measured after each night
+    sample = None
     nights = (("night 1 (cold)", args.as_of, False), ("night 2 (warm)", night2, False), ("night 3 (warm, full read)", night3, True))
     for label, as_of, full_read in nights:
         cmd = [sys.executable, __file__, "--run-night", str(root), as_of.isoformat()] + (["--full-read"] if full_read else [])
@@ -175,25 +177,38 @@ def main(argv: list[str] | None = None) -> int:
             f"peak MB: main {night['own_mb']:.0f}, largest worker {night['child_mb']:.0f}; "
             f"read {night['tickets_read']:,} tickets, {night['read']}"
         )
+        if sample is None:
+            sample = loop_sample(config, args.as_of, args.prophet_sample)
+        # The plain loop right after each night: the machine's speed drifts over a run (by a
+        # quarter and more), so each night is compared with the loop measured next to it.
+        n, took = default_prophet_loop(sample, config.forecast.horizon)
+        loops.append((n, took))
+        print(f"  plain default-Prophet loop after it: {n} series in {took:.1f} s = {n / took:.2f} series/s (one process)")
     store = Store(config.store.url.get())
     run = store.last_runs(1)[0]
     store.close()
-    # The loop fits the same full histories the nightly run saw (series.csv keeps only 120 days).
-    frame = series_from_parts(
-        load_daily(config, night2).parts, night2, config.metrics, min_history_days=config.forecast.min_history_days
-    ).frame
-    ids = frame["series_id"].drop_duplicates().sample(n=min(args.prophet_sample, frame["series_id"].nunique()), random_state=0)
-    n, took = default_prophet_loop(frame[frame["series_id"].isin(set(ids))], config.forecast.horizon)
-    loop_rate = n / took
-    print(f"plain default-Prophet loop: {n} series in {took:.1f} s = {loop_rate:.2f} series/s (one process)")
-    for label, _, wall, series in rows:
-        print(f"ratio {label}: ×{series / wall / loop_rate:.1f} the series/s of the plain Prophet loop")
+    for (label, _, wall, series), (n, took) in zip(rows, loops):
+        print(f"ratio {label}: ×{series / wall / (n / took):.1f} the series/s of the plain Prophet loop measured after it")
+    mean_rate = sum(n for n, _ in loops) / sum(t for _, t in loops)
+    print(f"plain loop over the run: {mean_rate:.2f} series/s (" + ", ".join(f"{n / t:.2f}" for n, t in loops) + ")")
     print(
         "extrapolated to 8,000 series (2,000 communities × 4 metrics): "
         + ", ".join(f"{label} {8000 * wall / max(series, 1) / 60:.1f} min" for label, _, wall, series in rows)
         + f"; last run {run.run_id[:8]} in {root}"
     )
     return 0
+
+
+def loop_sample(config, as_of: dt.date, size: int) -> pd.DataFrame:
+    """``size`` series (full histories, from the day sums night 1 saved) for the plain loop."""
+    store = Store(config.store.url.get())
+    try:
+        parts = store.load_parts(as_of - dt.timedelta(days=config.source.history_days))
+    finally:
+        store.close()
+    frame = series_from_parts(parts, as_of, config.metrics, min_history_days=config.forecast.min_history_days).frame
+    ids = frame["series_id"].drop_duplicates().sample(n=min(size, frame["series_id"].nunique()), random_state=0)
+    return frame[frame["series_id"].isin(set(ids))]
 
 
 if __name__ == "__main__":
