@@ -90,3 +90,18 @@ def test_old_forecasts_are_pruned_and_recent_ones_kept(db_url):
     assert sorted(left) == [("p1", 3), ("p2", 3)]
     assert {r.run_id for r in store.last_runs(10)} >= {"p0", "p1", "p2"}  # the runs themselves stay
     store.close()
+
+
+def test_a_store_made_before_loses_the_day_sums_ds_index(db_url):
+    # Session 4's stores indexed day_parts.ds: it only slowed the nightly save down.
+    Store(db_url).close()
+    engine = sa.create_engine(db_url)
+    old = sa.Table("day_parts", sa.MetaData(), autoload_with=engine)
+    sa.Index("ix_day_parts_ds", old.c.ds).create(engine)
+    assert "ix_day_parts_ds" in {ix["name"] for ix in sa.inspect(engine).get_indexes("day_parts")}
+    store = Store(db_url)
+    store.close()
+    names = {ix["name"] for ix in sa.inspect(engine).get_indexes("day_parts")}
+    engine.dispose()
+    assert "ix_day_parts_ds" not in names
+    Store(db_url).close()  # and opening it again is fine
