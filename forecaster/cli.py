@@ -674,8 +674,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         reading = f"all {config.source.history_days} days every night (source.incremental.enabled: false)"
     from forecaster.ingest.partitions import read_workers
 
-    if read_workers(config) > 1:
-        reading += f"; tickets read by {read_workers(config)} processes at once (source.sql.read_workers)"
+    processes = read_workers(config)
+    if processes > 1:
+        reading += f"; tickets read by {processes} processes at once (source.sql.read_workers)"
     print(f"  reading    {reading}")
     print(f"  store      {mask_url(config.store.url.get())}")
     print(f"  outputs    {config.output.dir}")

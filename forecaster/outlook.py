@@ -177,14 +177,11 @@ def detect_findings(
         cols = columns.get(id(feats))
         if cols is None:
             cols = columns[id(feats)] = {
-                "first": feats.index[0].to_datetime64().astype("datetime64[D]"),
                 "off_day": feats["off_day"].to_numpy(dtype=float),
                 "window": feats["window"].fillna("").to_numpy(dtype=object),
                 "estimated": feats["estimated"].fillna(False).to_numpy(dtype=bool),
             }
-        pos = (days.astype("datetime64[D]") - cols["first"]).astype(np.int64)
-        inside = (pos >= 0) & (pos < len(feats))
-        pos = np.where(inside, pos, 0)
+        pos, inside = _positions(feats, days)
         return {
             "off_day": np.where(inside, cols["off_day"][pos], np.nan),
             "window": np.where(inside, cols["window"][pos], ""),
@@ -235,6 +232,15 @@ def detect_findings(
     return found
 
 
+def _positions(feats: pd.DataFrame, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``days`` in a calendar frame (a row a day from its first; 0 where outside it),
+    and which of the days it holds."""
+    first = feats.index[0].to_datetime64().astype("datetime64[D]")
+    pos = (days.astype("datetime64[D]") - first).astype(np.int64)
+    inside = (pos >= 0) & (pos < len(feats))
+    return np.where(inside, pos, 0), inside
+
+
 class _Slices:
     """A long frame's rows per key, as numpy slices of its columns: in the order the keys first
     appear, rows in frame order or sorted by ``sort_by`` within each key."""
@@ -278,8 +284,7 @@ def forecast_table(
         calendars.setdefault(id(feats), (feats, []))[1].append(code)
     for feats, members in calendars.values():
         rows = np.flatnonzero(np.isin(codes, members))
-        pos = (days[rows] - feats.index[0].to_datetime64().astype("datetime64[D]")).astype(np.int64)
-        inside = (pos >= 0) & (pos < len(feats))
+        pos, inside = _positions(feats, days[rows])
         rows, pos = rows[inside], pos[inside]
         holiday[rows] = feats["holiday_window"].fillna("").to_numpy(dtype=object)[pos]
         season[rows] = feats["season"].fillna("").to_numpy(dtype=object)[pos]

@@ -158,7 +158,7 @@ def load_daily(
             # Parts of the tickets table read by a pool of processes; the saved sums and the
             # surveys here meanwhile.
             reader.close()  # no connection of this process is carried into the workers
-            tickets = PartitionedTickets(config, as_of, plan if plan.incremental else None, set(known), start, workers)
+            tickets = PartitionedTickets(config, as_of, plan, set(known), start, workers)
         try:
             old = saved.load(start) if plan.incremental else None
             ticket_reports: list[TableReport] = []
