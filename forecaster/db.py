@@ -10,7 +10,7 @@ from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from forecaster.errors import SourceError
 from forecaster.secret import mask_url
 
-__all__ = ["make_engine", "first_line"]
+__all__ = ["make_engine", "first_line", "sqlite_in_memory"]
 
 
 def make_engine(url: str, *, create_dir: bool = False) -> sa.Engine:
@@ -19,7 +19,7 @@ def make_engine(url: str, *, create_dir: bool = False) -> sa.Engine:
         parsed = sa.engine.make_url(url)
     except (SQLAlchemyError, ValueError) as exc:
         raise SourceError(f"{mask_url(url)}: not a usable database URL ({exc})") from None
-    if create_dir and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    if create_dir and parsed.get_backend_name() == "sqlite" and not sqlite_in_memory(parsed):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = sa.create_engine(parsed, pool_pre_ping=True)
@@ -35,6 +35,18 @@ def make_engine(url: str, *, create_dir: bool = False) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def sqlite_in_memory(url: "str | sa.engine.URL") -> bool:
+    """A SQLite database without a file, this process's alone: ``sqlite://``, ``:memory:`` or a
+    ``mode=memory`` URI."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    return parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
 
 
 def first_line(exc: BaseException) -> str:

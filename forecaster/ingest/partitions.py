@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Config
+from forecaster.db import sqlite_in_memory
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import ReadPlan
 from forecaster.ingest.tables import Part, TableReader, empty_surveys, make_source, moment
@@ -44,9 +45,8 @@ def read_workers(config: Config) -> int:
 
     if config.source.type != "sql":
         return 1
-    url = config.source.sql.url.get()
-    if url.split("?")[0] in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url:
-        return 1  # an in-memory database is this process's alone
+    if sqlite_in_memory(config.source.sql.url.get()):
+        return 1  # another process would open an empty database of its own
     if config.source.sql.read_workers is not None:
         return config.source.sql.read_workers
     return 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)
