@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import resource
 import shutil
 import subprocess
-import resource
 import sys
 import tempfile
 import time
@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forecaster.config import parse_config  # noqa: E402
 from forecaster.demo import make_demo_frames, write_demo_sql  # noqa: E402
-from forecaster.models.prophet import quiet_prophet  # noqa: E402
 from forecaster.ingest.aggregate import series_from_parts  # noqa: E402
+from forecaster.models.prophet import quiet_prophet  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 

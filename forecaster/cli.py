@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from forecaster import __version__
-from forecaster.errors import ConfigError, ForecasterError
+from forecaster.util.errors import ConfigError, ForecasterError
 
 __all__ = ["main", "build_parser"]
 
@@ -228,7 +228,7 @@ def _load_optional(args: argparse.Namespace):
 
 
 def _setup_logging(verbose: int) -> None:
-    from forecaster.secret import install_log_redaction
+    from forecaster.util.secret import install_log_redaction
 
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
@@ -247,14 +247,14 @@ def _load(args: argparse.Namespace):
 
 
 def _apply_log_config(config, verbose: int) -> None:
-    from forecaster.logs import configure_logging
+    from forecaster.util.logs import configure_logging
 
     level = config.log.level if verbose <= 0 else "INFO" if verbose == 1 else "DEBUG"
     configure_logging(config.log.format, level)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from forecaster.jobs.service import serve
+    from jobs.service import serve
 
     config = _load(args)
     _apply_log_config(config, args.verbose)
@@ -291,8 +291,8 @@ def _send(config, max_wait_s: float, store=None):
     import requests
 
     from forecaster.alerts.notify import send_pending
-    from forecaster.clock import SystemClock
     from forecaster.store import Store
+    from forecaster.util.clock import SystemClock
 
     own = store is None
     store = store or Store(config.store.url.get())
@@ -309,12 +309,12 @@ def _when(moment, zone=None) -> str:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from forecaster.alerts.outbox import Outbox
-    from forecaster.clock import SystemClock
-    from forecaster.summary import format_delivery
-    from forecaster.store import Store
-
     from zoneinfo import ZoneInfo
+
+    from forecaster.alerts.outbox import Outbox
+    from forecaster.store import Store
+    from forecaster.summary import format_delivery
+    from forecaster.util.clock import SystemClock
 
     config = _load(args)
     zone = ZoneInfo(config.timezone)
@@ -395,8 +395,8 @@ def _message_text(payload: dict) -> str:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from forecaster.alerts.notify import all_routes, channels_from
     from forecaster.alerts.outbox import NewMessage, Outbox
-    from forecaster.clock import SystemClock
     from forecaster.store import Store
+    from forecaster.util.clock import SystemClock
 
     config = _load(args)
     routes = {r.name: r for r in all_routes(config.alerts)}
@@ -457,8 +457,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from forecaster.alerts.outbox import Outbox
-    from forecaster.clock import SystemClock
     from forecaster.store import Store
+    from forecaster.util.clock import SystemClock
 
     config = _load(args)
     now = SystemClock().now()
@@ -504,9 +504,9 @@ def _routes(config):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from forecaster.clock import SystemClock, today_in
     from forecaster.demo import demo_status, make_demo_frames, write_demo_csv, write_demo_sql
-    from forecaster.secret import mask_url
+    from forecaster.util.clock import SystemClock, today_in
+    from forecaster.util.secret import mask_url
 
     config = _load(args)
     as_of = args.as_of or today_in(SystemClock(), config.timezone)
@@ -656,7 +656,7 @@ def _format_table(table) -> str:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from forecaster.config import describe_config
     from forecaster.ingest import check_source, describe_source
-    from forecaster.secret import mask_url
+    from forecaster.util.secret import mask_url
 
     config = _load(args)
     print(f"{config.path}: valid")
@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ForecasterError as exc:
-        from forecaster.secret import redact
+        from forecaster.util.secret import redact
 
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -33,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from forecaster.errors import ConfigError
-from forecaster.secret import Secret, mask_url
+from forecaster.util.errors import ConfigError
+from forecaster.util.secret import Secret, mask_url
 
 __all__ = [
     "Config",

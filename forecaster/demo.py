@@ -29,9 +29,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from forecaster.calendar import make_day_table
-from forecaster.db import first_line, make_engine
-from forecaster.errors import SourceError
-from forecaster.secret import mask_url
+from forecaster.util.db import first_line, make_engine
+from forecaster.util.errors import SourceError
+from forecaster.util.secret import mask_url
 
 __all__ = [
     "CITIES",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecaster.distinct import map_distinct
+from forecaster.util.distinct import map_distinct
 
 __all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv"]
 

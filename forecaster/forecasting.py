@@ -18,9 +18,9 @@ import pandas as pd
 
 from forecaster.calendar import FeatureBook, Location
 from forecaster.config import CalendarConfig
-from forecaster.errors import ForecasterError
 from forecaster.models.base import SeriesSpec
 from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
+from forecaster.util.errors import ForecasterError
 
 __all__ = [
     "InputError",

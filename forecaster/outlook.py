@@ -16,11 +16,11 @@ import pandas as pd
 from forecaster.calendar import FeatureBook, Location
 from forecaster.config import Config
 from forecaster.detect import Finding, find_in_series, findings_frame, recent_baseline, thresholds_for
-from forecaster.engine import chunked, map_chunks, resolve_workers
 from forecaster.forecasting import SeriesOutcome, forecast_long
 from forecaster.ingest.aggregate import COUNT_METRICS
 from forecaster.models.select import Settings
-from forecaster.progress import Progress
+from forecaster.util.engine import chunked, map_chunks, resolve_workers
+from forecaster.util.progress import Progress
 
 # Series per unit of work sent to a worker: small enough for steady progress and an even load,
 # large enough that sending the calendar and the frame costs little.

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import requests
 
-from forecaster.clock import Clock, SystemClock, today_in
+from forecaster.alerts.notify import QueueReport, queue_alerts
+from forecaster.calendar import FeatureBook
 from forecaster.config import Config
-from forecaster.errors import ForecasterError
 from forecaster.detect import Finding, carry_identity, findings_frame
 from forecaster.export import write_csv, write_series_csv, write_text
 from forecaster.forecasting import SeriesOutcome
@@ -30,13 +30,13 @@ from forecaster.ingest import DailyData, SavedParts, describe_source, load_daily
 from forecaster.ingest.aggregate import series_from_parts
 from forecaster.ingest.incremental import PartsState, parts_fingerprint
 from forecaster.ingest.validate import TableReport
-from forecaster.alerts.notify import QueueReport, queue_alerts
-from forecaster.calendar import FeatureBook
-from forecaster.engine import Interrupted
 from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.report import make_report_html
-from forecaster.secret import redact
 from forecaster.store import Store
+from forecaster.util.clock import Clock, SystemClock, today_in
+from forecaster.util.engine import Interrupted
+from forecaster.util.errors import ForecasterError
+from forecaster.util.secret import redact
 
 __all__ = ["RunResult", "run_once"]
 

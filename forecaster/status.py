@@ -10,7 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from forecaster.alerts.outbox import Outbox
 from forecaster.config import Config
-from forecaster.store import Store, job_slots, series_status
+from forecaster.store import Store, instance_name, job_slots, jobs_table, series_status
 
 __all__ = ["format_status"]
 
@@ -25,9 +25,7 @@ def _local(moment: dt.datetime | None, zone: ZoneInfo) -> str:
 
 def _scheduled(store: Store, config: Config) -> tuple[str, dict[str, dt.datetime | None]]:
     """Next run times from the service's job table (or, before it first ran, from config)."""
-    from forecaster.jobs.service import _hostname, jobs_table
-
-    instance = config.schedule.instance or _hostname()
+    instance = instance_name(config.schedule.instance)
     table = jobs_table(instance)
     if sa.inspect(store.engine).has_table(table):
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.db import first_line, make_engine
-from forecaster.errors import ForecasterError
 from forecaster.ingest.incremental import PartsState
 from forecaster.ingest.validate import TableReport
-from forecaster.secret import mask_url
+from forecaster.util.db import first_line, make_engine
+from forecaster.util.errors import ForecasterError
+from forecaster.util.secret import mask_url
 
 __all__ = [
     "Store",
@@ -39,6 +40,8 @@ __all__ = [
     "channel_state",
     "job_slots",
     "leases",
+    "jobs_table",
+    "instance_name",
     "model_choices",
     "day_parts",
     "day_parts_state",
@@ -304,6 +307,22 @@ leases = sa.Table(
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("expires_at", Moment, nullable=False),
 )
+
+
+
+def instance_name(configured: str | None = None) -> str:
+    """The service instance's name: ``schedule.instance``, or this host's short name (also what
+    ``forecaster status`` looks up, so both agree without the CLI importing the service)."""
+    if configured:
+        return configured
+    name = socket.gethostname().split(".")[0] or "forecaster"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+
+
+def jobs_table(instance: str) -> str:
+    """The APScheduler job table of one instance (jobs must not be shared between schedulers)."""
+    return "wuye_jobs_" + "".join(c if c.isalnum() else "_" for c in instance.lower())[:40]
+
 
 _FINDING_COLUMNS = {"limit": "limit_value", "window": "window_label"}
 

@@ -12,7 +12,7 @@ import pytest
 
 from forecaster.alerts.channels import Mentions, body_bytes, dingtalk_sign, feishu_sign, make_channel, webhook_signature
 from forecaster.config import ChannelConfig, parse_config
-from forecaster.errors import ConfigError
+from forecaster.util.errors import ConfigError
 
 
 def test_dingtalk_sign_matches_the_known_answer_and_is_encoded_once():

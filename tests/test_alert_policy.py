@@ -144,7 +144,7 @@ def test_quiet_hours_hold_messages_until_they_end(local, quiet, expect):
 
 
 def test_bad_quiet_hours_and_unknown_ops_route_are_config_errors():
-    from forecaster.errors import ConfigError
+    from forecaster.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"alerts\.routes\.0\.quiet_hours|alerts\.routes\[0\]\.quiet_hours"):
         parse_config({"alerts": {"routes": [{"name": "r", "channels": [], "quiet_hours": "10pm-7am"}]}})

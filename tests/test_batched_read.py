@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.ingest import load_daily, load_source
-from forecaster.ingest import csvfiles
+from forecaster.ingest import csvfiles, load_daily, load_source
 from forecaster.ingest.aggregate import make_daily_series, series_from_parts
 from forecaster.ingest.incremental import PartsState, history_slices, parts_fingerprint, plan_read
 from forecaster.ingest.validate import SeenKeys

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from forecaster.config import describe_config, load_config, parse_config
-from forecaster.errors import ConfigError
+from forecaster.util.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from forecaster.errors import EmptySourceError, SourceError
 from forecaster.ingest import load_source
+from forecaster.util.errors import EmptySourceError, SourceError
 
 AS_OF = dt.date(2026, 3, 10)
 

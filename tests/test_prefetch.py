@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from forecaster.prefetch import prefetch
+from forecaster.util.prefetch import prefetch
 
 
 def test_items_come_in_order_and_are_produced_in_another_thread():

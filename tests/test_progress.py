@@ -3,7 +3,7 @@
 import io
 import logging
 
-from forecaster.progress import Progress, format_eta
+from forecaster.util.progress import Progress, format_eta
 
 
 class Clock:

@@ -1,6 +1,6 @@
 import logging
 
-from forecaster.secret import RedactingFilter, Secret, mask_url, redact, register_url_credentials
+from forecaster.util.secret import RedactingFilter, Secret, mask_url, redact, register_url_credentials
 
 
 def test_secret_prints_as_placeholder_and_gives_value_on_request():
@@ -57,7 +57,7 @@ def test_logging_filter_redacts_messages_arguments_and_tracebacks():
 
 
 def test_tokens_in_a_webhook_path_are_masked_and_registered():
-    from forecaster.secret import Secret, mask_url, redact
+    from forecaster.util.secret import Secret, mask_url, redact
 
     url = "https://open.feishu.cn/open-apis/bot/v2/hook/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
     assert mask_url(url) == "https://open.feishu.cn/open-apis/bot/v2/hook/***"

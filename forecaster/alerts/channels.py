@@ -28,7 +28,7 @@ from urllib.parse import quote_plus
 import requests
 
 from forecaster.config import ChannelConfig
-from forecaster.secret import redact
+from forecaster.util.secret import redact
 
 __all__ = [
     "Delivery",

@@ -32,7 +32,6 @@ import sqlalchemy as sa
 
 from forecaster.alerts.channels import Channel, Delivery, deliver
 from forecaster.alerts.policy import Alerted, Decision, Silence, release_time
-from forecaster.clock import Clock
 from forecaster.config import DeliveryConfig
 from forecaster.store import (
     Store,
@@ -43,6 +42,7 @@ from forecaster.store import (
     silences,
     utc_naive,
 )
+from forecaster.util.clock import Clock
 
 __all__ = ["NewMessage", "OutboxMessage", "Outbox", "DrainReport", "drain", "new_message_id"]
 

@@ -15,13 +15,13 @@ import pandas as pd
 import requests
 
 from forecaster.config import Config
-from forecaster.errors import EmptySourceError
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import PartsState, ReadPlan, parts_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
 from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source
 from forecaster.ingest.validate import TableReport, validate_communities
-from forecaster.secret import mask_url
+from forecaster.util.errors import EmptySourceError
+from forecaster.util.secret import mask_url
 
 __all__ = [
     "SourceData",

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from forecaster.config import CsvSourceConfig, TableMap
-from forecaster.errors import SourceError
 from forecaster.ingest.mapping import select_columns, table_key
 from forecaster.ingest.validate import BatchedSource, RawTable
+from forecaster.util.errors import SourceError
 
 __all__ = ["CsvSource", "BATCH_ROWS"]
 

@@ -22,10 +22,10 @@ import pandas as pd
 import requests
 
 from forecaster.config import HttpSourceConfig, TableMap
-from forecaster.errors import SourceError
 from forecaster.ingest.mapping import select_columns
 from forecaster.ingest.validate import BatchedSource, RawTable
-from forecaster.secret import mask_url
+from forecaster.util.errors import SourceError
+from forecaster.util.secret import mask_url
 
 __all__ = ["HttpSource"]
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Config
-from forecaster.secret import mask_url
+from forecaster.util.secret import mask_url
 
 __all__ = ["PartsState", "ReadPlan", "history_slices", "parts_fingerprint", "plan_read"]
 

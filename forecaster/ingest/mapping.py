@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from forecaster.config import TABLE_COLUMNS, TableMap
-from forecaster.errors import SourceError
+from forecaster.util.errors import SourceError
 
 __all__ = ["select_columns", "table_key", "make_labels", "KeyLabels"]
 

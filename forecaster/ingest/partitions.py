@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Config
-from forecaster.db import sqlite_in_memory
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import ReadPlan
 from forecaster.ingest.tables import Part, TableReader, empty_surveys, make_source, moment
 from forecaster.ingest.validate import SeenKeys, TableReport
+from forecaster.util.db import sqlite_in_memory
 
 __all__ = ["partition_cuts", "read_workers", "PartRead", "read_part", "PartitionedTickets"]
 
@@ -41,7 +41,7 @@ READ_DAY_COST, OTHER_DAY_COST = 10, 1
 def read_workers(config: Config) -> int:
     """Processes reading the tickets: ``source.sql.read_workers``, by default as many as the
     engine runs (all cores), one when the engine is serial or the database is in memory."""
-    from forecaster.engine import resolve_workers
+    from forecaster.util.engine import resolve_workers
 
     if config.source.type != "sql":
         return 1

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import TABLE_COLUMNS, TableMap
-from forecaster.db import first_line, make_engine
-from forecaster.errors import SourceError
 from forecaster.ingest.mapping import make_labels, select_columns, table_key
 from forecaster.ingest.validate import BatchedSource, RawTable
-from forecaster.secret import mask_url
+from forecaster.util.db import first_line, make_engine
+from forecaster.util.errors import SourceError
+from forecaster.util.secret import mask_url
 
 __all__ = ["SqlSource"]
 

@@ -21,7 +21,7 @@ from forecaster.ingest.httpapi import HttpSource
 from forecaster.ingest.incremental import ReadPlan
 from forecaster.ingest.sql import SqlSource
 from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_surveys, validate_tickets
-from forecaster.prefetch import prefetch
+from forecaster.util.prefetch import prefetch
 
 __all__ = ["TableReader", "make_source", "history_start", "moment", "empty_tickets", "empty_surveys"]
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import TABLE_COLUMNS
-from forecaster.distinct import map_distinct
 from forecaster.ingest.mapping import KeyLabels
+from forecaster.util.distinct import map_distinct
 
 __all__ = [
     "RawTable",

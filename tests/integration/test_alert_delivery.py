@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from forecaster.alerts.notify import queue_alerts, send_pending
 from forecaster.alerts.outbox import Outbox
 from forecaster.cli import main
-from forecaster.clock import FixedClock
 from forecaster.config import parse_config
 from forecaster.detect import Finding
-from forecaster.secret import RedactingFilter
 from forecaster.store import Store
 from forecaster.summary import format_delivery
+from forecaster.util.clock import FixedClock
+from forecaster.util.secret import RedactingFilter
 from tests.robots import RobotServer
 
 AS_OF = dt.date(2026, 1, 21)

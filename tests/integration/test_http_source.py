@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from forecaster.errors import SourceError
 from forecaster.ingest import load_source
+from forecaster.util.errors import SourceError
 
 AS_OF = dt.date(2026, 3, 10)
 TOKEN = "api-tok-77f3e1"

@@ -1,10 +1,10 @@
 import datetime as dt
 import logging
 
-from forecaster.clock import FixedClock
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.jobs import nightly_job
 from forecaster.store import Store
+from forecaster.util.clock import FixedClock
+from jobs import nightly_job
 from tests.conftest import write_config
 
 # 02:00 in Shanghai on 23 November is still 22 November in UTC: the job must use the company's day.

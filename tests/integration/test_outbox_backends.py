@@ -9,10 +9,10 @@ import requests
 
 from forecaster.alerts.notify import queue_alerts, send_pending
 from forecaster.alerts.outbox import Outbox
-from forecaster.clock import FixedClock
 from forecaster.config import parse_config
 from forecaster.detect import Finding
 from forecaster.store import Store
+from forecaster.util.clock import FixedClock
 from tests.robots import RobotServer
 
 START = dt.datetime(2026, 1, 20, 18, 0, 0, 250_000, tzinfo=dt.timezone.utc)

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.errors import SourceError
 from forecaster.ingest import SavedParts, load_daily
 from forecaster.ingest.aggregate import PART_COLUMNS
 from forecaster.ingest.incremental import ReadPlan
@@ -19,6 +18,7 @@ from forecaster.ingest.partitions import PartitionedTickets, partition_cuts, rea
 from forecaster.ingest.tables import history_start
 from forecaster.pipeline import run_once
 from forecaster.store import Store
+from forecaster.util.errors import SourceError
 
 AS_OF = dt.date(2026, 11, 23)
 

@@ -22,10 +22,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.alerts.outbox import Outbox
-from forecaster.clock import FixedClock, SystemClock, today_in
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.jobs.service import Service, last_due
 from forecaster.store import Store, job_slots
+from forecaster.util.clock import FixedClock, SystemClock, today_in
+from jobs.service import Service, last_due
 from tests.conftest import wait_for, write_config
 from tests.robots import RobotServer
 
@@ -225,7 +225,7 @@ def _serve_script(cfg: Path, instance: str) -> list[str]:
     code = (
         "import logging, signal, threading, datetime as dt\n"
         "from apscheduler.triggers.interval import IntervalTrigger\n"
-        "from forecaster.jobs.service import Service\n"
+        "from jobs.service import Service\n"
         "logging.basicConfig(level=logging.INFO)\n"
         f"svc = Service({str(cfg)!r}, instance={instance!r},\n"
         "    nightly_trigger=IntervalTrigger(seconds=2, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)),\n"
@@ -343,8 +343,8 @@ def test_status_shows_next_runs_last_runs_outbox_and_failing_series(tmp_path, de
 def test_json_logs_are_one_object_per_line_with_secrets_masked(capsys):
     import logging
 
-    from forecaster.logs import configure_logging
-    from forecaster.secret import Secret
+    from forecaster.util.logs import configure_logging
+    from forecaster.util.secret import Secret
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
@@ -367,7 +367,7 @@ def test_json_logs_are_one_object_per_line_with_secrets_masked(capsys):
 
 
 def test_a_restarted_instance_takes_over_what_its_dead_predecessor_held_at_once(tmp_path, demo_db, server):
-    from forecaster.jobs.locks import acquire_lease, claim_slot
+    from jobs.locks import acquire_lease, claim_slot
 
     cfg = service_config(tmp_path, demo_db, server)
     svc = Service(cfg, instance="east_1")
@@ -384,3 +384,34 @@ def test_a_restarted_instance_takes_over_what_its_dead_predecessor_held_at_once(
         assert [s["status"] for s in slots_of(svc.config.store.url.get()) if s["slot"].startswith("2026-01-01")] == ["interrupted"]
     finally:
         svc.stop()
+
+
+def test_jobs_stored_under_the_old_module_path_keep_their_next_run(tmp_path, demo_db, server):
+    """A store written when the jobs lived in forecaster.jobs: its jobs are pointed at jobs.service
+    instead of being dropped at start (with them, a night missed across the upgrade)."""
+    import pickle
+
+    from forecaster.store import jobs_table
+    from jobs.service import upgrade_job_refs
+
+    path = service_config(tmp_path, demo_db, server)
+    first = Service(path, instance="upgrade", outbox_trigger=IntervalTrigger(hours=1, start_date=ALIGNED))
+    first.start()
+    due = first.scheduler.get_job("nightly").next_run_time
+    first.stop()
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    table = sa.Table(jobs_table("upgrade"), sa.MetaData(), autoload_with=store.engine)
+    with store.engine.begin() as conn:
+        for job_id, blob in conn.execute(sa.select(table.c.id, table.c.job_state)).all():
+            state = pickle.loads(blob)
+            state["func"] = "forecaster.jobs.service:" + state["func"].split(":", 1)[1]
+            conn.execute(table.update().where(table.c.id == job_id).values(job_state=pickle.dumps(state)))
+    assert upgrade_job_refs(store.engine, jobs_table("upgrade")) == 3
+    assert upgrade_job_refs(store.engine, jobs_table("upgrade")) == 0
+    store.close()
+    second = Service(path, instance="upgrade", outbox_trigger=IntervalTrigger(hours=1, start_date=ALIGNED))
+    second.start()
+    try:
+        assert second.scheduler.get_job("nightly").next_run_time == due
+    finally:
+        second.stop()

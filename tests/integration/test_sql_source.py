@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.demo import write_demo_sql
-from forecaster.errors import SourceError
 from forecaster.ingest import check_source, load_source
+from forecaster.util.errors import SourceError
 
 AS_OF = dt.date(2026, 3, 10)
 

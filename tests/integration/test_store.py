@@ -2,10 +2,9 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
-from forecaster.ingest.validate import Problem, TableReport
 import sqlalchemy as sa
 
+from forecaster.ingest.validate import Problem, TableReport
 from forecaster.store import Store, StoreError, forecasts
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))

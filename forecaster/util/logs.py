@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from forecaster.secret import install_log_redaction
+from forecaster.util.secret import install_log_redaction
 
 __all__ = ["JsonFormatter", "configure_logging"]
 

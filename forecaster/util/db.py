@@ -7,8 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
-from forecaster.errors import SourceError
-from forecaster.secret import mask_url
+from forecaster.util.errors import SourceError
+from forecaster.util.secret import mask_url
 
 __all__ = ["make_engine", "first_line", "sqlite_in_memory"]
 

@@ -1,5 +1,5 @@
 """Job functions the scheduler calls (APScheduler wiring comes with ``forecaster serve``)."""
 
-from forecaster.jobs.nightly import nightly_job
+from jobs.nightly import nightly_job
 
 __all__ = ["nightly_job"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
+import pickle
 import subprocess
 import threading
 import uuid
@@ -27,6 +27,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import requests
+import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -35,10 +36,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.alerts.notify import all_routes, channels_from, send_pending
 from forecaster.alerts.outbox import NewMessage, Outbox
-from forecaster.clock import Clock, SystemClock
 from forecaster.config import Config, load_config
-from forecaster.errors import ConfigError
-from forecaster.jobs.locks import (
+from forecaster.store import Store, instance_name, job_slots, jobs_table
+from forecaster.util.clock import Clock, SystemClock
+from forecaster.util.errors import ConfigError
+from forecaster.util.secret import redact
+from jobs.locks import (
     acquire_lease,
     claim_slot,
     finish_slot,
@@ -47,11 +50,9 @@ from forecaster.jobs.locks import (
     release_predecessor_leases,
     renew_slot,
 )
-from forecaster.jobs.nightly import nightly_job
-from forecaster.secret import redact
-from forecaster.store import Store, job_slots
+from jobs.nightly import nightly_job
 
-__all__ = ["Service", "last_due", "jobs_table", "LATE_AFTER_S"]
+__all__ = ["Service", "last_due", "LATE_AFTER_S"]
 
 log = logging.getLogger("forecaster.service")
 
@@ -81,10 +82,6 @@ def command_tick(instance: str, name: str) -> None:
     _SERVICES[instance].command(name)
 
 
-def jobs_table(instance: str) -> str:
-    return "wuye_jobs_" + "".join(c if c.isalnum() else "_" for c in instance.lower())[:40]
-
-
 def last_due(trigger: BaseTrigger, now: dt.datetime, *, lookback: dt.timedelta = dt.timedelta(days=8)) -> dt.datetime | None:
     """The latest time ``trigger`` fired at or before ``now`` (its due time)."""
     if isinstance(trigger, IntervalTrigger):
@@ -101,9 +98,29 @@ def last_due(trigger: BaseTrigger, now: dt.datetime, *, lookback: dt.timedelta =
     return last
 
 
-def _hostname() -> str:
-    name = socket.gethostname().split(".")[0] or "forecaster"
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+# Where the scheduler's job functions lived before `jobs/` became a top-level package. A stored job
+# naming an old place would be dropped by APScheduler at start (with its next run time, so a night
+# missed across the upgrade would not run); `upgrade_job_refs` points such jobs here instead.
+_OLD_JOB_MODULES = {"forecaster.jobs.service:": "jobs.service:"}
+
+
+def upgrade_job_refs(engine: sa.Engine, table: str) -> int:
+    """Rewrite stored jobs whose function is named by a module path this code no longer has.
+    Returns how many jobs were rewritten."""
+    if not sa.inspect(engine).has_table(table):
+        return 0
+    jobs = sa.Table(table, sa.MetaData(), autoload_with=engine)
+    changed = 0
+    with engine.begin() as conn:
+        for job_id, blob in conn.execute(sa.select(jobs.c.id, jobs.c.job_state)).all():
+            state = pickle.loads(blob)
+            func = state.get("func")
+            for old, new in _OLD_JOB_MODULES.items():
+                if isinstance(func, str) and func.startswith(old):
+                    state["func"] = new + func[len(old):]
+                    conn.execute(jobs.update().where(jobs.c.id == job_id).values(job_state=pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))
+                    changed += 1
+    return changed
 
 
 class Service:
@@ -122,7 +139,7 @@ class Service:
         self.config: Config = load_config(config_path)
         self.clock = clock or SystemClock()
         schedule = self.config.schedule
-        self.instance = instance or schedule.instance or _hostname()
+        self.instance = instance or instance_name(schedule.instance)
         self.holder = f"{self.instance}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.zone = self.config.timezone
         self.nightly_trigger = nightly_trigger or CronTrigger.from_crontab(schedule.nightly, timezone=self.zone)
@@ -132,6 +149,7 @@ class Service:
         self.stopping = threading.Event()
         self._drain_lock = threading.Lock()
         self.store = Store(self.config.store.url.get())
+        upgrade_job_refs(self.store.engine, jobs_table(self.instance))
         self.scheduler = BackgroundScheduler(
             timezone=self.zone,
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=jobs_table(self.instance))},
@@ -165,7 +183,7 @@ class Service:
             self._ensure_job(job_id, func, trigger, args)
         self.scheduler.resume()
         if self.config.schedule.metrics_port is not None:
-            from forecaster.jobs.metrics import start_metrics_server
+            from jobs.metrics import start_metrics_server
 
             self.metrics_server = start_metrics_server(self, self.config.schedule.metrics_host, self.config.schedule.metrics_port)
         nightly = self.scheduler.get_job("nightly")

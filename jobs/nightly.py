@@ -13,14 +13,15 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from forecaster.clock import Clock, SystemClock, today_in
 from forecaster.config import load_config
-from forecaster.errors import ConfigError
 from forecaster.pipeline import RunResult, run_once
+from forecaster.util.clock import Clock, SystemClock, today_in
+from forecaster.util.errors import ConfigError
 
 __all__ = ["nightly_job"]
 
-log = logging.getLogger(__name__)
+# Logger names stay in the forecaster tree: one logging setup, one name space for log collectors.
+log = logging.getLogger("forecaster.jobs.nightly")
 
 
 def nightly_job(
