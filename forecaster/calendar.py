@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from forecaster.vocab import HOLIDAY_NAMES_ZH, MAJOR_HOLIDAYS, WINDOW_LABELS
+
 if TYPE_CHECKING:
     from forecaster.config import CalendarConfig
 
 __all__ = [
-    "HOLIDAY_NAMES_ZH",
     "Location",
     "make_day_table",
     "make_features",
@@ -34,18 +35,6 @@ __all__ = [
     "FEATURE_TEXT_COLUMNS",
     "FeatureBook",
 ]
-
-# Canonical holiday keys and how they read in an alert.
-HOLIDAY_NAMES_ZH = {
-    "new_year": "元旦",
-    "spring_festival": "春节",
-    "qingming": "清明",
-    "labour_day": "劳动节",
-    "dragon_boat": "端午",
-    "mid_autumn": "中秋",
-    "national_day": "国庆",
-    "other": "其他假日",
-}
 
 _CC_KEYS = {
     "new_years_day": "new_year",
@@ -149,8 +138,6 @@ def make_day_table(start: dt.date | str, end: dt.date | str, country: str = "CN"
 
 # ----------------------------------------------------------------------------- features and windows
 
-MAJOR_HOLIDAYS = ("spring_festival", "national_day", "labour_day")
-WINDOW_LABELS = {"spring_festival": "春节前后", "national_day": "国庆", "labour_day": "五一"}
 
 
 @dataclass(frozen=True)

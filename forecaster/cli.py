@@ -16,6 +16,7 @@ from pathlib import Path
 
 from forecaster import __version__
 from forecaster.util.errors import ConfigError, ForecasterError
+from forecaster.vocab import AUTO, MODEL_NAMES, SINGLE_MODELS
 
 __all__ = ["main", "build_parser"]
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, metavar="H", help="days to forecast (default: forecast.horizon, 90)")
     p.add_argument(
         "--model",
-        choices=["auto", "naive", "linear", "linear_naive", "arima", "prophet", "ensemble"],
+        choices=[AUTO, *MODEL_NAMES],
         help="default: forecast.model (auto, among forecast.candidates); linear_naive = mean of linear and naive, "
         "ensemble = mean of ARIMA and Prophet",
     )
@@ -181,11 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and interval coverage per model, overall and on holiday windows.",
     )
     p.add_argument("--input", "-i", required=True, type=Path, metavar="IN.csv")
-    p.add_argument("--horizon", type=int, default=28, metavar="H", help="days per fold (default 28)")
-    p.add_argument("--folds", type=int, default=3, metavar="K", help="folds scored (default 3)")
+    p.add_argument("--horizon", type=int, metavar="H", help="days per fold (default: forecast.backtest_horizon, 28)")
+    p.add_argument("--folds", type=int, metavar="K", help="folds scored (default: forecast.backtest_folds, 3)")
     p.add_argument(
         "--models",
-        default="naive,linear,arima,prophet",
+        default=",".join(SINGLE_MODELS),
         help="comma-separated models (default all; the means linear_naive and ensemble are scored when their members are)",
     )
     p.add_argument("--output", "-o", type=Path, metavar="OUT.csv", help="also write the scores per series and model")
@@ -594,9 +595,14 @@ def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from forecaster.export import write_csv
     from forecaster.forecasting import backtest_long
-    from forecaster.models.select import COMBINATIONS, MODELS, summarise_backtest
+    from forecaster.models.select import MODELS, summarise_backtest
+    from forecaster.vocab import COMBINATIONS
 
     config = _load_optional(args)
+    if args.horizon is None:
+        args.horizon = config.forecast.backtest_horizon
+    if args.folds is None:
+        args.folds = config.forecast.backtest_folds
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in models if m not in MODELS]
     if unknown:

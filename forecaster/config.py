@@ -35,12 +35,12 @@ from pydantic import (
 
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import Secret, mask_url
+from forecaster.vocab import AUTO, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
 
 __all__ = [
     "Config",
     "TableMap",
     "SourceConfig",
-    "METRICS",
     "TABLE_COLUMNS",
     "load_config",
     "parse_config",
@@ -50,8 +50,9 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 
-METRICS = ("ticket_count", "complaint_count", "satisfaction", "resolution_hours")
-Metric = Literal["ticket_count", "complaint_count", "satisfaction", "resolution_hours"]
+Metric = Literal[METRIC_KEYS]  # type: ignore[valid-type]
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+SeverityName = Literal[SEVERITY_NAMES]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class SourceConfig(_Model):
 
 
 class MetricsConfig(_Model):
-    enabled: list[Metric] = list(METRICS)
+    enabled: list[Metric] = list(METRIC_KEYS)
     # Ticket categories that count as complaints (compared after trimming, case-insensitively).
     complaint_categories: list[str] = ["投诉", "complaint"]
     # Post-ticket ratings run from 0 (or 1) to this value; they are rescaled to 0-100.
@@ -349,10 +350,9 @@ class CalendarConfig(_Model):
     @field_validator("windows")
     @classmethod
     def _known_holidays(cls, value: dict[str, HolidayWindow]) -> dict[str, HolidayWindow]:
-        known = ("new_year", "spring_festival", "qingming", "labour_day", "dragon_boat", "mid_autumn", "national_day", "other")
         for key in value:
-            if key not in known:
-                raise ValueError(f"@{key}: unknown holiday; use one of {', '.join(known)}")
+            if key not in HOLIDAY_KEYS:
+                raise ValueError(f"@{key}: unknown holiday; use one of {', '.join(HOLIDAY_KEYS)}")
         return value
 
 
@@ -362,14 +362,14 @@ class ForecastConfig(_Model):
     min_history_days: int = Field(56, ge=14)
     country: str = "CN"
     # auto: choose per series by backtest; or force one model.
-    model: Literal["auto", "naive", "linear", "linear_naive", "arima", "prophet", "ensemble"] = "auto"
+    model: Literal[(AUTO, *MODEL_NAMES)] = AUTO  # type: ignore[valid-type]
     # Models tried by "auto". The seasonal-naive baseline is always the fallback and the scale of
     # every score; as a candidate of its own it wins two-fold backtests by luck more often than
     # it should (measured), so by default it takes part through "linear_naive", the mean of the
     # linear model and the baseline. "ensemble" is the mean of ARIMA and Prophet. The default set
     # is the fast one (~10 ms a fit); arima, prophet and ensemble cost 0.1–0.5 s per fit and
     # backtest origin (docs/benchmarks.md).
-    candidates: list[Literal["naive", "linear", "linear_naive", "arima", "prophet", "ensemble"]] = [
+    candidates: list[ModelName] = [
         "linear",
         "linear_naive",
     ]
@@ -385,6 +385,14 @@ class ForecastConfig(_Model):
     reselect_every_days: int = Field(7, ge=1, le=60)
 
 
+class SeverityCut(_Model):
+    """A finding reaches a severity when it is at least this much worse than the community's
+    baseline (0.15 = 15%) and at least this likely at its peak."""
+
+    depth: float = Field(ge=0)
+    probability: float = Field(gt=0, le=1)
+
+
 class DetectConfig(_Model):
     # A day is flagged when the forecast gives at least this probability of crossing a limit.
     min_probability: float = Field(0.6, gt=0, lt=1)
@@ -394,6 +402,12 @@ class DetectConfig(_Model):
     bridge_days: int = Field(2, ge=0, le=7)
     # Only look this many days ahead for findings (default: the whole horizon).
     lookahead_days: int | None = Field(None, ge=1)
+    # The most severe level whose cut a finding reaches is its severity; below every cut it is the
+    # least severe (提醒).
+    severity: dict[SeverityName, SeverityCut] = {
+        "严重": SeverityCut(depth=0.15, probability=0.8),
+        "警告": SeverityCut(depth=0.08, probability=0.6),
+    }
 
 
 class EngineConfig(_Model):
@@ -406,7 +420,6 @@ class EngineConfig(_Model):
 
 # Per-platform defaults (DESIGN.md): messages per minute per robot and the largest request body.
 CHANNEL_RATE_PER_MINUTE = {"dingtalk": 20, "wecom": 20, "feishu": 100, "webhook": 60, "console": 100_000}
-SEVERITY_NAMES = ("提醒", "警告", "严重")
 
 
 class ChannelConfig(_Model):
@@ -462,7 +475,7 @@ class RouteConfig(_Model):
     # "22:00-07:30" (in the configured timezone): messages wait until the quiet hours end.
     quiet_hours: str | None = None
     # Findings below this severity are not sent on this route.
-    min_severity: Literal["提醒", "警告", "严重"] = "提醒"
+    min_severity: SeverityName = SEVERITY_NAMES[0]
 
     @field_validator("quiet_hours")
     @classmethod

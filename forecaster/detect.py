@@ -5,13 +5,14 @@ forecast distribution (normal on each side of ``yhat``, with the spread implied 
 on that side), not from the point forecast alone. Limits per metric (``thresholds``):
 
 * ``below`` / ``above``: absolute (satisfaction under 85, resolution over 48 hours);
-* ``drop_share`` / ``rise_share``: relative to the community's own recent baseline (the median
-  of its last four weeks, by weekday type for counts, so a quiet Sunday is not a dip).
+* ``drop_share`` / ``rise_share``: relative to the community's own recent baseline (over its last
+  four weeks: the median for levels such as satisfaction; the mean for counts, by weekday type,
+  so a quiet Sunday is not a dip).
 
-A day is flagged when that probability reaches ``min_probability``. Consecutive flagged days
-(a gap of one day is bridged) form one finding, which says when (first, last and peak day), how
+A day is flagged when that probability reaches ``detect.min_probability``. Flagged days with gaps
+of up to ``detect.bridge_days`` (2) between them form one finding, which says when (first, last and peak day), how
 deep (expected value against the limit), how sure (peak probability), how bad (severity 提醒 /
-警告 / 严重), and which holiday, window or season it falls in.
+警告 / 严重, by the cuts in ``detect.severity``), and which holiday, window or season it falls in.
 
 Identity: a finding is ``community · metric · kind`` plus its dates; `carry_identity` gives a new
 finding the id of yesterday's finding it overlaps, so the same predicted dip seen again is the
@@ -28,11 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from forecaster.config import Threshold, ThresholdsConfig
+from forecaster.config import DetectConfig, Threshold, ThresholdsConfig
+from forecaster.vocab import DIP_METRICS, SEVERITY_NAMES, severity_rank
 
 __all__ = [
     "Finding",
-    "SEVERITIES",
     "thresholds_for",
     "recent_baseline",
     "day_probabilities",
@@ -40,10 +41,6 @@ __all__ = [
     "carry_identity",
     "findings_frame",
 ]
-
-SEVERITIES = ("提醒", "警告", "严重")  # notice, warning, critical
-DIP_METRICS = {"satisfaction"}  # lower is worse; everything else: higher is worse
-
 
 @dataclass
 class Finding:
@@ -160,12 +157,50 @@ def day_probabilities(
     return best_p, best_limit, best_ref
 
 
-def _severity(depth: float, probability: float) -> str:
-    if depth >= 0.15 and probability >= 0.8:
-        return SEVERITIES[2]
-    if depth >= 0.08 and probability >= 0.6:
-        return SEVERITIES[1]
-    return SEVERITIES[0]
+def severity_for(depth: float, probability: float, cuts: DetectConfig) -> str:
+    """The most severe level whose cut (``detect.severity``) the finding reaches; else the least."""
+    for name in sorted(cuts.severity, key=severity_rank, reverse=True):
+        cut = cuts.severity[name]
+        if depth >= cut.depth and probability >= cut.probability:
+            return name
+    return SEVERITY_NAMES[0]
+
+
+def _bridged(flagged: np.ndarray, bridge_days: int) -> np.ndarray:
+    """``flagged`` with gaps of up to ``bridge_days`` unflagged days between flagged ones filled."""
+    bridged = flagged.copy()
+    hits = np.flatnonzero(flagged)
+    for a, b in zip(hits[:-1], hits[1:]):
+        if 1 < b - a <= bridge_days + 1:
+            bridged[a:b] = True
+    return bridged
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of True."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
+
+
+def _depth(metric: str, expected: float, base: float) -> float:
+    """How much worse than the baseline ``expected`` is, as a share of it (never negative)."""
+    if not (base and np.isfinite(base)):
+        return 0.0
+    if metric in DIP_METRICS:
+        depth = (base - expected) / base
+    else:
+        depth = (expected - base) / base if base > 0 else 0.0
+    return float(max(depth, 0.0))
+
+
+def _labels(windows: list[str] | None, span: range) -> str:
+    """The holiday / season labels of the days in ``span``, each once, in order of appearance."""
+    labels: list[str] = []
+    for k in span:
+        for label in (windows[k].split("、") if windows and windows[k] else []):
+            if label not in labels:
+                labels.append(label)
+    return "、".join(labels)
 
 
 def find_in_series(
@@ -181,66 +216,44 @@ def find_in_series(
     level: float,
     windows: list[str] | None = None,
     estimated: np.ndarray | None = None,
-    min_probability: float = 0.6,
-    min_days: int = 2,
-    bridge_days: int = 2,
+    rules: DetectConfig = DetectConfig(),
 ) -> list[Finding]:
-    """All findings in one series' forecast. Gaps of up to ``bridge_days`` unflagged days
+    """All findings in one series' forecast. Gaps of up to ``rules.bridge_days`` unflagged days
     between flagged ones are bridged (a dip on Monday and Wednesday is one dip); a finding
-    must have at least ``min_days`` flagged days."""
+    must have at least ``rules.min_days`` flagged days."""
     if threshold is None or len(mean) == 0:
         return []
     p, limit, refs = day_probabilities(metric, mean, lower, upper, baseline, threshold, level)
-    flagged = p >= min_probability
-    bridged = flagged.copy()
-    hits = np.flatnonzero(flagged)
-    for a, b in zip(hits[:-1], hits[1:]):
-        if 1 < b - a <= bridge_days + 1:
-            bridged[a:b] = True
-    findings = []
-    i, n = 0, len(bridged)
+    flagged = p >= rules.min_probability
     kind = "dip" if metric in DIP_METRICS else "surge"
-    while i < n:
-        if not bridged[i]:
-            i += 1
+    findings = []
+    for i, j in _runs(_bridged(flagged, rules.bridge_days)):
+        if int(flagged[i : j + 1].sum()) < rules.min_days:
             continue
-        j = i
-        while j + 1 < n and bridged[j + 1]:
-            j += 1
-        if int(flagged[i : j + 1].sum()) >= min_days:
-            span = np.arange(i, j + 1)
-            peak = int(span[np.argmax(p[span])])
-            base = float(baseline[peak]) if np.isfinite(baseline[peak]) else float("nan")
-            if metric in DIP_METRICS:
-                depth = (base - mean[peak]) / base if base and np.isfinite(base) else 0.0
-            else:
-                depth = (mean[peak] - base) / base if base and np.isfinite(base) and base > 0 else 0.0
-            labels: list[str] = []
-            for k in span:
-                for label in (windows[k].split("、") if windows and windows[k] else []):
-                    if label not in labels:
-                        labels.append(label)
-            findings.append(
-                Finding(
-                    community_id=community_id,
-                    metric=metric,
-                    kind=kind,
-                    first_day=days[i].date(),
-                    last_day=days[j].date(),
-                    peak_day=days[peak].date(),
-                    expected=float(mean[peak]),
-                    limit=float(limit[peak]),
-                    reference=refs[peak],
-                    baseline=base,
-                    depth=float(max(depth, 0.0)),
-                    probability=float(p[peak]),
-                    severity=_severity(max(depth, 0.0), float(p[peak])),
-                    window="、".join(labels),
-                    estimated=bool(estimated is not None and estimated[span].any()),
-                    days=int(j - i + 1),
-                )
+        span = range(i, j + 1)
+        peak = i + int(np.argmax(p[i : j + 1]))
+        base = float(baseline[peak]) if np.isfinite(baseline[peak]) else float("nan")
+        depth = _depth(metric, float(mean[peak]), base)
+        findings.append(
+            Finding(
+                community_id=community_id,
+                metric=metric,
+                kind=kind,
+                first_day=days[i].date(),
+                last_day=days[j].date(),
+                peak_day=days[peak].date(),
+                expected=float(mean[peak]),
+                limit=float(limit[peak]),
+                reference=refs[peak],
+                baseline=base,
+                depth=depth,
+                probability=float(p[peak]),
+                severity=severity_for(depth, float(p[peak]), rules),
+                window=_labels(windows, span),
+                estimated=bool(estimated is not None and estimated[i : j + 1].any()),
+                days=int(j - i + 1),
             )
-        i = j + 1
+        )
     return findings
 
 
@@ -295,8 +308,7 @@ def carry_identity(new: list[Finding], previous: list[Finding], *, slack_days: i
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     frame = pd.DataFrame([asdict(f) for f in findings], columns=list(Finding.__dataclass_fields__))
-    order = {s: i for i, s in enumerate(SEVERITIES)}
     if len(frame):
-        frame["_rank"] = frame["severity"].map(order)
+        frame["_rank"] = frame["severity"].map(severity_rank)
         frame = frame.sort_values(["_rank", "probability", "first_day"], ascending=[False, False, True]).drop(columns="_rank")
     return frame.reset_index(drop=True)

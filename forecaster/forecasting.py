@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from forecaster.calendar import FeatureBook, Location
-from forecaster.config import CalendarConfig
+from forecaster.config import CalendarConfig, ForecastConfig
 from forecaster.models.base import SeriesSpec
 from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
 from forecaster.util.errors import ForecasterError
+from forecaster.vocab import SINGLE_MODELS
 
 __all__ = [
     "InputError",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 MAX_SHOWN = 5
+_DEFAULTS = ForecastConfig()  # the config schema holds every default
 
 
 class InputError(ForecasterError):
@@ -180,7 +182,7 @@ def forecast_long(
     frame: pd.DataFrame,
     settings: Settings,
     *,
-    country: str = "CN",
+    country: str = _DEFAULTS.country,
     calendar: CalendarConfig | None = None,
     locations: dict[str, Location] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,
@@ -240,14 +242,14 @@ def backtest_long(
     *,
     horizon: int,
     folds: int,
-    level: float = 80.0,
+    level: float = _DEFAULTS.level,
     step: int | None = None,
-    models: Iterable[str] = ("naive", "arima", "prophet"),
-    country: str = "CN",
+    models: Iterable[str] = SINGLE_MODELS,
+    country: str = _DEFAULTS.country,
     calendar: CalendarConfig | None = None,
     locations: dict[str, Location] | None = None,
-    min_train: int = 56,
-    selection_folds: int = 2,
+    min_train: int = _DEFAULTS.min_history_days,
+    selection_folds: int = _DEFAULTS.backtest_folds,
     extra_models: dict | None = None,
     autos: dict[str, tuple[str, ...]] | None = None,
     spec: Callable[[str, np.ndarray], SeriesSpec] | None = None,

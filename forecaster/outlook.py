@@ -224,9 +224,7 @@ def detect_findings(
                 level=level,
                 windows=f_feats["window"].tolist(),
                 estimated=f_feats["estimated"],
-                min_probability=config.detect.min_probability,
-                min_days=config.detect.min_days,
-                bridge_days=config.detect.bridge_days,
+                rules=config.detect,
             )
         )
     return found

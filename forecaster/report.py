@@ -19,19 +19,23 @@ import numpy as np
 import pandas as pd
 
 from forecaster.calendar import Location
-from forecaster.detect import SEVERITIES, Finding
+from forecaster.detect import Finding
 from forecaster.outlook import locations_of
+from forecaster.vocab import KIND_ZH, METRICS, SEVERITIES, SEVERITY_NAMES, severity_of, severity_rank
 
-__all__ = ["METRIC_NAMES_ZH", "KIND_NAMES_ZH", "make_report_html", "make_chart_svg"]
+__all__ = ["make_report_html", "make_chart_svg"]
 
-METRIC_NAMES_ZH = {
-    "satisfaction": "满意度",
-    "ticket_count": "工单量",
-    "complaint_count": "投诉量",
-    "resolution_hours": "处理时长（小时）",
-}
-KIND_NAMES_ZH = {"dip": "下降", "surge": "激增"}
-SEVERITY_COLOURS = {"严重": "#c0392b", "警告": "#e67e22", "提醒": "#7f8c8d"}
+
+def _metric_label(metric: str) -> str:
+    known = METRICS.get(metric)
+    return known.label_zh if known else metric
+
+
+def _change(f: Finding) -> str:
+    return f"{_metric_label(f.metric)}{KIND_ZH.get(f.kind, f.kind)}"
+
+
+_CSS_SEVERITIES = "".join(f".sev-{s.name}{{color:{s.colour}}}" for s in reversed(SEVERITIES))
 
 W, H = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 22, 26
@@ -108,7 +112,7 @@ def make_chart_svg(
             b = min(b, n - 1)
             out.append(
                 f'<rect class="finding" x="{x(a):.1f}" y="{TOP}" width="{max(x(b) - x(a), 2):.1f}" height="{H - TOP - BOTTOM}" '
-                f'fill="none" stroke="{SEVERITY_COLOURS.get(severity, "#c0392b")}" stroke-width="2" stroke-dasharray="4 3"/>'
+                f'fill="none" stroke="{(severity_of(severity) or SEVERITIES[-1]).colour}" stroke-width="2" stroke-dasharray="4 3"/>'
             )
     # Axes and grid.
     for k in range(4):
@@ -145,7 +149,7 @@ header{background:#1f3b5c;color:#fff;padding:16px 24px}header h1{margin:0 0 4px;
 main{padding:16px 24px;max-width:1100px;margin:auto}section{margin-bottom:28px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border-bottom:1px solid #e5e5e5;padding:6px 8px;text-align:left;vertical-align:top}th{background:#f0f3f7}
-.sev{font-weight:bold}.sev-严重{color:#c0392b}.sev-警告{color:#e67e22}.sev-提醒{color:#7f8c8d}
+.sev{font-weight:bold}""" + _CSS_SEVERITIES + """
 article{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:12px 16px;margin-bottom:16px}
 article h3{margin:0 0 6px}article small{color:#666;font-weight:normal}
 figure{margin:8px 0}figcaption{font-size:13px;color:#444}
@@ -180,9 +184,9 @@ def make_report_html(
     """The report page. ``features_for(Location)`` gives the calendar features (``holiday_window``,
     ``season`` by day) of a community."""
     info = communities.set_index("community_id")
-    by_sev = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
-    order = sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), -f.probability, f.first_day))
-    counts = "、".join(f"{s} {by_sev[s]}" for s in reversed(SEVERITIES) if by_sev[s]) or "无"
+    by_sev = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITY_NAMES}
+    order = sorted(findings, key=lambda f: (-severity_rank(f.severity), -f.probability, f.first_day))
+    counts = "、".join(f"{s} {by_sev[s]}" for s in reversed(SEVERITY_NAMES) if by_sev[s]) or "无"
     parts = [
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -204,7 +208,7 @@ def make_report_html(
                 f'<td><a href="#c-{_e(f.community_id)}">{_e(name)}</a></td>'
                 f"<td>{_e(info['city'].get(f.community_id, '') if 'city' in info else '')}</td>"
                 f"<td>{_e(info['manager'].get(f.community_id, '') if 'manager' in info else '')}</td>"
-                f"<td>{_e(METRIC_NAMES_ZH.get(f.metric, f.metric))}{_e(KIND_NAMES_ZH.get(f.kind, f.kind))}</td>"
+                f"<td>{_e(_change(f))}</td>"
                 f"<td>{f.first_day:%m-%d} 至 {f.last_day:%m-%d}（{f.days} 天）</td>"
                 f"<td>{f.expected:.1f}</td><td>{_e(f.reference)}（{f.limit:.1f}）</td>"
                 f"<td>{f.probability:.0%}</td><td>{_e(f.window)}{est}</td></tr>"
@@ -242,7 +246,7 @@ def make_report_html(
             for f in mine:
                 parts.append(
                     f'<li><span class="sev sev-{_e(f.severity)}">{_e(f.severity)}</span> '
-                    f"{_e(METRIC_NAMES_ZH.get(f.metric, f.metric))}{_e(KIND_NAMES_ZH.get(f.kind, f.kind))}："
+                    f"{_e(_change(f))}："
                     f"{f.first_day:%m-%d} 至 {f.last_day:%m-%d}，最严重 {f.peak_day:%m-%d} 预计 {f.expected:.1f}"
                     f"（{_e(f.reference)} {f.limit:.1f}，近期 {f.baseline:.1f}），概率 {f.probability:.0%}"
                     f"{'，' + _e(f.window) if f.window else ''}</li>"
@@ -260,7 +264,7 @@ def make_report_html(
                 f_days = feats.reindex(days)
                 spans = [(f.first_day, f.last_day, f.severity) for f in mine if f.metric == metric]
                 limit = next((f.limit for f in mine if f.metric == metric), None)
-                title = f"{name} {METRIC_NAMES_ZH.get(metric, metric)}"
+                title = f"{name} {_metric_label(metric)}"
                 svg = make_chart_svg(
                     days,
                     hist["y"].to_numpy(dtype=float),
@@ -274,7 +278,7 @@ def make_report_html(
                     limit,
                     title,
                 )
-                parts.append(f"<figure><figcaption>{_e(METRIC_NAMES_ZH.get(metric, metric))}</figcaption>{svg}</figure>")
+                parts.append(f"<figure><figcaption>{_e(_metric_label(metric))}</figcaption>{svg}</figure>")
             parts.append("</article>")
         if len(seen) > max_communities:
             parts.append(f"<p>另有 {len(seen) - max_communities} 个小区的预警见上表。</p>")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forecaster.detect import SEVERITIES
 from forecaster.pipeline import RunResult
+from forecaster.vocab import SEVERITY_NAMES, severity_rank
 
 __all__ = ["format_run_summary", "format_delivery"]
 
@@ -85,9 +85,9 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
                 lines.append(f"             {STATUS_WORDS[status]}: {ids}{more}")
     if result.findings:
         by = result.findings_by_severity
-        counts = " · ".join(f"{sev} {by[sev]}" for sev in reversed(SEVERITIES) if by.get(sev))
+        counts = " · ".join(f"{sev} {by[sev]}" for sev in reversed(SEVERITY_NAMES) if by.get(sev))
         lines.append(f"  findings   {len(result.findings)} ({counts})")
-        top = sorted(result.findings, key=lambda f: (-SEVERITIES.index(f.severity), -f.probability))[:3]
+        top = sorted(result.findings, key=lambda f: (-severity_rank(f.severity), -f.probability))[:3]
         for f in top:
             where = f"，{f.window}" if f.window else ""
             lines.append(

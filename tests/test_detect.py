@@ -5,13 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.config import Threshold, ThresholdOverride, ThresholdsConfig
+from forecaster.config import DetectConfig, SeverityCut, Threshold, ThresholdOverride, ThresholdsConfig
 from forecaster.detect import (
     Finding,
     carry_identity,
     day_probabilities,
     find_in_series,
     recent_baseline,
+    severity_for,
     thresholds_for,
 )
 
@@ -63,7 +64,7 @@ def test_short_gaps_are_bridged_and_single_days_dropped():
     mean, lo, hi = sat(mean)
     found = find_in_series("C1", "satisfaction", DAYS, mean, lo, hi, np.full(14, 92.0), Threshold(below=85), level=80)
     assert [(f.first_day.day, f.last_day.day) for f in found] == [(3, 6)]
-    single = find_in_series("C1", "satisfaction", DAYS, mean, lo, hi, np.full(14, 92.0), Threshold(below=85), level=80, min_days=1)
+    single = find_in_series("C1", "satisfaction", DAYS, mean, lo, hi, np.full(14, 92.0), Threshold(below=85), level=80, rules=DetectConfig(min_days=1))
     assert len(single) == 2
 
 
@@ -173,3 +174,14 @@ def test_findings_of_a_forecast_frame_and_the_lookahead(make_config):
     near = make_config({"forecast": {"min_history_days": 28}, "detect": {"lookahead_days": 14}})
     found = detect_findings(series, forecasts, near, communities, as_of, book)
     assert [(f.first_day, f.last_day) for f in found] == [(as_of + dt.timedelta(days=3), as_of + dt.timedelta(days=5))]
+
+
+def test_severity_follows_the_configured_cuts():
+    rules = DetectConfig()
+    assert severity_for(0.20, 0.90, rules) == "严重"
+    assert severity_for(0.20, 0.70, rules) == "警告"  # deep but not sure enough for 严重
+    assert severity_for(0.10, 0.95, rules) == "警告"
+    assert severity_for(0.05, 0.99, rules) == "提醒"
+    strict = DetectConfig(severity={"严重": SeverityCut(depth=0.30, probability=0.9)})
+    assert severity_for(0.20, 0.90, strict) == "提醒"  # no 警告 cut configured: below 严重 is 提醒
+    assert severity_for(0.35, 0.95, strict) == "严重"

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from forecaster.calendar import MAJOR_HOLIDAYS
+from forecaster.config import ForecastConfig
 from forecaster.models.arima import Arima
 from forecaster.models.base import Forecast, ModelError, SeriesSpec, predict_with
 from forecaster.models.linear import LinearModel
 from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
 from forecaster.models.prophet import ProphetModel
+from forecaster.vocab import AUTO, COMBINATIONS, MAJOR_HOLIDAYS, SINGLE_MODELS
 
 __all__ = [
     "MODELS",
@@ -45,10 +46,11 @@ __all__ = [
     "summarise_backtest",
 ]
 
-MODELS = {"naive": SeasonalNaive, "linear": LinearModel, "arima": Arima, "prophet": ProphetModel}
-# Candidates made of others: the mean of their forecasts. Scored from the members' backtest
-# forecasts, so they cost no extra fit in the backtest.
-COMBINATIONS = {"ensemble": ("arima", "prophet"), "linear_naive": ("linear", "naive")}
+MODELS = {model.name: model for model in (SeasonalNaive, LinearModel, Arima, ProphetModel)}
+assert tuple(MODELS) == SINGLE_MODELS
+# Candidates made of others (vocab.COMBINATIONS) are the mean of their members' forecasts. Scored
+# from the members' backtest forecasts, so they cost no extra fit in the backtest.
+_DEFAULTS = ForecastConfig()  # the config schema holds every default
 
 
 def make_model(name: str):
@@ -100,14 +102,14 @@ def _add_combinations(folds: dict[str, list["FoldForecast"]]) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    horizon: int = 90
-    level: float = 80.0
-    min_history_days: int = 56
-    model: str = "auto"
-    candidates: tuple[str, ...] = ("linear", "linear_naive")
-    folds: int = 3
-    fold_horizon: int = 28
-    step: int = 28
+    horizon: int = _DEFAULTS.horizon
+    level: float = _DEFAULTS.level
+    min_history_days: int = _DEFAULTS.min_history_days
+    model: str = _DEFAULTS.model
+    candidates: tuple[str, ...] = tuple(_DEFAULTS.candidates)
+    folds: int = _DEFAULTS.backtest_folds
+    fold_horizon: int = _DEFAULTS.backtest_horizon
+    step: int = _DEFAULTS.backtest_step
     calibrate: bool = True
 
     @classmethod
@@ -392,10 +394,10 @@ def forecast_series(
     if len(y) < settings.min_history_days or n_obs < 14:
         return baseline(f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}")
 
-    candidates = [settings.model] if settings.model != "auto" else list(settings.candidates)
+    candidates = [settings.model] if settings.model != AUTO else list(settings.candidates)
     masks = window_masks(features)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
-    if choice is not None and settings.model == "auto" and choice.model in candidates and reuse_days > 1:
+    if choice is not None and settings.model == AUTO and choice.model in candidates and reuse_days > 1:
         age = (ds[-1].date() - pd.Timestamp(choice.chosen_on).date()).days
         if 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead):
             try:
@@ -425,7 +427,7 @@ def forecast_series(
     failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
     # Best backtest first; a forced model is tried even when its backtest failed.
     order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
-    if not order and settings.model != "auto":
+    if not order and settings.model != AUTO:
         order = [settings.model]
     notes = [f"{name} failed in backtest: {err}" for name, err in failed.items()]
     for name in order:
@@ -446,13 +448,13 @@ def forecast_series(
         score = scores.get(name, float("nan"))
         chosen = (
             Choice(name, score, calibration.ordinary, calibration.holiday, tuple(sorted(ahead)), ds[-1].date().isoformat())
-            if best_first and settings.model == "auto"
+            if best_first and settings.model == AUTO
             else None
         )
         return SeriesForecast(
             fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen
         )
-    if not origins and settings.model == "auto":
+    if not origins and settings.model == AUTO:
         notes.append("history too short for a backtest")
     result = baseline("; ".join(notes) or "no candidate model produced a forecast")
     result.scores = scores
@@ -482,7 +484,7 @@ def backtest_series(
     step: int,
     level: float,
     min_train: int,
-    selection_folds: int = 2,
+    selection_folds: int = _DEFAULTS.backtest_folds,
     extra_models: dict | None = None,
     autos: dict[str, tuple[str, ...]] | None = None,
     reused_after: int = 0,
@@ -566,7 +568,7 @@ def backtest_series(
             # Baselines passed as extra_models are scored as they are, uncalibrated.
             calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
             emit(name, at[name][origin], k, calibration)
-        for auto, pool in (autos or {"auto": models}).items():
+        for auto, pool in (autos or {AUTO: models}).items():
             choice, calibration = decide(origin, pool, origin)
             emit(auto, at[choice][origin], k, calibration)
             if reused_after > 0:
