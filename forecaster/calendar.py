@@ -34,6 +34,8 @@ __all__ = [
     "is_published_year",
     "FEATURE_TEXT_COLUMNS",
     "FeatureBook",
+    "locations_of",
+    "day_positions",
 ]
 
 _CC_KEYS = {
@@ -295,3 +297,24 @@ class FeatureBook:
             full = self.get(location)
             self._numeric[key] = full[[c for c in full.columns if full[c].dtype.kind == "f"]].copy()
         return self._numeric[key]
+
+
+def locations_of(communities: pd.DataFrame) -> dict[str, Location]:
+    return {
+        r.community_id: Location(r.community_id, _text(r.city), _text(r.region))
+        for r in communities[["community_id", "city", "region"]].itertuples(index=False)
+    }
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
+
+
+def day_positions(feats: pd.DataFrame, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``days`` in a calendar frame (a row a day from its first; 0 where outside it),
+    and which of the days it holds."""
+    first = feats.index[0].to_datetime64().astype("datetime64[D]")
+    pos = (days.astype("datetime64[D]") - first).astype(np.int64)
+    inside = (pos >= 0) & (pos < len(feats))
+    return np.where(inside, pos, 0), inside
+

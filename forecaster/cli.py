@@ -551,7 +551,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _read_series(args: argparse.Namespace):
-    from forecaster.forecasting import complete_days, read_long_csv
+    from forecaster.ingest.longcsv import complete_days, read_long_csv
 
     return complete_days(read_long_csv(args.input), args.gaps)
 

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from forecaster.config import DetectConfig, Threshold, ThresholdsConfig
-from forecaster.vocab import DIP_METRICS, SEVERITY_NAMES, severity_rank
+from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
+from forecaster.config import Config, DetectConfig, Threshold, ThresholdsConfig
+from forecaster.vocab import COUNT_METRICS, DIP_METRICS, SEVERITY_NAMES, severity_rank
 
 __all__ = [
     "Finding",
@@ -40,6 +41,7 @@ __all__ = [
     "find_in_series",
     "carry_identity",
     "findings_frame",
+    "detect_findings",
 ]
 
 @dataclass
@@ -312,3 +314,103 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
         frame["_rank"] = frame["severity"].map(severity_rank)
         frame = frame.sort_values(["_rank", "probability", "first_day"], ascending=[False, False, True]).drop(columns="_rank")
     return frame.reset_index(drop=True)
+
+
+def detect_findings(
+    series: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    config: Config,
+    communities: pd.DataFrame,
+    as_of: dt.date,
+    book: FeatureBook,
+) -> list[Finding]:
+    """Findings in every forecast, against each community's thresholds and recent baseline."""
+    if forecasts.empty:
+        return []
+    locations = locations_of(communities)
+    level = config.forecast.level
+    lookahead = config.detect.lookahead_days
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=lookahead) if lookahead else None
+    # Each series' rows as slices of arrays sorted once (pandas per series cost more than the
+    # detection itself at thousands of series).
+    history = _Slices(series, "series_id", ["ds", "y"], sort_by=None)
+    fcs = _Slices(forecasts, "series_id", ["ds", "yhat", "yhat_lower", "yhat_upper", "community_id", "metric"], sort_by="ds")
+    columns: dict[int, dict[str, np.ndarray]] = {}
+
+    def calendar_at(feats: pd.DataFrame, days: np.ndarray) -> dict[str, np.ndarray]:
+        """The detection's calendar columns on ``days`` (positions in the book; outside it: none)."""
+        cols = columns.get(id(feats))
+        if cols is None:
+            cols = columns[id(feats)] = {
+                "off_day": feats["off_day"].to_numpy(dtype=float),
+                "window": feats["window"].fillna("").to_numpy(dtype=object),
+                "estimated": feats["estimated"].fillna(False).to_numpy(dtype=bool),
+            }
+        pos, inside = day_positions(feats, days)
+        return {
+            "off_day": np.where(inside, cols["off_day"][pos], np.nan),
+            "window": np.where(inside, cols["window"][pos], ""),
+            "estimated": inside & cols["estimated"][pos],
+        }
+
+    found: list[Finding] = []
+    for sid, fc in fcs.items():
+        cid, metric = fc["community_id"][0], fc["metric"][0]
+        hist = history.get(sid)
+        if hist is None or len(hist["y"]) < config.forecast.min_history_days:
+            continue  # too little history to warn reliably (the series still gets its forecast)
+        loc = locations.get(cid, Location(cid))
+        threshold = thresholds_for(config.thresholds, metric, cid, loc.city, loc.region)
+        if threshold is None:
+            continue
+        if end is not None:
+            soon = fc["ds"] < end.to_datetime64()
+            fc = {k: v[soon] for k, v in fc.items()}
+        feats = book.get(loc)
+        h_feats = calendar_at(feats, hist["ds"][-28:])
+        f_feats = calendar_at(feats, fc["ds"])
+        counts = metric in COUNT_METRICS
+        baseline = recent_baseline(
+            hist["y"][-28:].astype(float),
+            h_feats["off_day"] if counts else None,
+            f_feats["off_day"],
+            statistic=np.nanmean if counts else np.nanmedian,
+        )
+        found.extend(
+            find_in_series(
+                cid,
+                metric,
+                pd.DatetimeIndex(fc["ds"]),
+                fc["yhat"].astype(float),
+                fc["yhat_lower"].astype(float),
+                fc["yhat_upper"].astype(float),
+                baseline,
+                threshold,
+                level=level,
+                windows=f_feats["window"].tolist(),
+                estimated=f_feats["estimated"],
+                rules=config.detect,
+            )
+        )
+    return found
+
+
+class _Slices:
+    """A long frame's rows per key, as numpy slices of its columns: in the order the keys first
+    appear, rows in frame order or sorted by ``sort_by`` within each key."""
+
+    def __init__(self, frame: pd.DataFrame, key: str, columns: list[str], sort_by: str | None):
+        codes, self.keys = pd.factorize(frame[key], sort=False)
+        order = np.lexsort((frame[sort_by].to_numpy(), codes)) if sort_by else np.argsort(codes, kind="stable")
+        self.arrays = {c: frame[c].to_numpy()[order] for c in columns}
+        bounds = np.searchsorted(codes[order], np.arange(len(self.keys) + 1))
+        self.where = {k: (int(bounds[i]), int(bounds[i + 1])) for i, k in enumerate(self.keys)}
+
+    def get(self, key) -> dict[str, np.ndarray] | None:
+        at = self.where.get(key)
+        return None if at is None else {c: a[at[0] : at[1]] for c, a in self.arrays.items()}
+
+    def items(self):
+        for k in self.keys:
+            yield k, self.get(k)
+

@@ -13,11 +13,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
+from forecaster.detect import Finding, findings_frame
 from forecaster.util.distinct import map_distinct
 
-__all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv"]
+__all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv", "forecast_table", "findings_table", "FINDINGS_HEADERS_ZH"]
 
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 _UMASK = os.umask(0o022)
@@ -86,3 +89,109 @@ def write_series_csv(series: pd.DataFrame, communities: pd.DataFrame, path: Path
         }
     )
     return write_csv(out, path)
+
+
+def forecast_table(
+    forecasts: pd.DataFrame, findings: list[Finding], communities: pd.DataFrame, book: FeatureBook
+) -> pd.DataFrame:
+    """The forecast CSV (DESIGN.md contract): ``community_id, community_name, metric, ds, yhat,
+    yhat_lower, yhat_upper, model, holiday, season, flag, severity``."""
+    columns = ["community_id", "community_name", "metric", "ds", "yhat", "yhat_lower", "yhat_upper", "model", "holiday", "season", "flag", "severity"]
+    if forecasts.empty:
+        return pd.DataFrame(columns=columns)
+    names = communities.set_index("community_id")["name"]
+    locations = locations_of(communities)
+    out = forecasts.copy()
+    cid = out["community_id"]
+    out["community_name"] = cid.map(names).fillna(cid).astype(str)
+    # The calendar columns, one lookup per calendar (communities of a city share one), not per community.
+    days = pd.to_datetime(out["ds"]).to_numpy().astype("datetime64[D]")
+    holiday, season = np.full(len(out), "", dtype=object), np.full(len(out), "", dtype=object)
+    codes, uniques = pd.factorize(cid)
+    calendars: dict[int, tuple[pd.DataFrame, list[int]]] = {}
+    for code, community in enumerate(uniques):
+        feats = book.get(locations.get(community, Location(community)))
+        calendars.setdefault(id(feats), (feats, []))[1].append(code)
+    for feats, members in calendars.values():
+        rows = np.flatnonzero(np.isin(codes, members))
+        pos, inside = day_positions(feats, days[rows])
+        rows, pos = rows[inside], pos[inside]
+        holiday[rows] = feats["holiday_window"].fillna("").to_numpy(dtype=object)[pos]
+        season[rows] = feats["season"].fillna("").to_numpy(dtype=object)[pos]
+    out["holiday"], out["season"] = holiday, season
+    out["flag"], out["severity"] = "", ""
+    if findings:
+        rows = out.groupby(["community_id", "metric"], sort=False).indices
+        ds = pd.to_datetime(out["ds"]).to_numpy()
+        flag, severity = out["flag"].to_numpy(dtype=object), out["severity"].to_numpy(dtype=object)
+        for f in findings:
+            idx = rows.get((f.community_id, f.metric))
+            if idx is None:
+                continue
+            idx = idx[(ds[idx] >= np.datetime64(f.first_day)) & (ds[idx] <= np.datetime64(f.last_day))]
+            flag[idx], severity[idx] = f.kind, f.severity
+        out["flag"], out["severity"] = flag, severity
+    out["ds"] = pd.to_datetime(out["ds"]).dt.strftime("%Y-%m-%d")
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        out[col] = out[col].round(2)
+    return out.sort_values(["community_id", "metric", "ds"], kind="stable")[columns].reset_index(drop=True)
+
+
+FINDINGS_HEADERS_ZH = {
+    "finding_id": "编号",
+    "severity": "级别",
+    "community_id": "小区编号",
+    "community_name": "小区",
+    "city": "城市",
+    "region": "区域",
+    "manager": "负责人",
+    "metric": "指标",
+    "kind": "类型",
+    "first_day": "开始",
+    "last_day": "结束",
+    "peak_day": "最严重日",
+    "days": "天数",
+    "expected": "预测值",
+    "limit": "界限",
+    "reference": "依据",
+    "baseline": "近期基线",
+    "depth": "偏离",
+    "probability": "概率",
+    "window": "节假日/季节",
+    "estimated": "假期安排为推算",
+    "status": "状态",
+}
+
+
+def findings_table(findings: list[Finding], communities: pd.DataFrame, *, chinese_headers: bool = False) -> pd.DataFrame:
+    """One row per finding, most severe first, with the community's name, city and manager."""
+    frame = findings_frame(findings)
+    info = communities.set_index("community_id")
+    out = pd.DataFrame(
+        {
+            "finding_id": frame["finding_id"],
+            "severity": frame["severity"],
+            "community_id": frame["community_id"],
+            "community_name": frame["community_id"].map(info["name"]),
+            "city": frame["community_id"].map(info["city"]),
+            "region": frame["community_id"].map(info["region"]),
+            "manager": frame["community_id"].map(info["manager"]),
+            "metric": frame["metric"],
+            "kind": frame["kind"],
+            "first_day": frame["first_day"],
+            "last_day": frame["last_day"],
+            "peak_day": frame["peak_day"],
+            "days": frame["days"],
+            "expected": frame["expected"].round(2),
+            "limit": frame["limit"].round(2),
+            "reference": frame["reference"],
+            "baseline": frame["baseline"].round(2),
+            "depth": frame["depth"].round(3),
+            "probability": frame["probability"].round(3),
+            "window": frame["window"],
+            "estimated": frame["estimated"],
+            "status": frame["status"],
+        }
+    )
+    return out.rename(columns=FINDINGS_HEADERS_ZH) if chinese_headers else out
+

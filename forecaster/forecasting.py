@@ -9,130 +9,42 @@ the others.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from forecaster.calendar import FeatureBook, Location
-from forecaster.config import CalendarConfig, ForecastConfig
+from forecaster.calendar import FeatureBook, Location, locations_of
+from forecaster.config import CalendarConfig, Config, ForecastConfig
 from forecaster.models.base import SeriesSpec
 from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
-from forecaster.util.errors import ForecasterError
-from forecaster.vocab import SINGLE_MODELS
+from forecaster.util.engine import chunked, map_chunks, resolve_workers
+from forecaster.util.progress import Progress
+from forecaster.vocab import METRICS, SINGLE_MODELS
 
 __all__ = [
-    "InputError",
-    "read_long_csv",
-    "validate_long",
-    "complete_days",
     "spec_for_metric",
     "SeriesOutcome",
     "forecast_long",
     "backtest_long",
+    "CHUNK_SERIES",
+    "reselect_tonight",
+    "forecast_communities",
 ]
 
-MAX_SHOWN = 5
 _DEFAULTS = ForecastConfig()  # the config schema holds every default
 
 
-class InputError(ForecasterError):
-    """The input file is not a usable long series table."""
-
-    exit_code = 2
-
-
-def read_long_csv(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{path}: cannot read as a UTF-8 CSV: {exc}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return validate_long(frame, path.name)
-
-
-def _lines(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask)[:MAX_SHOWN] + 2  # header is line 1
-    more = f" and {int(mask.sum()) - MAX_SHOWN} more" if mask.sum() > MAX_SHOWN else ""
-    return ", ".join(str(r) for r in rows) + more
-
-
-def validate_long(frame: pd.DataFrame, origin: str = "input") -> pd.DataFrame:
-    """Check and type a ``series_id, ds, y`` frame; raise `InputError` naming rows and columns."""
-    missing = [c for c in ("series_id", "ds", "y") if c not in frame.columns]
-    if missing:
-        there = ", ".join(frame.columns) or "none"
-        raise InputError(f"{origin}: missing column(s) {', '.join(missing)} (columns there: {there}); need series_id, ds, y")
-    sid = frame["series_id"].astype("string").str.strip()
-    bad = sid.isna().to_numpy()
-    if bad.any():
-        raise InputError(f"{origin}: empty series_id on line(s) {_lines(bad)}")
-    raw_ds = frame["ds"]
-    ds = pd.to_datetime(raw_ds, errors="coerce", format="ISO8601")
-    bad = ds.isna().to_numpy()
-    if bad.any():
-        first = raw_ds[bad].iloc[0]
-        raise InputError(f"{origin}: column ds: not a date on line(s) {_lines(bad)} (e.g. {first!r}; use YYYY-MM-DD)")
-    if (ds != ds.dt.normalize()).any():
-        bad = (ds != ds.dt.normalize()).to_numpy()
-        raise InputError(f"{origin}: column ds: daily dates expected, got a time of day on line(s) {_lines(bad)}")
-    y = pd.to_numeric(frame["y"], errors="coerce")
-    bad = (y.isna() & frame["y"].notna()).to_numpy() | ~np.isfinite(y.fillna(0).to_numpy())
-    if bad.any():
-        first = frame["y"][bad].iloc[0]
-        raise InputError(f"{origin}: column y: not a number on line(s) {_lines(bad)} (e.g. {first!r}; leave a missing value empty)")
-    out = pd.DataFrame({"series_id": sid.astype(str), "ds": ds.dt.tz_localize(None) if ds.dt.tz else ds, "y": y.astype(float)})
-    for extra in ("community_id", "metric"):
-        if extra in frame.columns:
-            out[extra] = frame[extra]
-    dup = out.duplicated(["series_id", "ds"], keep=False).to_numpy()
-    if dup.any():
-        first = out[dup].iloc[0]
-        raise InputError(
-            f"{origin}: duplicate (series_id, ds) on line(s) {_lines(dup)} "
-            f"(e.g. {first['series_id']!r} on {first['ds'].date()}); one value per series and day"
-        )
-    if out.empty:
-        raise InputError(f"{origin}: no rows")
-    return out.sort_values(["series_id", "ds"], kind="stable").reset_index(drop=True)
-
-
-def complete_days(frame: pd.DataFrame, gaps: str = "missing") -> pd.DataFrame:
-    """Every series on consecutive days from its first to its last date. Absent days become
-    missing (``gaps="missing"``, right for levels such as satisfaction) or 0 (``"zero"``, for counts
-    where an absent row means nothing happened)."""
-    if gaps not in ("missing", "zero"):
-        raise ValueError("gaps must be 'missing' or 'zero'")
-    parts = []
-    for sid, g in frame.groupby("series_id", sort=False):
-        full = pd.date_range(g["ds"].iloc[0], g["ds"].iloc[-1], freq="D")
-        if len(full) == len(g):
-            parts.append(g)
-            continue
-        filled = g.set_index("ds").reindex(full)
-        filled.index.name = "ds"
-        filled["series_id"] = sid
-        for col in ("community_id", "metric"):
-            if col in g.columns:
-                filled[col] = g[col].iloc[0]
-        if gaps == "zero":
-            filled["y"] = filled["y"].fillna(0.0)
-        parts.append(filled.reset_index())
-    return pd.concat(parts, ignore_index=True)[frame.columns]
-
-
 def spec_for_metric(metric: str | None, y: np.ndarray) -> SeriesSpec:
-    """Satisfaction stays within 0–100; counts and hours are non-negative (modelled in log1p)."""
-    if metric == "satisfaction":
-        return SeriesSpec("none", 0.0, 100.0)
-    if metric in ("ticket_count", "complaint_count", "resolution_hours"):
-        return SeriesSpec("log1p", 0.0, None)
-    return SeriesSpec.for_values(y)
+    """How a metric's series is modelled (vocab.METRICS: satisfaction within 0–100; counts and
+    hours non-negative, in log1p); a series of no known metric, from its values."""
+    known = METRICS.get(metric) if metric else None
+    if known is None:
+        return SeriesSpec.for_values(y)
+    return SeriesSpec(known.transform, 0.0, known.upper)
 
 
 @dataclass
@@ -284,3 +196,112 @@ def backtest_long(
         points.insert(0, "series_id", sid)
         parts.append(points)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# Series per unit of work sent to a worker: small enough for steady progress and an even load,
+# large enough that sending the calendar and the frame costs little.
+CHUNK_SERIES = 40
+
+
+@dataclass(frozen=True)
+class _Job:
+    frame: pd.DataFrame
+    settings: Settings
+    country: str
+    calendar: object
+    locations: dict[str, Location]
+    choices: dict
+    reuse_days: int
+    span: tuple
+
+
+def _forecast_chunk(job: _Job) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    return forecast_long(
+        job.frame,
+        job.settings,
+        country=job.country,
+        calendar=job.calendar,
+        locations=job.locations,
+        choices=job.choices,
+        reuse_days=job.reuse_days,
+        span=job.span,
+    )
+
+
+def reselect_tonight(series_id: str, as_of: dt.date, every_days: int) -> bool:
+    """Whether this series chooses its model afresh tonight: one in ``every_days`` of the series
+    each night, by a stable hash of its id, so the backtest work is spread over the week."""
+    if every_days <= 1:
+        return True
+    digest = int(hashlib.sha1(series_id.encode("utf-8")).hexdigest()[:8], 16)
+    return (digest + as_of.toordinal()) % every_days == 0
+
+
+def forecast_communities(
+    series: pd.DataFrame,
+    config: Config,
+    communities: pd.DataFrame,
+    *,
+    should_stop=lambda: False,
+    choices: dict | None = None,
+    as_of: dt.date | None = None,
+) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    """Forecast every series (``series_id, community_id, metric, ds, y``) on the configured engine.
+
+    Returns forecasts with ``community_id`` and ``metric`` columns, and one outcome per series.
+    """
+    if series.empty:
+        return pd.DataFrame(), []
+    locations = locations_of(communities)
+    per_series = {
+        sid: locations.get(cid, Location(cid))
+        for sid, cid in series.groupby("series_id", sort=False)["community_id"].first().items()
+    }
+    settings = Settings.from_config(config.forecast)
+    ids = list(series["series_id"].unique())
+    every = config.forecast.reselect_every_days
+    reusable = {
+        sid: c
+        for sid, c in (choices or {}).items()
+        if as_of is None or not reselect_tonight(sid, as_of, every)
+    }
+    workers = 1 if config.engine.backend == "serial" else resolve_workers(config.engine.workers)
+    parts = chunked(ids, max(workers * 4, len(ids) // CHUNK_SERIES))
+    # One pass over the frame for all chunks (not one scan of the whole frame per chunk).
+    chunk_of = {sid: k for k, part in enumerate(parts) for sid in part}
+    frames = dict(iter(series.groupby(series["series_id"].map(chunk_of), sort=False)))
+    span = (series["ds"].min(), series["ds"].max())
+    jobs = [
+        _Job(
+            frames[k],
+            settings,
+            config.forecast.country,
+            config.calendar,
+            per_series,
+            {sid: reusable[sid] for sid in part if sid in reusable},
+            every,
+            span,
+        )
+        for k, part in enumerate(parts)
+    ]
+    progress = Progress(len(ids), "forecast")
+    sizes = [len(part) for part in parts]
+    results = map_chunks(
+        _forecast_chunk,
+        jobs,
+        backend=config.engine.backend,
+        workers=config.engine.workers,
+        should_stop=should_stop,
+        on_done=lambda i: progress.advance(sizes[i]),
+        address=config.engine.address,
+    )
+    progress.finish()
+    frames = [f for f, _ in results if not f.empty]
+    outcomes = [o for _, outs in results for o in outs]
+    if not frames:
+        return pd.DataFrame(), outcomes
+    forecasts = pd.concat(frames, ignore_index=True)
+    meta = series.groupby("series_id", sort=False)[["community_id", "metric"]].first()
+    forecasts = forecasts.join(meta, on="series_id")
+    return forecasts, outcomes
+

@@ -23,14 +23,13 @@ import requests
 from forecaster.alerts.notify import QueueReport, queue_alerts
 from forecaster.calendar import FeatureBook
 from forecaster.config import Config
-from forecaster.detect import Finding, carry_identity, findings_frame
-from forecaster.export import write_csv, write_series_csv, write_text
-from forecaster.forecasting import SeriesOutcome
+from forecaster.detect import Finding, carry_identity, detect_findings, findings_frame
+from forecaster.export import findings_table, forecast_table, write_csv, write_series_csv, write_text
+from forecaster.forecasting import SeriesOutcome, forecast_communities
 from forecaster.ingest import DailyData, SavedParts, describe_source, load_daily
 from forecaster.ingest.aggregate import series_from_parts
 from forecaster.ingest.incremental import PartsState, parts_fingerprint
 from forecaster.ingest.validate import TableReport
-from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.report import make_report_html
 from forecaster.store import Store
 from forecaster.util.clock import Clock, SystemClock, today_in

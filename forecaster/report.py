@@ -18,9 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from forecaster.calendar import Location
+from forecaster.calendar import Location, locations_of
 from forecaster.detect import Finding
-from forecaster.outlook import locations_of
 from forecaster.vocab import KIND_ZH, METRICS, SEVERITIES, SEVERITY_NAMES, severity_of, severity_rank
 
 __all__ = ["make_report_html", "make_chart_svg"]

@@ -48,6 +48,10 @@ class Metric:
     label_zh: str  # as the report heads a chart: 处理时长（小时）
     unit_zh: str  # after a value in an alert: 分, 单/天
     advice_zh: str  # the default advice line of a warning of this metric (alerts.templates.advice overrides)
+    # How models see it: counts and hours are non-negative and modelled in log1p; a score stays
+    # within its bounds.
+    transform: Literal["none", "log1p"] = "log1p"
+    upper: float | None = None
 
 
 METRICS: dict[str, Metric] = {
@@ -64,6 +68,7 @@ METRICS: dict[str, Metric] = {
         Metric(
             "satisfaction", "mean", "dip", "满意度", "满意度", "分",
             "提前回访近期报修、投诉的住户，检查保洁、安保、电梯等重点服务，确认节假日值班",
+            transform="none", upper=100.0,
         ),
         Metric(
             "resolution_hours", "mean", "surge", "处理时长", "处理时长（小时）", "小时",

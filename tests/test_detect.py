@@ -162,7 +162,7 @@ def _two_dips():
 
 
 def test_findings_of_a_forecast_frame_and_the_lookahead(make_config):
-    from forecaster.outlook import detect_findings
+    from forecaster.detect import detect_findings
 
     as_of, series, forecasts, communities, book = _two_dips()
     config = make_config({"forecast": {"min_history_days": 28}})

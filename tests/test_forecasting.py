@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.forecasting import InputError, complete_days, forecast_long, validate_long
+from forecaster.forecasting import forecast_long
+from forecaster.ingest.longcsv import InputError, complete_days, validate_long
 from forecaster.models.select import Settings
 
 

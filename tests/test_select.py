@@ -166,7 +166,7 @@ def test_a_recent_choice_is_reused_with_one_fit_and_its_calibration(monkeypatch)
 def test_reselection_is_spread_over_the_week():
     import datetime as dt
 
-    from forecaster.outlook import reselect_tonight
+    from forecaster.forecasting import reselect_tonight
 
     ids = [f"C{i:04d}:satisfaction" for i in range(7000)]
     day = dt.date(2026, 11, 23)

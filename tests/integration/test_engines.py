@@ -9,9 +9,9 @@ import pytest
 
 from forecaster.config import parse_config
 from forecaster.demo import make_demo_frames, write_demo_sql
+from forecaster.forecasting import forecast_communities
 from forecaster.ingest import load_source
 from forecaster.ingest.aggregate import make_daily_series
-from forecaster.outlook import forecast_communities
 from forecaster.util.engine import Interrupted, map_chunks
 from tests.conftest import AS_OF
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 from forecaster.config import parse_config
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.outlook import reselect_tonight
+from forecaster.forecasting import reselect_tonight
 from forecaster.pipeline import run_once
 from forecaster.store import Store
 from forecaster.summary import format_run_summary
