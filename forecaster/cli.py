@@ -16,7 +16,7 @@ from pathlib import Path
 
 from forecaster import __version__
 from forecaster.util.errors import ConfigError, ForecasterError
-from forecaster.vocab import AUTO, MODEL_NAMES, SINGLE_MODELS
+from forecaster.vocab import AUTO, METRIC_KEYS, MODEL_NAMES, SINGLE_MODELS
 
 __all__ = ["main", "build_parser"]
 
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     silence = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     q = silence.add_parser("add", parents=[common], help="add a silence")
     q.add_argument("--community", metavar="ID", help="only this community")
-    q.add_argument("--metric", choices=["ticket_count", "complaint_count", "satisfaction", "resolution_hours"])
+    q.add_argument("--metric", choices=list(METRIC_KEYS))
     q.add_argument("--route", metavar="NAME", help="only this route")
     until = q.add_mutually_exclusive_group(required=True)
     until.add_argument("--until", metavar="WHEN", help="end: a date (silenced through that day) or YYYY-MM-DDTHH:MM, local time")

@@ -20,6 +20,8 @@ import yaml
 
 from forecaster.config import Config, parse_config
 from forecaster.demo import DemoData, make_demo_frames
+from forecaster.detect import Finding
+from forecaster.vocab import DIP_METRICS
 
 AS_OF = dt.date(2026, 11, 23)
 
@@ -27,6 +29,36 @@ SERVICE_ENV = {
     "postgresql": "FORECASTER_TEST_POSTGRES_URL",
     "mysql": "FORECASTER_TEST_MYSQL_URL",
 }
+
+
+def make_finding(**overrides) -> Finding:
+    """A realistic finding: a 警告 satisfaction dip of five days from 2026-02-10 in C001, around
+    Spring Festival; any field can be overridden by name. ``last_day`` defaults to ``days`` after
+    ``first_day`` and ``days`` to the span from first to last; ``kind`` follows the metric."""
+    first = overrides.get("first_day", dt.date(2026, 2, 10))
+    if "last_day" in overrides and "days" not in overrides:
+        overrides["days"] = (overrides["last_day"] - first).days + 1
+    days = overrides.get("days", 5)
+    metric = overrides.get("metric", "satisfaction")
+    values = {
+        "community_id": "C001",
+        "metric": metric,
+        "kind": "dip" if metric in DIP_METRICS else "surge",
+        "first_day": first,
+        "last_day": first + dt.timedelta(days=days - 1),
+        "peak_day": first,
+        "expected": 80.0,
+        "limit": 85.0,
+        "reference": "阈值 85",
+        "baseline": 90.0,
+        "depth": 0.11,
+        "probability": 0.8,
+        "severity": "警告",
+        "window": "春节前后",
+        "estimated": False,
+        "days": days,
+    }
+    return Finding(**{**values, **overrides})
 
 
 def require_service(env: str, what: str) -> str:

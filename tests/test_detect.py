@@ -7,7 +7,6 @@ import pytest
 
 from forecaster.config import DetectConfig, SeverityCut, Threshold, ThresholdOverride, ThresholdsConfig
 from forecaster.detect import (
-    Finding,
     carry_identity,
     day_probabilities,
     find_in_series,
@@ -15,6 +14,7 @@ from forecaster.detect import (
     severity_for,
     thresholds_for,
 )
+from tests.conftest import make_finding
 
 DAYS = pd.date_range("2027-02-01", periods=14, freq="D")
 
@@ -102,7 +102,7 @@ def test_baseline_by_day_type():
 
 
 def finding(first, last, severity="警告", depth=0.1):
-    return Finding("C1", "satisfaction", "dip", first, last, first, 80.0, 85.0, "阈值 85", 90.0, depth, 0.8, severity, "", False, (last - first).days + 1)
+    return make_finding(community_id="C1", first_day=first, last_day=last, severity=severity, depth=depth, window="")
 
 
 def test_identity_carries_over_when_the_same_dip_is_seen_again():
