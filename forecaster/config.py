@@ -367,8 +367,8 @@ class ForecastConfig(_Model):
     # every score; as a candidate of its own it wins two-fold backtests by luck more often than
     # it should (measured), so by default it takes part through "linear_naive", the mean of the
     # linear model and the baseline. "ensemble" is the mean of ARIMA and Prophet. The default set
-    # is the fast one (~10 ms a fit); arima, prophet and ensemble cost 0.1–0.5 s per fit and
-    # backtest origin (docs/benchmarks.md).
+    # is the fast one; arima, prophet and ensemble cost tens of times more per fit and backtest
+    # origin (docs/benchmarks.md has the figures).
     candidates: list[ModelName] = [
         "linear",
         "linear_naive",

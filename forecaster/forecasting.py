@@ -65,8 +65,8 @@ _BLAS_LIMITED = False
 
 def _one_blas_thread() -> None:
     """Parallelism comes from processes (one per core); BLAS threads on top of them fight over
-    the same cores for matrices of a few dozen columns (measured: a linear fit took 41 ms instead
-    of 14 ms with two busy processes). Applied once per process."""
+    the same cores for matrices of a few dozen columns (a linear fit about three times slower with
+    two busy processes: docs/benchmarks.md, session 3). Applied once per process."""
     global _BLAS_LIMITED
     if not _BLAS_LIMITED:
         from threadpoolctl import threadpool_limits

@@ -1,4 +1,9 @@
-"""The service's own database: runs, per-series status and ingest problems.
+"""The service's own database: its tables and the few queries the rest of the code needs.
+
+Runs and their per-series status and ingest problems; each night's forecasts and findings; the
+model choices reused between nights; the day sums incremental nights start from; the service's
+job slots and leases; and the alert outbox (messages, attempts, what each route was told,
+silences, channel throttles).
 
 SQLAlchemy 2.x Core; the same code runs on SQLite, PostgreSQL and MySQL/MariaDB. Tables are
 created on first use. Timestamps are stored as UTC without a zone (portable across the three);
@@ -257,7 +262,7 @@ day_parts = sa.Table(
     metadata,
     sa.Column("community_id", sa.String(128), primary_key=True),
     # No index on ds alone: the sums are read by a scan, and one cost two thirds of saving them
-    # (2.2 million rows on SQLite: 31 → 10 s). Stores made before drop it (_drop_old_indexes).
+    # (docs/benchmarks.md, session 5). Stores made before drop it (_drop_old_indexes).
     sa.Column("ds", sa.Date, primary_key=True),
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("complaints", sa.Integer, nullable=False),
@@ -351,8 +356,7 @@ _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, chunk: int = 20_000) -> int:
     """Insert ``frame``'s rows (columns named as ``table``'s; dates, numbers, text) through the
     driver's own executemany: SQLAlchemy's per-row parameter handling costs more than the
-    database itself on hundreds of thousands of rows (2.7 s → 0.95 s for 214,000 day sums on
-    SQLite). Missing values become NULL; dates go to SQLite as its ISO text, as SQLAlchemy writes them."""
+    database itself on hundreds of thousands of rows (docs/benchmarks.md, session 4). Missing values become NULL; dates go to SQLite as its ISO text, as SQLAlchemy writes them."""
     mark = _PLACEHOLDER.get(conn.dialect.paramstyle)
     if mark is None or any(isinstance(table.c[name].type, sa.DateTime) for name in frame.columns):
         # The portable way: SQLAlchemy converts (an unknown placeholder style, or timestamps).
@@ -610,7 +614,7 @@ class Store:
         names = ["community_id", "ds", *PART_COLUMNS]
         # The whole table, in storage order, filtered here: the table holds little more than the
         # window (older days are dropped on saving), and a scan by the ds index visits the rows in
-        # random order (2.2 million rows: 3 s instead of 7 s warm, a minute from a cold disk).
+        # random order (slower warm, far slower from a cold disk: docs/benchmarks.md, session 4).
         query = sa.select(*[day_parts.c[n] for n in names])
         frames = []
         with self.engine.connect() as conn:
