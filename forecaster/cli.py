@@ -47,10 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wuye-forecaster {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_nightly_commands(sub, common)
+    _add_alert_commands(sub, common)
+    _add_data_commands(sub, common)
+    return parser
 
-    p = sub.add_parser(
-        "run",
-        parents=[common],
+
+def _command(sub, common: argparse.ArgumentParser, name: str, func, **text) -> argparse.ArgumentParser:
+    """One subcommand with the common options, its help and description, run by ``func``."""
+    p = sub.add_parser(name, parents=[common], **text)
+    if func is not None:
+        p.set_defaults(func=func)
+    return p
+
+
+def _add_nightly_commands(sub, common: argparse.ArgumentParser) -> None:
+    p = _command(sub, common, "run", cmd_run,
         help="run one nightly cycle now",
         description="Run one nightly cycle: read the source, aggregate daily series per community and "
         "metric, write outputs under output.dir/<as-of>/ and record the run in the store. History ends "
@@ -63,31 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="queue the alerts in the outbox but do not send them now (the service or `outbox --send` will)",
     )
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "serve",
-        parents=[common],
+    p = _command(sub, common, "serve", cmd_serve,
         help="run the scheduled service (nightly cycle, outbox, watchdog) until stopped",
         description="Run APScheduler in the configured timezone: the nightly cycle (schedule.nightly), the outbox "
         "every schedule.outbox_every_s, a watchdog, and schedule.commands. The schedule is kept in the store, so a "
         "night missed while the service was down runs once at start-up (within schedule.misfire_grace_s). Stops "
         "cleanly on SIGTERM or SIGINT.",
     )
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser(
-        "status",
-        parents=[common],
+    p = _command(sub, common, "status", cmd_status,
         help="next run times, last runs, outbox backlog and failing series",
         description="What the service did and will do, read from the store (works while the service runs).",
     )
     p.add_argument("--runs", type=int, default=5, metavar="N", help="runs listed (default 5)")
-    p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser(
-        "outbox",
-        parents=[common],
+
+def _add_alert_commands(sub, common: argparse.ArgumentParser) -> None:
+    p = _command(sub, common, "outbox", cmd_outbox,
         help="show, send or retry alert messages",
         description="Every alert is stored in the outbox before it is sent. Without options: counts and the "
         "latest messages with their status (pending, sending, sent, failed) and the platform's last answer.",
@@ -98,21 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send", action="store_true", help="send what is due now (waits for rate limits up to alerts.delivery.wait_s)")
     p.add_argument("--retry", nargs="+", metavar="ID", help="put these failed messages back in the queue (then --send)")
     p.add_argument("--retry-failed", action="store_true", help="put every failed message back in the queue")
-    p.set_defaults(func=cmd_outbox)
 
-    p = sub.add_parser(
-        "notify-test",
-        parents=[common],
+    p = _command(sub, common, "notify-test", cmd_notify_test,
         help="send a test message through a route's channels",
         description="Queue a short test message for every channel of a route and send it now, printing each "
         "platform's answer (a bad token, signature or keyword shows here). Exit 0 when all were delivered.",
     )
     p.add_argument("--route", required=True, metavar="NAME", help="a route name from alerts.routes (or 'default')")
-    p.set_defaults(func=cmd_notify_test)
 
-    p = sub.add_parser(
-        "silence",
-        parents=[common],
+    p = _command(sub, common, "silence", None,
         help="pause alerts for a community, metric or route",
         description="Silences stop alerts (not forecasts) until they end. A silenced finding is alerted when "
         "the silence ends if it is still forecast.",
@@ -135,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("id", type=int)
     q.set_defaults(func=cmd_silence)
 
-    p = sub.add_parser(
-        "demo",
-        parents=[common],
+
+def _add_data_commands(sub, common: argparse.ArgumentParser) -> None:
+    p = _command(sub, common, "demo", cmd_demo,
         help="create realistic demo data (SQLite by default)",
         description="Generate a demo property company (communities in northern and southern cities, "
         "3 years of tickets and surveys up to yesterday) into the configured SQL source, or as CSV files. "
@@ -151,11 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--url", metavar="URL", help="write into this database instead of source.sql.url")
     target.add_argument("--csv", metavar="DIR", type=Path, help="write communities.csv, tickets.csv, surveys.csv into DIR")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "forecast",
-        parents=[common],
+    p = _command(sub, common, "forecast", cmd_forecast,
         help="forecast every series of a long CSV (series_id, ds, y)",
         description="Forecast each series of a long CSV with columns series_id, ds (daily dates), y. "
         "Writes series_id, ds, yhat, yhat_lower, yhat_upper, model: one row per series and future day. "
@@ -171,11 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble = mean of ARIMA and Prophet",
     )
     _add_series_options(p)
-    p.set_defaults(func=cmd_forecast)
 
-    p = sub.add_parser(
-        "backtest",
-        parents=[common],
+    p = _command(sub, common, "backtest", cmd_backtest,
         help="score the models on a long CSV by rolling-origin backtest",
         description="Rolling-origin backtest of every model (and of auto-selection, which chooses each "
         "fold's model from the folds before it) on a long CSV with series_id, ds, y. Prints MASE, sMAPE "
@@ -191,19 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", "-o", type=Path, metavar="OUT.csv", help="also write the scores per series and model")
     _add_series_options(p)
-    p.set_defaults(func=cmd_backtest)
 
-    p = sub.add_parser(
-        "check-config",
-        parents=[common],
+    p = _command(sub, common, "check-config", cmd_check_config,
         help="validate the config file",
         description="Validate the config file and print the effective settings (secrets masked). "
         "Exit 0 when valid, 2 with the key path of each problem otherwise.",
     )
     p.add_argument("--show", action="store_true", help="print the complete effective configuration")
     p.add_argument("--connect", action="store_true", help="also open the source and check its tables and columns")
-    p.set_defaults(func=cmd_check_config)
-    return parser
 
 
 def _add_series_options(p: argparse.ArgumentParser) -> None:
