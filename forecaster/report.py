@@ -183,104 +183,124 @@ def make_report_html(
     """The report page. ``features_for(Location)`` gives the calendar features (``holiday_window``,
     ``season`` by day) of a community."""
     info = communities.set_index("community_id")
-    by_sev = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITY_NAMES}
     order = sorted(findings, key=lambda f: (-severity_rank(f.severity), -f.probability, f.first_day))
-    counts = "、".join(f"{s} {by_sev[s]}" for s in reversed(SEVERITY_NAMES) if by_sev[s]) or "无"
-    parts = [
-        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>物业预警报告 {as_of}</title><style>{_CSS}</style></head><body>",
-        f"<header><h1>物业预警报告</h1><div>预测起始日 {as_of} · 小区 {len(communities)} 个 · "
-        f"预警 {len(findings)} 条（{_e(counts)}）{' · 运行 ' + _e(run_id[:8]) if run_id else ''}</div></header><main>",
-        '<section id="findings"><h2>预警一览</h2>',
-    ]
-    if order:
-        parts.append(
-            "<table><thead><tr><th>级别</th><th>小区</th><th>城市</th><th>负责人</th><th>指标</th><th>时间</th>"
-            "<th>预计</th><th>界限</th><th>概率</th><th>节假日/季节</th></tr></thead><tbody>"
-        )
-        for f in order:
-            name = info["name"].get(f.community_id, f.community_id) if "name" in info else f.community_id
-            est = "（假期为推算）" if f.estimated else ""
-            parts.append(
-                f'<tr><td class="sev sev-{_e(f.severity)}">{_e(f.severity)}</td>'
-                f'<td><a href="#c-{_e(f.community_id)}">{_e(name)}</a></td>'
-                f"<td>{_e(info['city'].get(f.community_id, '') if 'city' in info else '')}</td>"
-                f"<td>{_e(info['manager'].get(f.community_id, '') if 'manager' in info else '')}</td>"
-                f"<td>{_e(_change(f))}</td>"
-                f"<td>{f.first_day:%m-%d} 至 {f.last_day:%m-%d}（{f.days} 天）</td>"
-                f"<td>{f.expected:.1f}</td><td>{_e(f.reference)}（{f.limit:.1f}）</td>"
-                f"<td>{f.probability:.0%}</td><td>{_e(f.window)}{est}</td></tr>"
-            )
-        parts.append("</tbody></table>")
-    else:
-        parts.append("<p>本次预测期内没有需要预警的小区。</p>")
+    parts = [_page_head(as_of, findings, len(communities), run_id), '<section id="findings"><h2>预警一览</h2>']
+    parts.append(_findings_table(order, info) if order else "<p>本次预测期内没有需要预警的小区。</p>")
     parts.append("</section>")
-
     if order:
-        parts.append('<section id="communities"><h2>需要关注的小区</h2>')
-        parts.append(
-            '<p class="legend"><span><i class="sw" style="background:#444"></i>近8周实际</span>'
-            '<span><i class="sw" style="background:#1f5fbf"></i>预测</span>'
-            '<span><i class="sw" style="background:#cfe0f5"></i>预测区间</span>'
-            '<span><i class="sw" style="background:#fbdada"></i>节假日前后</span>'
-            '<span><i class="sw" style="background:#e3effd"></i>季节</span>'
-            '<span><i class="sw" style="border:2px dashed #c0392b"></i>预警时段</span></p>'
-        )
-        seen: list[str] = []
-        for f in order:
-            if f.community_id not in seen:
-                seen.append(f.community_id)
+        parts.append('<section id="communities"><h2>需要关注的小区</h2>' + _LEGEND)
+        shown = list(dict.fromkeys(f.community_id for f in order))
         locations = locations_of(communities)
         # Rows by (community, metric), taken only for the few communities shown.
-        hist_rows = series.groupby(["community_id", "metric"], sort=False).indices
-        fc_rows = forecasts.groupby(["community_id", "metric"], sort=False).indices
-        for cid in seen[:max_communities]:
+        rows = _Rows(series, forecasts)
+        for cid in shown[:max_communities]:
             mine = [f for f in order if f.community_id == cid]
-            row = info.loc[cid] if cid in info.index else None
-            name = row["name"] if row is not None else cid
-            meta = " · ".join(_e(row[c]) for c in ("city", "region") if row is not None and c in row and pd.notna(row[c]))
-            manager = f" · 负责人 {_e(row['manager'])}" if row is not None and "manager" in row and pd.notna(row["manager"]) else ""
-            parts.append(f'<article id="c-{_e(cid)}"><h3>{_e(name)} <small>{meta}{manager}</small></h3><ul>')
-            for f in mine:
-                parts.append(
-                    f'<li><span class="sev sev-{_e(f.severity)}">{_e(f.severity)}</span> '
-                    f"{_e(_change(f))}："
-                    f"{f.first_day:%m-%d} 至 {f.last_day:%m-%d}，最严重 {f.peak_day:%m-%d} 预计 {f.expected:.1f}"
-                    f"（{_e(f.reference)} {f.limit:.1f}，近期 {f.baseline:.1f}），概率 {f.probability:.0%}"
-                    f"{'，' + _e(f.window) if f.window else ''}</li>"
-                )
-            parts.append("</ul>")
             feats = features_for(locations.get(cid, Location(cid)))
-            for metric in dict.fromkeys(f.metric for f in mine):
-                if (cid, metric) not in hist_rows or (cid, metric) not in fc_rows:
-                    continue
-                hist = series.iloc[hist_rows[(cid, metric)]]
-                fc = forecasts.iloc[fc_rows[(cid, metric)]]
-                hist = hist.tail(history_days)
-                fc = fc.sort_values("ds")
-                days = pd.DatetimeIndex(pd.concat([hist["ds"], pd.to_datetime(fc["ds"])]))
-                f_days = feats.reindex(days)
-                spans = [(f.first_day, f.last_day, f.severity) for f in mine if f.metric == metric]
-                limit = next((f.limit for f in mine if f.metric == metric), None)
-                title = f"{name} {_metric_label(metric)}"
-                svg = make_chart_svg(
-                    days,
-                    hist["y"].to_numpy(dtype=float),
-                    len(hist),
-                    fc["yhat"].to_numpy(dtype=float),
-                    fc["yhat_lower"].to_numpy(dtype=float),
-                    fc["yhat_upper"].to_numpy(dtype=float),
-                    f_days["holiday_window"].fillna("").tolist(),
-                    f_days["season"].fillna("").tolist(),
-                    spans,
-                    limit,
-                    title,
-                )
-                parts.append(f"<figure><figcaption>{_e(_metric_label(metric))}</figcaption>{svg}</figure>")
-            parts.append("</article>")
-        if len(seen) > max_communities:
-            parts.append(f"<p>另有 {len(seen) - max_communities} 个小区的预警见上表。</p>")
+            parts.append(_community_article(cid, mine, info, rows, feats, history_days))
+        if len(shown) > max_communities:
+            parts.append(f"<p>另有 {len(shown) - max_communities} 个小区的预警见上表。</p>")
         parts.append("</section>")
     parts.append(f"</main><script>{_SCRIPT}</script></body></html>")
+    return "".join(parts)
+
+
+_LEGEND = (
+    '<p class="legend"><span><i class="sw" style="background:#444"></i>近8周实际</span>'
+    '<span><i class="sw" style="background:#1f5fbf"></i>预测</span>'
+    '<span><i class="sw" style="background:#cfe0f5"></i>预测区间</span>'
+    '<span><i class="sw" style="background:#fbdada"></i>节假日前后</span>'
+    '<span><i class="sw" style="background:#e3effd"></i>季节</span>'
+    '<span><i class="sw" style="border:2px dashed #c0392b"></i>预警时段</span></p>'
+)
+
+
+def _page_head(as_of: dt.date, findings: list[Finding], n_communities: int, run_id: str) -> str:
+    by_sev = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITY_NAMES}
+    counts = "、".join(f"{s} {by_sev[s]}" for s in reversed(SEVERITY_NAMES) if by_sev[s]) or "无"
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>物业预警报告 {as_of}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>物业预警报告</h1><div>预测起始日 {as_of} · 小区 {n_communities} 个 · "
+        f"预警 {len(findings)} 条（{_e(counts)}）{' · 运行 ' + _e(run_id[:8]) if run_id else ''}</div></header><main>"
+    )
+
+
+def _findings_table(order: list[Finding], info: pd.DataFrame) -> str:
+    rows = [
+        "<table><thead><tr><th>级别</th><th>小区</th><th>城市</th><th>负责人</th><th>指标</th><th>时间</th>"
+        "<th>预计</th><th>界限</th><th>概率</th><th>节假日/季节</th></tr></thead><tbody>"
+    ]
+    for f in order:
+        name = info["name"].get(f.community_id, f.community_id) if "name" in info else f.community_id
+        est = "（假期为推算）" if f.estimated else ""
+        rows.append(
+            f'<tr><td class="sev sev-{_e(f.severity)}">{_e(f.severity)}</td>'
+            f'<td><a href="#c-{_e(f.community_id)}">{_e(name)}</a></td>'
+            f"<td>{_e(info['city'].get(f.community_id, '') if 'city' in info else '')}</td>"
+            f"<td>{_e(info['manager'].get(f.community_id, '') if 'manager' in info else '')}</td>"
+            f"<td>{_e(_change(f))}</td>"
+            f"<td>{f.first_day:%m-%d} 至 {f.last_day:%m-%d}（{f.days} 天）</td>"
+            f"<td>{f.expected:.1f}</td><td>{_e(f.reference)}（{f.limit:.1f}）</td>"
+            f"<td>{f.probability:.0%}</td><td>{_e(f.window)}{est}</td></tr>"
+        )
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+class _Rows:
+    """The history and forecast rows of one community's metric, found through one grouping each."""
+
+    def __init__(self, series: pd.DataFrame, forecasts: pd.DataFrame):
+        self.series, self.forecasts = series, forecasts
+        self.hist = series.groupby(["community_id", "metric"], sort=False).indices
+        self.fc = forecasts.groupby(["community_id", "metric"], sort=False).indices
+
+    def get(self, cid: str, metric: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        key = (cid, metric)
+        if key not in self.hist or key not in self.fc:
+            return None
+        return self.series.iloc[self.hist[key]], self.forecasts.iloc[self.fc[key]]
+
+
+def _community_article(cid: str, mine: list[Finding], info: pd.DataFrame, rows: _Rows, feats: pd.DataFrame, history_days: int) -> str:
+    """One community's findings in words, then a chart per metric with a finding."""
+    row = info.loc[cid] if cid in info.index else None
+    name = row["name"] if row is not None else cid
+    meta = " · ".join(_e(row[c]) for c in ("city", "region") if row is not None and c in row and pd.notna(row[c]))
+    manager = f" · 负责人 {_e(row['manager'])}" if row is not None and "manager" in row and pd.notna(row["manager"]) else ""
+    parts = [f'<article id="c-{_e(cid)}"><h3>{_e(name)} <small>{meta}{manager}</small></h3><ul>']
+    for f in mine:
+        parts.append(
+            f'<li><span class="sev sev-{_e(f.severity)}">{_e(f.severity)}</span> '
+            f"{_e(_change(f))}："
+            f"{f.first_day:%m-%d} 至 {f.last_day:%m-%d}，最严重 {f.peak_day:%m-%d} 预计 {f.expected:.1f}"
+            f"（{_e(f.reference)} {f.limit:.1f}，近期 {f.baseline:.1f}），概率 {f.probability:.0%}"
+            f"{'，' + _e(f.window) if f.window else ''}</li>"
+        )
+    parts.append("</ul>")
+    for metric in dict.fromkeys(f.metric for f in mine):
+        found = rows.get(cid, metric)
+        if found is None:
+            continue
+        hist, fc = found[0].tail(history_days), found[1].sort_values("ds")
+        days = pd.DatetimeIndex(pd.concat([hist["ds"], pd.to_datetime(fc["ds"])]))
+        f_days = feats.reindex(days)
+        spans = [(f.first_day, f.last_day, f.severity) for f in mine if f.metric == metric]
+        limit = next((f.limit for f in mine if f.metric == metric), None)
+        svg = make_chart_svg(
+            days,
+            hist["y"].to_numpy(dtype=float),
+            len(hist),
+            fc["yhat"].to_numpy(dtype=float),
+            fc["yhat_lower"].to_numpy(dtype=float),
+            fc["yhat_upper"].to_numpy(dtype=float),
+            f_days["holiday_window"].fillna("").tolist(),
+            f_days["season"].fillna("").tolist(),
+            spans,
+            limit,
+            f"{name} {_metric_label(metric)}",
+        )
+        parts.append(f"<figure><figcaption>{_e(_metric_label(metric))}</figcaption>{svg}</figure>")
+    parts.append("</article>")
     return "".join(parts)
