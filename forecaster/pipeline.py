@@ -141,80 +141,22 @@ def run_once(
     clock = clock or SystemClock()
     as_of = as_of or today_in(clock, config.timezone)
     result = RunResult(run_id=run_id or uuid.uuid4().hex, as_of=as_of, status="failed", exit_code=2, dry_run=dry_run)
-    timer = _Timer(clock, result.timings)
-
-    def check() -> None:
-        if should_stop():
-            raise Interrupted()
-
-    started = clock.now()
-    store: Store | None = None
+    night = _Night(config, as_of, clock, result, _Timer(clock, result.timings), should_stop)
     try:
         if not dry_run:
-            with timer("store"):
-                store = Store(config.store.url.get())
-                result.store = store.describe
-                store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
-        check()
-        with timer("ingest"):
-            saved = None if store is None else SavedParts(store.parts_state(), store.load_parts)
-            data = load_daily(config, as_of, session=session, saved=saved)
-        result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
-        result.read = data.plan.describe()
-        if store is not None and data.plan.save:
-            with timer("store"):
-                _save_parts(store, config, as_of, data, saved.state, clock)
-        with timer("aggregate"):
-            series = series_from_parts(
-                data.parts,
-                as_of,
-                config.metrics,
-                min_history_days=config.forecast.min_history_days,
-                communities=data.communities["community_id"],
-            )
-            data.parts = data.fresh = data.parts.iloc[:0]
-        check()
-        with timer("forecast"):
-            choices = store.model_choices() if store is not None else {}
-            forecasts, outcomes = forecast_communities(
-                series.frame, config, data.communities, should_stop=should_stop, choices=choices, as_of=as_of
-            )
-        result.reused_choices = sum(o.reused for o in outcomes)
-        result.series_stats = _merge_outcomes(series.stats, outcomes)
-        with timer("detect"):
-            book = FeatureBook(
-                as_of - dt.timedelta(days=70),
-                as_of + dt.timedelta(days=config.forecast.horizon),
-                country=config.forecast.country,
-                calendar=config.calendar,
-            )
-            found = detect_findings(series.frame, forecasts, config, data.communities, as_of, book)
-            previous = _previous_findings(store, result.run_id) if store is not None else []
-            carry_identity(found, previous)
-        result.findings = found
-        check()
+            with night.timer("store"):
+                night.store = Store(config.store.url.get())
+                result.store = night.store.describe
+                night.store.start_run(result.run_id, as_of, trigger, clock.now(), source=describe_source(config))
+        night.check()
+        data = _ingest(night, session)
+        series = _aggregate(night, data)
+        night.check()
+        forecasts, outcomes = _forecast(night, series, data)
+        found, book = _detect(night, series, forecasts, data)
+        night.check()
         if not dry_run:
-            with timer("outputs"):
-                _write_outputs(config, as_of, data, series.frame, forecasts, found, book, result)
-            with timer("store"):
-                store.add_series_status(result.run_id, result.series_stats)
-                store.add_ingest_problems(result.run_id, data.reports)
-                store.add_forecasts(result.run_id, forecasts)
-                store.save_model_choices({o.series_id: o.choice for o in outcomes if o.choice is not None and not o.reused})
-                store.add_findings(result.run_id, findings_frame(found))
-                store.prune_forecasts(as_of - dt.timedelta(days=config.store.keep_forecasts_days))
-            with timer("alerts"):
-                # Queued, not sent: delivery is the outbox's job (`send_pending`, the service).
-                result.alerts = queue_alerts(
-                    config,
-                    store,
-                    run_id=result.run_id,
-                    as_of=as_of,
-                    findings=found,
-                    communities=data.communities,
-                    forecast_series=set(zip(forecasts["community_id"], forecasts["metric"])) if len(forecasts) else set(),
-                    now=clock.now(),
-                )
+            _write_and_queue(night, data, series.frame, forecasts, outcomes, found, book)
         failed = result.status_counts.get("failed", 0)
         result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
     except Interrupted:
@@ -225,10 +167,117 @@ def run_once(
         log.exception("run %s failed unexpectedly", result.run_id)
         result.error, result.exit_code, result.status = redact(f"internal error: {type(exc).__name__}: {exc}"), 1, "failed"
     finally:
-        if store is not None:
-            _finish(store, result, clock)
-            store.close()
+        if night.store is not None:
+            _finish(night.store, result, clock)
+            night.store.close()
     return result
+
+
+@dataclass
+class _Night:
+    """What every stage of one run needs: its settings, date, clock, record, timer and store."""
+
+    config: Config
+    as_of: dt.date
+    clock: Clock
+    result: RunResult
+    timer: _Timer
+    should_stop: Callable[[], bool]
+    store: Store | None = None  # None on a dry run
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise Interrupted()
+
+
+def _ingest(night: _Night, session: requests.Session | None) -> DailyData:
+    """Read the source (incrementally where the saved day sums allow) and keep tonight's sums."""
+    config, store, result = night.config, night.store, night.result
+    with night.timer("ingest"):
+        saved = None if store is None else SavedParts(store.parts_state(), store.load_parts)
+        data = load_daily(config, night.as_of, session=session, saved=saved)
+    result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
+    result.read = data.plan.describe()
+    if store is not None and data.plan.save:
+        with night.timer("store"):
+            _save_parts(store, config, night.as_of, data, saved.state, night.clock)
+    return data
+
+
+def _aggregate(night: _Night, data: DailyData):
+    """The daily series per community and metric, from the day sums (which are then let go)."""
+    with night.timer("aggregate"):
+        series = series_from_parts(
+            data.parts,
+            night.as_of,
+            night.config.metrics,
+            min_history_days=night.config.forecast.min_history_days,
+            communities=data.communities["community_id"],
+        )
+        data.parts = data.fresh = data.parts.iloc[:0]
+    return series
+
+
+def _forecast(night: _Night, series, data: DailyData) -> tuple[pd.DataFrame, list[SeriesOutcome]]:
+    with night.timer("forecast"):
+        choices = night.store.model_choices() if night.store is not None else {}
+        forecasts, outcomes = forecast_communities(
+            series.frame, night.config, data.communities, should_stop=night.should_stop, choices=choices, as_of=night.as_of
+        )
+    night.result.reused_choices = sum(o.reused for o in outcomes)
+    night.result.series_stats = _merge_outcomes(series.stats, outcomes)
+    return forecasts, outcomes
+
+
+def _detect(night: _Night, series, forecasts: pd.DataFrame, data: DailyData) -> tuple[list[Finding], FeatureBook]:
+    """Tonight's findings, carrying the identity of last night's where they are the same."""
+    config, as_of = night.config, night.as_of
+    with night.timer("detect"):
+        book = FeatureBook(
+            as_of - dt.timedelta(days=70),
+            as_of + dt.timedelta(days=config.forecast.horizon),
+            country=config.forecast.country,
+            calendar=config.calendar,
+        )
+        found = detect_findings(series.frame, forecasts, config, data.communities, as_of, book)
+        previous = _previous_findings(night.store, night.result.run_id) if night.store is not None else []
+        carry_identity(found, previous)
+    night.result.findings = found
+    return found, book
+
+
+def _write_and_queue(
+    night: _Night,
+    data: DailyData,
+    frame: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    outcomes: list[SeriesOutcome],
+    found: list[Finding],
+    book: FeatureBook,
+) -> None:
+    """The outputs, the night's record in the store, and the alerts queued in the outbox."""
+    config, as_of, store, result = night.config, night.as_of, night.store, night.result
+    with night.timer("outputs"):
+        _write_outputs(config, as_of, data, frame, forecasts, found, book, result)
+    with night.timer("store"):
+        store.add_series_status(result.run_id, result.series_stats)
+        store.add_ingest_problems(result.run_id, data.reports)
+        store.add_forecasts(result.run_id, forecasts)
+        store.save_model_choices({o.series_id: o.choice for o in outcomes if o.choice is not None and not o.reused})
+        store.add_findings(result.run_id, findings_frame(found))
+        store.prune_forecasts(as_of - dt.timedelta(days=config.store.keep_forecasts_days))
+    with night.timer("alerts"):
+        # Queued, not sent: delivery is the outbox's job (`send_pending`, the service).
+        result.alerts = queue_alerts(
+            config,
+            store,
+            run_id=result.run_id,
+            as_of=as_of,
+            findings=found,
+            communities=data.communities,
+            forecast_series=set(zip(forecasts["community_id"], forecasts["metric"])) if len(forecasts) else set(),
+            now=night.clock.now(),
+        )
 
 
 def _save_parts(
