@@ -18,6 +18,7 @@ training history (the weekly seasonal-naive scale).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,8 @@ assert tuple(MODELS) == SINGLE_MODELS
 # Candidates made of others (vocab.COMBINATIONS) are the mean of their members' forecasts. Scored
 # from the members' backtest forecasts, so they cost no extra fit in the backtest.
 _DEFAULTS = ForecastConfig()  # the config schema holds every default
+# What a model raises when it cannot fit or forecast a series (the caller falls back).
+FIT_ERRORS = (ModelError, np.linalg.LinAlgError, ValueError)
 
 
 def make_model(name: str):
@@ -270,7 +273,7 @@ def evaluate_folds(
         try:
             fc = predict_with(model, y[:o], ds[:o], h, level, spec, hist, fut)
             out.append(FoldForecast(o, y[o : o + h], fc, scale, holiday=holiday))
-        except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
+        except FIT_ERRORS as exc:
             out.append(FoldForecast(o, y[o : o + h], None, scale, error=str(exc), holiday=holiday))
     return out
 
@@ -360,12 +363,100 @@ def calibration_factor(
     return Calibration(ordinary, special)
 
 
-def _scaled(fc: Forecast | None, factor: np.ndarray | float, spec: SeriesSpec) -> Forecast | None:
-    if fc is None or np.all(np.asarray(factor) == 1.0):
+def calibrate_interval(
+    fc: Forecast | None, calibration: Calibration, holiday: np.ndarray | None, h: int, spec: SeriesSpec
+) -> Forecast | None:
+    """``fc`` with its interval half-widths scaled by ``calibration`` (holiday-window days by
+    their own factor), clipped to the series' bounds and never inside the mean."""
+    factor = calibration.per_day(holiday, h)
+    if fc is None or np.all(factor == 1.0):
         return fc
     lower = spec.clip(fc.mean - factor * (fc.mean - fc.lower))
     upper = spec.clip(fc.mean + factor * (fc.upper - fc.mean))
     return Forecast(fc.mean, np.minimum(lower, fc.mean), np.maximum(upper, fc.mean))
+
+
+def evaluate_candidates(
+    names: Iterable[str],
+    y: np.ndarray,
+    ds: pd.DatetimeIndex,
+    spec: SeriesSpec,
+    features: pd.DataFrame | None,
+    origins: list[int],
+    h: int,
+    level: float,
+) -> dict[str, list[FoldForecast]]:
+    """Fold forecasts of every model that ``names`` need (each combination's members, fitted
+    once), and of every combination whose members are all there."""
+    members = {m for c in names for m in COMBINATIONS.get(c, (c,))}
+    folds = {name: evaluate_folds(make_model(name), y, ds, spec, features, origins, h, level) for name in members}
+    _add_combinations(folds)
+    return folds
+
+
+def score_candidates(folds: dict[str, Iterable[FoldForecast]], origins: set[int]) -> dict[str, float]:
+    """Each candidate's mean MASE over its folds at ``origins`` (NaN if one of them failed)."""
+    return {name: _mean_mase([f for f in fs if f.origin in origins]) for name, fs in folds.items()}
+
+
+def first_errors(folds: dict[str, list[FoldForecast]]) -> dict[str, str]:
+    """Each candidate that failed on some fold, with its first error."""
+    return {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
+
+
+def rank_candidates(scores: dict[str, float]) -> list[str]:
+    """Candidates with a score, best first (ties by name)."""
+    return [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
+
+
+def make_fallback(
+    y: np.ndarray,
+    ds: pd.DatetimeIndex,
+    spec: SeriesSpec,
+    features: pd.DataFrame | None,
+    future: pd.DataFrame | None,
+    settings: Settings,
+    reason: str,
+) -> SeriesForecast:
+    """The seasonal-naive baseline's forecast, marked as a fallback for ``reason``."""
+    fc = predict_with(SeasonalNaive(), y, ds, settings.horizon, settings.level, spec, features, future)
+    return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
+
+
+def can_reuse(
+    choice: Choice | None, last_day: pd.Timestamp, ahead: set[str], candidates: list[str], settings: Settings, reuse_days: int
+) -> bool:
+    """Whether an earlier night's ``choice`` still holds: auto-selection, a model still among the
+    candidates, younger than ``reuse_days`` and the same major holidays ahead."""
+    if choice is None or settings.model != AUTO or choice.model not in candidates or reuse_days <= 1:
+        return False
+    age = (last_day.date() - pd.Timestamp(choice.chosen_on).date()).days
+    return 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead)
+
+
+def forecast_reused(
+    choice: Choice,
+    y: np.ndarray,
+    ds: pd.DatetimeIndex,
+    spec: SeriesSpec,
+    features: pd.DataFrame | None,
+    future: pd.DataFrame | None,
+    settings: Settings,
+) -> SeriesForecast | None:
+    """The chosen model refit on the whole history, with the choice's stored calibration
+    (None if the refit fails: the caller chooses afresh)."""
+    try:
+        fc = _predict(make_model(choice.model), y, ds, settings.horizon, settings.level, spec, features, future)
+    except FIT_ERRORS:
+        return None
+    calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
+    fc = calibrate_interval(fc, calibration, future_holidays(future), settings.horizon, spec)
+    return SeriesForecast(fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True)
+
+
+def future_holidays(future: pd.DataFrame | None) -> np.ndarray | None:
+    """Which horizon days fall in a holiday window (None without calendar features)."""
+    return holiday_window_mask(future) if future is not None else None
 
 
 def forecast_series(
@@ -386,54 +477,31 @@ def forecast_series(
     calibration applied. That is one fit instead of one per candidate and fold."""
     h, level = settings.horizon, settings.level
     n_obs = int(np.isfinite(y).sum())
-
-    def baseline(reason: str) -> SeriesForecast:
-        fc = predict_with(SeasonalNaive(), y, ds, h, level, spec, features, future)
-        return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
-
     if len(y) < settings.min_history_days or n_obs < 14:
-        return baseline(f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}")
+        reason = f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}"
+        return make_fallback(y, ds, spec, features, future, settings, reason)
 
     candidates = [settings.model] if settings.model != AUTO else list(settings.candidates)
-    masks = window_masks(features)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
-    if choice is not None and settings.model == AUTO and choice.model in candidates and reuse_days > 1:
-        age = (ds[-1].date() - pd.Timestamp(choice.chosen_on).date()).days
-        if 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead):
-            try:
-                fc = _predict(make_model(choice.model), y, ds, h, level, spec, features, future)
-            except (ModelError, np.linalg.LinAlgError, ValueError):
-                fc = None  # choose afresh below
-            if fc is not None:
-                calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
-                future_holiday = holiday_window_mask(future) if future is not None else None
-                fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
-                return SeriesForecast(
-                    fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True
-                )
+    if can_reuse(choice, ds[-1], ahead, candidates, settings, reuse_days):
+        reused = forecast_reused(choice, y, ds, spec, features, future, settings)
+        if reused is not None:
+            return reused
+    masks = window_masks(features)
     recent, choose, calibrate = selection_origins(
         len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days, masks, ahead
     )
     origins = sorted(set(recent + choose + calibrate))
-    choosing = set(recent + choose)
-    members = {m for c in candidates for m in COMBINATIONS.get(c, (c,))}
-    folds = {
-        name: evaluate_folds(make_model(name), y, ds, spec, features, origins, settings.fold_horizon, level)
-        for name in members
-    }
-    _add_combinations(folds)
+    folds = evaluate_candidates(candidates, y, ds, spec, features, origins, settings.fold_horizon, level)
     folds = {name: fs for name, fs in folds.items() if name in candidates}
-    scores = {name: _mean_mase([f for f in fs if f.origin in choosing]) for name, fs in folds.items()}
-    failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
+    scores = score_candidates(folds, set(recent + choose))
     # Best backtest first; a forced model is tried even when its backtest failed.
-    order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
-    if not order and settings.model != AUTO:
-        order = [settings.model]
-    notes = [f"{name} failed in backtest: {err}" for name, err in failed.items()]
+    order = rank_candidates(scores) or ([settings.model] if settings.model != AUTO else [])
+    notes = [f"{name} failed in backtest: {err}" for name, err in first_errors(folds).items()]
     for name in order:
         try:
             fc = _predict(make_model(name), y, ds, h, level, spec, features, future)
-        except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
+        except FIT_ERRORS as exc:
             notes.append(f"{name} failed: {exc}")
             continue
         calibration = (
@@ -441,22 +509,19 @@ def forecast_series(
             if settings.calibrate
             else Calibration()
         )
-        future_holiday = holiday_window_mask(future) if future is not None else None
-        fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
+        fc = calibrate_interval(fc, calibration, future_holidays(future), h, spec)
         best_first = name == order[0]
-        status = "ok" if best_first else "fallback"
         score = scores.get(name, float("nan"))
         chosen = (
             Choice(name, score, calibration.ordinary, calibration.holiday, tuple(sorted(ahead)), ds[-1].date().isoformat())
             if best_first and settings.model == AUTO
             else None
         )
-        return SeriesForecast(
-            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen
-        )
+        status = "ok" if best_first else "fallback"
+        return SeriesForecast(fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen)
     if not origins and settings.model == AUTO:
         notes.append("history too short for a backtest")
-    result = baseline("; ".join(notes) or "no candidate model produced a forecast")
+    result = make_fallback(y, ds, spec, features, future, settings, "; ".join(notes) or "no candidate model produced a forecast")
     result.scores = scores
     return result
 
@@ -530,7 +595,7 @@ def backtest_series(
     def emit(name: str, fold: FoldForecast, k: int, calibration: Calibration = Calibration()) -> None:
         o = fold.origin
         idx = np.arange(o, min(o + h, len(y)))
-        fc = _scaled(fold.forecast, calibration.per_day(hw[o : o + h], h), spec)
+        fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, spec)
         rows.append(
             pd.DataFrame(
                 {
