@@ -537,6 +537,81 @@ def holiday_window_mask(features: pd.DataFrame) -> np.ndarray:
     return features.iloc[:, pick].to_numpy().max(axis=1) > 0
 
 
+POINT_COLUMNS = ["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"]
+
+
+def plan_nights(
+    scored: list[int], masks: dict[str, np.ndarray], h: int, min_train: int, reused_after: int
+) -> tuple[dict[int, set[str]], dict[int, int | None]]:
+    """The nights a backtest replays: ``(ahead, earlier)``. ``ahead`` has the major holidays
+    ahead of each scored origin and, with ``reused_after`` > 0, of the earlier night whose choice
+    it reuses; ``earlier`` maps a scored origin to that night (None where a major holiday entered
+    the horizon since: it chooses afresh)."""
+    ahead = {o: majors_ahead(masks, o, o + h) if masks else set() for o in scored}
+    earlier = {}
+    for o in scored:
+        e = o - reused_after
+        if reused_after > 0 and e >= min_train:
+            ahead[e] = majors_ahead(masks, e, e + h) if masks else set()
+            earlier[o] = e if ahead[e] == ahead[o] else None
+    return ahead, earlier
+
+
+def calibrate_on(at: dict[int, FoldForecast], deciding: tuple[list[int], list[int], list[int]], level: float, ratio: float) -> Calibration:
+    """The calibration a night makes from a model's folds that decide it (see `selection_origins`)."""
+    recent, choose, calibrate = deciding
+    return calibration_factor([at[o] for o in sorted(set(recent + choose + calibrate))], level, holiday_ratio=ratio)
+
+
+def choose_replayed(
+    at: dict[str, dict[int, FoldForecast]],
+    candidates: list[str],
+    deciding: tuple[list[int], list[int], list[int]],
+    usable_at: int,
+    level: float,
+    ratio: float,
+) -> tuple[str, Calibration]:
+    """The choice among ``candidates`` and calibration a night makes from the folds ``deciding`` it, as
+    `forecast_series` would; a model without a forecast at ``usable_at`` is passed over (the
+    baseline if none is left)."""
+    recent, choose, _ = deciding
+    ranked = rank_candidates(score_candidates({name: at[name].values() for name in candidates}, set(recent + choose)))
+    usable = [name for name in ranked if at[name][usable_at].forecast is not None]
+    choice = usable[0] if usable else "naive"
+    return choice, calibrate_on(at[choice], deciding, level, ratio)
+
+
+def make_points(
+    name: str,
+    k: int,
+    fold: FoldForecast,
+    calibration: Calibration,
+    y: np.ndarray,
+    ds: pd.DatetimeIndex,
+    hw: np.ndarray,
+    h: int,
+    spec: SeriesSpec,
+) -> pd.DataFrame:
+    """One fold's backtest points (`POINT_COLUMNS`) for ``name``, its interval calibrated."""
+    o = fold.origin
+    idx = np.arange(o, min(o + h, len(y)))
+    fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, spec)
+    return pd.DataFrame(
+        {
+            "model": name,
+            "fold": k,
+            "ds": ds[idx],
+            "y": y[idx],
+            "yhat": np.nan if fc is None else fc.mean[: len(idx)],
+            "lo": np.nan if fc is None else fc.lower[: len(idx)],
+            "hi": np.nan if fc is None else fc.upper[: len(idx)],
+            "scale": fold.scale,
+            "holiday_window": hw[idx],
+            "error": fold.error or "",
+        }
+    )
+
+
 def backtest_series(
     y: np.ndarray,
     ds: pd.DatetimeIndex,
@@ -572,77 +647,34 @@ def backtest_series(
     hw = masks["any"] if masks else np.zeros(len(y), bool)
     scored = fold_origins(len(y), h, folds, step, min_train)
     # What the nightly run would have backtested at each scored origin, to choose and calibrate.
-    ahead = {o: majors_ahead(masks, o, o + h) if masks else set() for o in scored}
-    # The earlier night whose choice a reusing night takes over (None: it chooses afresh).
-    earlier = {}
-    for o in scored:
-        e = o - reused_after
-        if reused_after > 0 and e >= min_train:
-            ahead[e] = majors_ahead(masks, e, e + h) if masks else set()
-            earlier[o] = e if ahead[e] == ahead[o] else None
+    ahead, earlier = plan_nights(scored, masks, h, min_train, reused_after)
     deciding = {o: selection_origins(o, h, selection_folds, step, min_train, masks, ahead[o]) for o in ahead}
     needed = sorted(set(scored).union(*(r + c + k for r, c, k in deciding.values())))
-    members = {m for c in models for m in COMBINATIONS.get(c, (c,))}
-    evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, needed, h, level) for name in members}
-    _add_combinations(evaluated)
+    evaluated = evaluate_candidates(models, y, ds, spec, features, needed, h, level)
     models = tuple(dict.fromkeys([*models, *[c for c in COMBINATIONS if c in evaluated]]))
     evaluated = {name: fs for name, fs in evaluated.items() if name in models}
     for name, model in (extra_models or {}).items():
         evaluated[name] = evaluate_folds(model, y, ds, spec, features, needed, h, level)
     at = {name: {f.origin: f for f in fs} for name, fs in evaluated.items()}
     rows = []
-
-    def emit(name: str, fold: FoldForecast, k: int, calibration: Calibration = Calibration()) -> None:
-        o = fold.origin
-        idx = np.arange(o, min(o + h, len(y)))
-        fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, spec)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "model": name,
-                    "fold": k,
-                    "ds": ds[idx],
-                    "y": y[idx],
-                    "yhat": np.nan if fc is None else fc.mean[: len(idx)],
-                    "lo": np.nan if fc is None else fc.lower[: len(idx)],
-                    "hi": np.nan if fc is None else fc.upper[: len(idx)],
-                    "scale": fold.scale,
-                    "holiday_window": hw[idx],
-                    "error": fold.error or "",
-                }
-            )
-        )
-
-    def decide(origin: int, pool: tuple[str, ...], usable_at: int) -> tuple[str, Calibration]:
-        """The choice and calibration the night at ``origin`` makes (usable at ``usable_at``)."""
-        recent, choose, calibrate = deciding[origin]
-        ratio = holiday_volatility(y[:origin], hw)
-        choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models if name in pool}
-        scored_pool = sorted((_mean_mase(p), name) for name, p in choosing.items())
-        ranked = [name for s, name in scored_pool if np.isfinite(s)]
-        usable = [name for name in ranked if at[name][usable_at].forecast is not None]
-        choice = usable[0] if usable else "naive"
-        calibrating = [at[choice][o] for o in sorted(set(recent + choose + calibrate))]
-        return choice, calibration_factor(calibrating, level, holiday_ratio=ratio)
-
     for k, origin in enumerate(scored):
-        recent, choose, calibrate = deciding[origin]
         ratio = holiday_volatility(y[:origin], hw)
-        calibrating = {name: [at[name][o] for o in sorted(set(recent + choose + calibrate))] for name in models}
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
-            calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
-            emit(name, at[name][origin], k, calibration)
+            calibration = calibrate_on(at[name], deciding[origin], level, ratio) if name in models else Calibration()
+            rows.append(make_points(name, k, at[name][origin], calibration, y, ds, hw, h, spec))
         for auto, pool in (autos or {AUTO: models}).items():
-            choice, calibration = decide(origin, pool, origin)
-            emit(auto, at[choice][origin], k, calibration)
+            candidates = [name for name in models if name in pool]
+            choice, calibration = choose_replayed(at, candidates, deciding[origin], origin, level, ratio)
+            rows.append(make_points(auto, k, at[choice][origin], calibration, y, ds, hw, h, spec))
             if reused_after > 0:
                 e = earlier.get(origin)
                 if e is not None:
-                    choice, calibration = decide(e, pool, origin)
-                emit(f"{auto}_reused{reused_after}d", at[choice][origin], k, calibration)
+                    ratio_then = holiday_volatility(y[:e], hw)
+                    choice, calibration = choose_replayed(at, candidates, deciding[e], origin, level, ratio_then)
+                rows.append(make_points(f"{auto}_reused{reused_after}d", k, at[choice][origin], calibration, y, ds, hw, h, spec))
     if not rows:
-        return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
+        return pd.DataFrame(columns=POINT_COLUMNS)
     return pd.concat(rows, ignore_index=True)
 
 
