@@ -1,7 +1,7 @@
-"""Choosing a model per series by rolling-origin backtest, with fallbacks and calibrated intervals.
+"""Choosing a model per series from its backtest, with fallbacks and calibrated intervals.
 
-One primitive, `evaluate_folds`, fits each candidate at several forecast origins (train on
-everything before the origin, forecast the next ``h`` days) and keeps the forecasts. From it:
+The folds come from `forecaster.models.backtest`: each candidate fitted at several forecast
+origins, scored by MASE. From them:
 
 * `forecast_series` (the nightly path) picks the candidate with the lowest mean MASE over the
   most recent folds, refits it on the whole history and forecasts the horizon. Its interval is
@@ -11,9 +11,6 @@ everything before the origin, forecast the next ``h`` days) and keeps the foreca
 * `backtest_series` (the ``backtest`` command and the benchmarks) scores every candidate and
   ``auto`` on the last ``folds`` folds, where ``auto`` picks each fold's model from the folds
   *before* it, exactly as the nightly run would have, so its score is honest.
-
-MASE is the mean absolute error divided by the mean absolute week-on-week change of the
-training history (the weekly seasonal-naive scale).
 """
 
 from __future__ import annotations
@@ -26,25 +23,34 @@ import pandas as pd
 
 from forecaster.config import ForecastConfig
 from forecaster.models.arima import Arima
-from forecaster.models.base import Forecast, ModelError, SeriesSpec, predict_with
+from forecaster.models.backtest import (
+    FoldForecast,
+    evaluate_folds,
+    fold_origins,
+    holiday_window_mask,
+    majors_ahead,
+    score_candidates,
+    selection_origins,
+    summarise_backtest,
+    window_masks,
+)
+from forecaster.models.base import FIT_ERRORS, Forecast, SeriesSpec, predict_with
 from forecaster.models.linear import LinearModel
-from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
+from forecaster.models.naive import SeasonalNaive
 from forecaster.models.prophet import ProphetModel
-from forecaster.vocab import AUTO, COMBINATIONS, MAJOR_HOLIDAYS, SINGLE_MODELS
+from forecaster.vocab import AUTO, COMBINATIONS, SINGLE_MODELS
 
 __all__ = [
     "MODELS",
     "Settings",
     "SeriesForecast",
-    "FoldForecast",
     "make_model",
-    "fold_origins",
-    "evaluate_folds",
     "forecast_series",
     "Choice",
+    "Calibration",
+    "calibration_factor",
     "backtest_series",
-    "holiday_window_mask",
-    "summarise_backtest",
+    "summarise_backtest",  # lives in models.backtest; the CLI imports it from here
 ]
 
 MODELS = {model.name: model for model in (SeasonalNaive, LinearModel, Arima, ProphetModel)}
@@ -52,8 +58,6 @@ assert tuple(MODELS) == SINGLE_MODELS
 # Candidates made of others (vocab.COMBINATIONS) are the mean of their members' forecasts. Scored
 # from the members' backtest forecasts, so they cost no extra fit in the backtest.
 _DEFAULTS = ForecastConfig()  # the config schema holds every default
-# What a model raises when it cannot fit or forecast a series (the caller falls back).
-FIT_ERRORS = (ModelError, np.linalg.LinAlgError, ValueError)
 
 
 def make_model(name: str):
@@ -85,7 +89,7 @@ def _predict(model, y, ds, h, level, spec, features, future) -> Forecast:
     return predict_with(model, y, ds, h, level, spec, features, future)
 
 
-def _add_combinations(folds: dict[str, list["FoldForecast"]]) -> None:
+def _add_combinations(folds: dict[str, list[FoldForecast]]) -> None:
     """Derive each combination's fold forecasts from its members' (when all are present)."""
     for name, members in COMBINATIONS.items():
         if all(m in folds for m in members):
@@ -129,25 +133,6 @@ class Settings:
         )
 
 
-@dataclass
-class FoldForecast:
-    origin: int  # index of the first forecast day
-    y: np.ndarray
-    forecast: Forecast | None
-    scale: float
-    error: str | None = None
-    holiday: np.ndarray | None = None  # which forecast days fall in a holiday window
-
-    @property
-    def mase(self) -> float:
-        if self.forecast is None:
-            return float("nan")
-        ok = np.isfinite(self.y)
-        if not ok.any() or not np.isfinite(self.scale) or self.scale <= 0:
-            return float("nan")
-        return float(np.mean(np.abs(self.y[ok] - self.forecast.mean[ok])) / self.scale)
-
-
 @dataclass(frozen=True)
 class Choice:
     """A series' model choice from a full backtest, reusable on the nights after it: the model,
@@ -175,115 +160,6 @@ class SeriesForecast:
     calibration: "Calibration | None" = None
     choice: Choice | None = None
     reused: bool = False  # the model and calibration came from an earlier night's choice
-
-
-def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[int]:
-    """Origins (oldest first) of up to ``folds`` folds of ``h`` days ending at the last day."""
-    last = n - h
-    origins = [last - k * step for k in range(folds)]
-    return sorted(o for o in origins if o >= min_train)
-
-
-def window_masks(features: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """Holiday windows as day masks: ``any`` holiday window, and each major holiday's own
-    (its days off and the days before and after)."""
-    if features is None:
-        return {}
-    masks = {"any": holiday_window_mask(features)}
-    values = None
-    position = {c: i for i, c in enumerate(features.columns)}
-    for key in MAJOR_HOLIDAYS:
-        cols = [position[c] for c in (f"hol_{key}", f"pre_{key}", f"post_{key}") if c in position]
-        if cols:
-            if values is None:
-                values = features.to_numpy()  # one float block: no copy
-            masks[key] = values[:, cols].max(axis=1) > 0
-    return masks
-
-
-def _holiday_fold(mask: np.ndarray, t: int, h: int, min_train: int, lead: int = 3) -> int | None:
-    """Origin of the latest fold of ``h`` days that starts ``lead`` days before a window of
-    ``mask`` and ends before ``t``."""
-    m = np.asarray(mask[:t], dtype=bool)
-    starts = np.flatnonzero(m & ~np.concatenate([[False], m[:-1]]))
-    fits = [int(s) - lead for s in starts if s - lead >= min_train and s - lead + h <= t]
-    return fits[-1] if fits else None
-
-
-def selection_origins(
-    t: int,
-    h: int,
-    folds: int,
-    step: int,
-    min_train: int,
-    masks: dict[str, np.ndarray] | None = None,
-    ahead: set[str] = frozenset(),
-) -> tuple[list[int], list[int], list[int]]:
-    """The folds that decide at time ``t`` (history ``[:t]``): ``(recent, choose, calibrate)``.
-
-    * ``recent``: the ``folds`` most recent origins; they choose the model and calibrate it.
-    * ``choose``: for each major holiday ``ahead`` (e.g. Spring Festival within the horizon), a
-      fold at the same holiday last time; it joins the choice, so the model that handled the
-      last Spring Festival best is preferred before the next one. (Measured: adding the most
-      recent holiday of any kind to the choice made it worse; without any, the seasonal-naive
-      rule won right before Spring Festival on the demo data.)
-    * ``calibrate``: a fold at the most recent holiday window of any kind, so that holiday days
-      get an interval width learned on a holiday.
-
-    Holiday folds that a recent fold already covers are left out.
-    """
-    recent = fold_origins(t, h, folds, step, min_train)
-    if not masks:
-        return recent, [], []
-
-    def new(o: int | None, taken: list[int]) -> bool:
-        return o is not None and o not in taken and all(abs(o - r) >= h // 2 for r in recent)
-
-    choose: list[int] = []
-    for key in sorted(ahead):
-        o = _holiday_fold(masks[key], t, h, min_train) if key in masks else None
-        if new(o, choose):
-            choose.append(o)
-    latest = _holiday_fold(masks["any"], t, h, min_train)
-    calibrate = [latest] if new(latest, []) else []
-    return recent, choose, calibrate
-
-
-def majors_ahead(masks: dict[str, np.ndarray], lo: int, hi: int) -> set[str]:
-    return {key for key, m in masks.items() if key != "any" and m[lo:hi].any()}
-
-
-def evaluate_folds(
-    model,
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    spec: SeriesSpec,
-    features: pd.DataFrame | None,
-    origins: list[int],
-    h: int,
-    level: float,
-) -> list[FoldForecast]:
-    out = []
-    spec = getattr(model, "spec", None) or spec  # a baseline may insist on its own (e.g. raw values)
-    for o in origins:
-        scale = seasonal_naive_scale(y[:o])
-        hist = None if features is None else features.iloc[:o]
-        fut = None if features is None else features.iloc[o : o + h]
-        holiday = None if fut is None else holiday_window_mask(fut)
-        try:
-            fc = predict_with(model, y[:o], ds[:o], h, level, spec, hist, fut)
-            out.append(FoldForecast(o, y[o : o + h], fc, scale, holiday=holiday))
-        except FIT_ERRORS as exc:
-            out.append(FoldForecast(o, y[o : o + h], None, scale, error=str(exc), holiday=holiday))
-    return out
-
-
-def _mean_mase(folds: list[FoldForecast]) -> float:
-    if not folds or any(f.forecast is None for f in folds):
-        return float("nan")
-    values = [f.mase for f in folds]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
 
 
 @dataclass(frozen=True)
@@ -392,11 +268,6 @@ def evaluate_candidates(
     folds = {name: evaluate_folds(make_model(name), y, ds, spec, features, origins, h, level) for name in members}
     _add_combinations(folds)
     return folds
-
-
-def score_candidates(folds: dict[str, Iterable[FoldForecast]], origins: set[int]) -> dict[str, float]:
-    """Each candidate's mean MASE over its folds at ``origins`` (NaN if one of them failed)."""
-    return {name: _mean_mase([f for f in fs if f.origin in origins]) for name, fs in folds.items()}
 
 
 def first_errors(folds: dict[str, list[FoldForecast]]) -> dict[str, str]:
@@ -526,15 +397,7 @@ def forecast_series(
     return result
 
 
-# ----------------------------------------------------------------------------- backtest reports
-
-
-def holiday_window_mask(features: pd.DataFrame) -> np.ndarray:
-    """Days off for a public holiday or inside a holiday's before/after window."""
-    pick = np.flatnonzero(features.columns.str.startswith(("hol_", "pre_", "post_")))
-    if not len(pick):
-        return np.zeros(len(features), dtype=bool)
-    return features.iloc[:, pick].to_numpy().max(axis=1) > 0
+# ----------------------------------------------------------------------------- the backtest: replaying the choice
 
 
 POINT_COLUMNS = ["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"]
@@ -676,33 +539,3 @@ def backtest_series(
     if not rows:
         return pd.DataFrame(columns=POINT_COLUMNS)
     return pd.concat(rows, ignore_index=True)
-
-
-def summarise_backtest(points: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Per model (and ``by`` columns): MASE, sMAPE and interval coverage, overall and on holiday
-    windows. MASE averages scaled absolute errors over all points; sMAPE in percent."""
-    by = ["model"] + (by or [])
-    p = points[np.isfinite(points["y"].to_numpy(dtype=float))].copy()
-    p["ae"] = (p["y"] - p["yhat"]).abs()
-    p["se"] = p["ae"] / p["scale"].where(p["scale"] > 0)
-    denom = p["y"].abs() + p["yhat"].abs()
-    p["smape"] = (200 * p["ae"] / denom).where(denom > 0, 0.0)
-    p["covered"] = ((p["y"] >= p["lo"]) & (p["y"] <= p["hi"])).astype(float).where(p["yhat"].notna())
-    hw = p[p["holiday_window"]]
-    out = p.groupby(by).agg(
-        points=("y", "size"),
-        failed=("yhat", lambda s: int(s.isna().sum())),
-        mase=("se", "mean"),
-        smape=("smape", "mean"),
-        coverage=("covered", "mean"),
-    )
-    if len(hw):
-        out = out.join(
-            hw.groupby(by).agg(
-                holiday_points=("y", "size"),
-                holiday_mase=("se", "mean"),
-                holiday_smape=("smape", "mean"),
-                holiday_coverage=("covered", "mean"),
-            )
-        )
-    return out.reset_index()
