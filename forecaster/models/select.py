@@ -83,12 +83,6 @@ class Combination:
         return combine([predict_with(m, y, ds, h, level, spec, features, future) for m in self.members])
 
 
-def _predict(model, y, ds, h, level, spec, features, future) -> Forecast:
-    if isinstance(model, Combination):
-        return model.predict(y, ds, h, level, spec, features, future)
-    return predict_with(model, y, ds, h, level, spec, features, future)
-
-
 def _add_combinations(folds: dict[str, list[FoldForecast]]) -> None:
     """Derive each combination's fold forecasts from its members' (when all are present)."""
     for name, members in COMBINATIONS.items():
@@ -160,6 +154,27 @@ class SeriesForecast:
     calibration: "Calibration | None" = None
     choice: Choice | None = None
     reused: bool = False  # the model and calibration came from an earlier night's choice
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """A series as the models take it: values (NaN = missing), dates, how to treat it, and the
+    calendar features of its history and (for a forecast) of the horizon."""
+
+    y: np.ndarray
+    ds: pd.DatetimeIndex
+    spec: SeriesSpec
+    features: pd.DataFrame | None
+    future: pd.DataFrame | None = None
+
+    def forecast(self, model, settings: Settings) -> Forecast:
+        """``model`` fitted on the whole history, forecasting the horizon (in the original space)."""
+        args = (self.y, self.ds, settings.horizon, settings.level, self.spec, self.features, self.future)
+        return model.predict(*args) if isinstance(model, Combination) else predict_with(model, *args)
+
+    def future_holidays(self) -> np.ndarray | None:
+        """Which horizon days fall in a holiday window (None without calendar features)."""
+        return holiday_window_mask(self.future) if self.future is not None else None
 
 
 @dataclass(frozen=True)
@@ -253,18 +268,12 @@ def calibrate_interval(
 
 
 def evaluate_candidates(
-    names: Iterable[str],
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    spec: SeriesSpec,
-    features: pd.DataFrame | None,
-    origins: list[int],
-    h: int,
-    level: float,
+    names: Iterable[str], series: SeriesInput, origins: list[int], h: int, level: float
 ) -> dict[str, list[FoldForecast]]:
     """Fold forecasts of every model that ``names`` need (each combination's members, fitted
     once), and of every combination whose members are all there."""
     members = {m for c in names for m in COMBINATIONS.get(c, (c,))}
+    y, ds, spec, features = series.y, series.ds, series.spec, series.features
     folds = {name: evaluate_folds(make_model(name), y, ds, spec, features, origins, h, level) for name in members}
     _add_combinations(folds)
     return folds
@@ -280,17 +289,9 @@ def rank_candidates(scores: dict[str, float]) -> list[str]:
     return [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
 
 
-def make_fallback(
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    spec: SeriesSpec,
-    features: pd.DataFrame | None,
-    future: pd.DataFrame | None,
-    settings: Settings,
-    reason: str,
-) -> SeriesForecast:
+def make_fallback(series: SeriesInput, settings: Settings, reason: str) -> SeriesForecast:
     """The seasonal-naive baseline's forecast, marked as a fallback for ``reason``."""
-    fc = predict_with(SeasonalNaive(), y, ds, settings.horizon, settings.level, spec, features, future)
+    fc = series.forecast(SeasonalNaive(), settings)
     return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
 
 
@@ -305,29 +306,16 @@ def can_reuse(
     return 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead)
 
 
-def forecast_reused(
-    choice: Choice,
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    spec: SeriesSpec,
-    features: pd.DataFrame | None,
-    future: pd.DataFrame | None,
-    settings: Settings,
-) -> SeriesForecast | None:
+def forecast_reused(choice: Choice, series: SeriesInput, settings: Settings) -> SeriesForecast | None:
     """The chosen model refit on the whole history, with the choice's stored calibration
     (None if the refit fails: the caller chooses afresh)."""
     try:
-        fc = _predict(make_model(choice.model), y, ds, settings.horizon, settings.level, spec, features, future)
+        fc = series.forecast(make_model(choice.model), settings)
     except FIT_ERRORS:
         return None
     calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
-    fc = calibrate_interval(fc, calibration, future_holidays(future), settings.horizon, spec)
+    fc = calibrate_interval(fc, calibration, series.future_holidays(), settings.horizon, series.spec)
     return SeriesForecast(fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True)
-
-
-def future_holidays(future: pd.DataFrame | None) -> np.ndarray | None:
-    """Which horizon days fall in a holiday window (None without calendar features)."""
-    return holiday_window_mask(future) if future is not None else None
 
 
 def forecast_series(
@@ -347,15 +335,16 @@ def forecast_series(
     the backtest is skipped: the chosen model is refit on the whole history and its stored
     calibration applied. That is one fit instead of one per candidate and fold."""
     h, level = settings.horizon, settings.level
+    series = SeriesInput(y, ds, spec, features, future)
     n_obs = int(np.isfinite(y).sum())
     if len(y) < settings.min_history_days or n_obs < 14:
         reason = f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}"
-        return make_fallback(y, ds, spec, features, future, settings, reason)
+        return make_fallback(series, settings, reason)
 
     candidates = [settings.model] if settings.model != AUTO else list(settings.candidates)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
     if can_reuse(choice, ds[-1], ahead, candidates, settings, reuse_days):
-        reused = forecast_reused(choice, y, ds, spec, features, future, settings)
+        reused = forecast_reused(choice, series, settings)
         if reused is not None:
             return reused
     masks = window_masks(features)
@@ -363,7 +352,7 @@ def forecast_series(
         len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days, masks, ahead
     )
     origins = sorted(set(recent + choose + calibrate))
-    folds = evaluate_candidates(candidates, y, ds, spec, features, origins, settings.fold_horizon, level)
+    folds = evaluate_candidates(candidates, series, origins, settings.fold_horizon, level)
     folds = {name: fs for name, fs in folds.items() if name in candidates}
     scores = score_candidates(folds, set(recent + choose))
     # Best backtest first; a forced model is tried even when its backtest failed.
@@ -371,7 +360,7 @@ def forecast_series(
     notes = [f"{name} failed in backtest: {err}" for name, err in first_errors(folds).items()]
     for name in order:
         try:
-            fc = _predict(make_model(name), y, ds, h, level, spec, features, future)
+            fc = series.forecast(make_model(name), settings)
         except FIT_ERRORS as exc:
             notes.append(f"{name} failed: {exc}")
             continue
@@ -380,7 +369,7 @@ def forecast_series(
             if settings.calibrate
             else Calibration()
         )
-        fc = calibrate_interval(fc, calibration, future_holidays(future), h, spec)
+        fc = calibrate_interval(fc, calibration, series.future_holidays(), h, spec)
         best_first = name == order[0]
         score = scores.get(name, float("nan"))
         chosen = (
@@ -392,7 +381,7 @@ def forecast_series(
         return SeriesForecast(fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen)
     if not origins and settings.model == AUTO:
         notes.append("history too short for a backtest")
-    result = make_fallback(y, ds, spec, features, future, settings, "; ".join(notes) or "no candidate model produced a forecast")
+    result = make_fallback(series, settings, "; ".join(notes) or "no candidate model produced a forecast")
     result.scores = scores
     return result
 
@@ -445,20 +434,12 @@ def choose_replayed(
 
 
 def make_points(
-    name: str,
-    k: int,
-    fold: FoldForecast,
-    calibration: Calibration,
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    hw: np.ndarray,
-    h: int,
-    spec: SeriesSpec,
+    name: str, k: int, fold: FoldForecast, calibration: Calibration, series: SeriesInput, hw: np.ndarray, h: int
 ) -> pd.DataFrame:
     """One fold's backtest points (`POINT_COLUMNS`) for ``name``, its interval calibrated."""
-    o = fold.origin
+    o, y, ds = fold.origin, series.y, series.ds
     idx = np.arange(o, min(o + h, len(y)))
-    fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, spec)
+    fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, series.spec)
     return pd.DataFrame(
         {
             "model": name,
@@ -513,7 +494,8 @@ def backtest_series(
     ahead, earlier = plan_nights(scored, masks, h, min_train, reused_after)
     deciding = {o: selection_origins(o, h, selection_folds, step, min_train, masks, ahead[o]) for o in ahead}
     needed = sorted(set(scored).union(*(r + c + k for r, c, k in deciding.values())))
-    evaluated = evaluate_candidates(models, y, ds, spec, features, needed, h, level)
+    series = SeriesInput(y, ds, spec, features)
+    evaluated = evaluate_candidates(models, series, needed, h, level)
     models = tuple(dict.fromkeys([*models, *[c for c in COMBINATIONS if c in evaluated]]))
     evaluated = {name: fs for name, fs in evaluated.items() if name in models}
     for name, model in (extra_models or {}).items():
@@ -525,17 +507,17 @@ def backtest_series(
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
             calibration = calibrate_on(at[name], deciding[origin], level, ratio) if name in models else Calibration()
-            rows.append(make_points(name, k, at[name][origin], calibration, y, ds, hw, h, spec))
+            rows.append(make_points(name, k, at[name][origin], calibration, series, hw, h))
         for auto, pool in (autos or {AUTO: models}).items():
             candidates = [name for name in models if name in pool]
             choice, calibration = choose_replayed(at, candidates, deciding[origin], origin, level, ratio)
-            rows.append(make_points(auto, k, at[choice][origin], calibration, y, ds, hw, h, spec))
+            rows.append(make_points(auto, k, at[choice][origin], calibration, series, hw, h))
             if reused_after > 0:
                 e = earlier.get(origin)
                 if e is not None:
                     ratio_then = holiday_volatility(y[:e], hw)
                     choice, calibration = choose_replayed(at, candidates, deciding[e], origin, level, ratio_then)
-                rows.append(make_points(f"{auto}_reused{reused_after}d", k, at[choice][origin], calibration, y, ds, hw, h, spec))
+                rows.append(make_points(f"{auto}_reused{reused_after}d", k, at[choice][origin], calibration, series, hw, h))
     if not rows:
         return pd.DataFrame(columns=POINT_COLUMNS)
     return pd.concat(rows, ignore_index=True)
