@@ -35,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.datasets import DEFAULT_DATA, boston311, koubei, koubei_partial  # noqa: E402
 from forecaster.forecasting import backtest_long  # noqa: E402
+from forecaster.models.backtest import summarise_backtest  # noqa: E402
 from forecaster.models.base import Forecast, ModelError, SeriesSpec  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
-from forecaster.models.select import COMBINATIONS, Settings, summarise_backtest  # noqa: E402
+from forecaster.models.select import Settings  # noqa: E402
+from forecaster.vocab import COMBINATIONS  # noqa: E402
 
 
 class DefaultProphet:

@@ -162,109 +162,183 @@ def _dilate(mask: np.ndarray, before: int, after: int) -> np.ndarray:
     return out
 
 
-def make_demo_frames(
-    as_of: dt.date,
-    *,
-    communities: int = 50,
-    years: float = 3.0,
-    seed: int = 42,
-) -> DemoData:
-    """Generate the demo company's data up to the day before ``as_of`` (pure)."""
-    rng = np.random.default_rng([seed, 2])
-    prof = make_demo_profiles(communities, seed)
-    end = as_of - dt.timedelta(days=1)
-    start = as_of - dt.timedelta(days=int(round(years * 365)))
+@dataclass(frozen=True)
+class _Days:
+    """The demo's days and the calendar's effects that every community shares."""
+
+    index: pd.DatetimeIndex
+    workday: np.ndarray
+    weekly: np.ndarray  # day-of-week rhythm from the official calendar
+    years: np.ndarray  # time since the first day, in years (the growth trend)
+    spring_festival: np.ndarray
+    sf_gap: np.ndarray  # Spring Festival staffing gap
+    nd_gap: np.ndarray  # National Day staffing gap
+    summer: np.ndarray
+    heating: np.ndarray
+    heat_onset: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Seasons:
+    """A community's local seasons (all False where its city has none)."""
+
+    rainy: np.ndarray
+    typhoon: np.ndarray
+    heat: np.ndarray
+    onset: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """Per community (rows) and day (columns): what drives its tickets and surveys."""
+
+    active: np.ndarray  # the community has data that day
+    volume: np.ndarray  # ticket-rate multiplier
+    complaint_share: np.ndarray
+    staff: np.ndarray  # resolution-time multiplier
+    satisfaction: np.ndarray  # mean survey score
+
+
+def _make_days(start: dt.date, end: dt.date) -> _Days:
     cal = make_day_table(start, end)
     days = cal.index
-    n_days, n_comm = len(days), len(prof)
-    city = {c.name: c for c in CITIES}
-    cities = [city[c] for c in prof["city"]]
-
     dow = days.day_of_week.to_numpy()
     workday = cal["is_workday"].to_numpy()
     holiday = cal["holiday"].to_numpy()
     sf = holiday == "spring_festival"
     nd = holiday == "national_day"
-    sf_gap = _dilate(sf, 10, 7)  # staff leave ten days ahead and return a week after
-    nd_gap = _dilate(nd, 1, 2)
-    summer = _season_mask(days, "06-15", "08-31")
-    heating = _season_mask(days, "11-15", "03-15")
-    heat_onset = _season_mask(days, "11-15", "12-06")
-
     # Weekly rhythm from the official calendar (a make-up workday behaves like a weekday).
-    base_day = np.where(workday, np.where(dow == 0, 1.12, 1.0), 0.8)
-    base_day = np.where(cal["is_holiday"].to_numpy(), 0.75, base_day)
+    weekly = np.where(workday, np.where(dow == 0, 1.12, 1.0), 0.8)
+    weekly = np.where(cal["is_holiday"].to_numpy(), 0.75, weekly)
+    return _Days(
+        index=days,
+        workday=workday,
+        weekly=weekly,
+        years=(days - days[0]).days.to_numpy() / 365.0,
+        spring_festival=sf,
+        sf_gap=_dilate(sf, 10, 7),  # staff leave ten days ahead and return a week after
+        nd_gap=_dilate(nd, 1, 2),
+        summer=_season_mask(days, "06-15", "08-31"),
+        heating=_season_mask(days, "11-15", "03-15"),
+        heat_onset=_season_mask(days, "11-15", "12-06"),
+    )
 
-    t_years = (days - days[0]).days.to_numpy() / 365.0
-    active = np.ones((n_comm, n_days), dtype=bool)
-    mult = np.empty((n_comm, n_days))
-    complaint_share = np.empty((n_comm, n_days))
-    staff = np.empty((n_comm, n_days))  # resolution-time multiplier
-    sat_mu = np.empty((n_comm, n_days))
-    for i, (c, p) in enumerate(zip(cities, prof.itertuples())):
-        s = p.sensitivity
-        rainy = _season_mask(days, *c.rainy) if c.rainy else np.zeros(n_days, bool)
-        typhoon = _season_mask(days, "07-15", "09-30") if c.typhoon else np.zeros(n_days, bool)
-        heat = heating if c.heating else np.zeros(n_days, bool)
-        onset = heat_onset if c.heating else np.zeros(n_days, bool)
-        m = base_day * (1 + 0.04 * t_years)
-        m = m * np.where(sf, 0.6 if c.tier1 else 0.85, 1.0)
-        m = m * np.where(summer, 1.25 + (0.1 if not c.heating else 0.0), 1.0)
-        m = m * np.where(heat, 1.12, 1.0) * np.where(onset, 1.0 + 0.45 * s, 1.0)
-        m = m * np.where(rainy, 1.0 + 0.25 * s, 1.0) * np.where(typhoon, 1.15, 1.0)
-        if not np.isnan(p.history_days):
-            first = n_days - int(p.history_days)
-            active[i, : max(first, 0)] = False
-            since = np.arange(n_days) - first
-            # Move-in season: a newly handed-over community files many tickets at first.
-            m = m * np.where((since >= 0) & (since < 120), 1.0 + 0.8 * np.exp(-np.maximum(since, 0) / 40.0), 1.0)
-        if p.has_gap:
-            g0 = int(rng.integers(n_days // 4, n_days // 2))
-            active[i, g0 : g0 + int(rng.integers(14, 29))] = False
-        mult[i] = m
-        complaint_share[i] = np.clip(
-            0.09 - 0.015 * p.quality + 0.05 * s * sf_gap + 0.08 * s * onset + 0.03 * summer + 0.03 * s * rainy, 0.02, 0.45
-        )
-        staff[i] = (
-            np.exp(-0.2 * p.quality)
-            * np.where(sf_gap, 1.0 + 1.3 * s, 1.0)
-            * np.where(nd_gap, 1.0 + 0.5 * s, 1.0)
-            * np.where(onset, 1.0 + 0.4 * s, 1.0)
-            * np.where(workday, 1.0, 1.15)
-        )
-        sat_mu[i] = (
-            np.clip(90.0 + 2.5 * p.quality, 78, 97)
-            - 5.5 * s * sf_gap
-            - 2.0 * s * nd_gap
-            - 5.0 * s * onset
-            - 1.0 * s * heat
-            - 1.5 * s * summer
-            - 1.5 * s * rainy
-            - 1.5 * s * typhoon
-        )
 
-    rate = (prof["households"].to_numpy() / 200.0)[:, None] * mult
+def _make_seasons(d: _Days, c: City) -> _Seasons:
+    none = np.zeros(len(d.index), bool)
+    return _Seasons(
+        rainy=_season_mask(d.index, *c.rainy) if c.rainy else none,
+        typhoon=_season_mask(d.index, "07-15", "09-30") if c.typhoon else none,
+        heat=d.heating if c.heating else none,
+        onset=d.heat_onset if c.heating else none,
+    )
+
+
+def _make_volume(d: _Days, c: City, p, se: _Seasons) -> np.ndarray:
+    """Ticket-rate multiplier: weekly rhythm, growth, Spring Festival, seasons, move-in."""
+    s = p.sensitivity
+    m = d.weekly * (1 + 0.04 * d.years)
+    m = m * np.where(d.spring_festival, 0.6 if c.tier1 else 0.85, 1.0)
+    m = m * np.where(d.summer, 1.25 + (0.1 if not c.heating else 0.0), 1.0)
+    m = m * np.where(se.heat, 1.12, 1.0) * np.where(se.onset, 1.0 + 0.45 * s, 1.0)
+    m = m * np.where(se.rainy, 1.0 + 0.25 * s, 1.0) * np.where(se.typhoon, 1.15, 1.0)
+    if not np.isnan(p.history_days):
+        since = np.arange(len(d.index)) - (len(d.index) - int(p.history_days))
+        # Move-in season: a newly handed-over community files many tickets at first.
+        m = m * np.where((since >= 0) & (since < 120), 1.0 + 0.8 * np.exp(-np.maximum(since, 0) / 40.0), 1.0)
+    return m
+
+
+def _make_active(n_days: int, p, rng: np.random.Generator) -> np.ndarray:
+    """Days with data: none before a short history starts, none in a missing stretch."""
+    active = np.ones(n_days, dtype=bool)
+    if not np.isnan(p.history_days):
+        active[: max(n_days - int(p.history_days), 0)] = False
+    if p.has_gap:
+        g0 = int(rng.integers(n_days // 4, n_days // 2))
+        active[g0 : g0 + int(rng.integers(14, 29))] = False
+    return active
+
+
+def _make_complaint_share(d: _Days, p, se: _Seasons) -> np.ndarray:
+    s = p.sensitivity
+    return np.clip(
+        0.09 - 0.015 * p.quality + 0.05 * s * d.sf_gap + 0.08 * s * se.onset + 0.03 * d.summer + 0.03 * s * se.rainy, 0.02, 0.45
+    )
+
+
+def _make_staff(d: _Days, p, se: _Seasons) -> np.ndarray:
+    """Resolution-time multiplier: service quality, staffing gaps, heating onset, days off."""
+    s = p.sensitivity
+    return (
+        np.exp(-0.2 * p.quality)
+        * np.where(d.sf_gap, 1.0 + 1.3 * s, 1.0)
+        * np.where(d.nd_gap, 1.0 + 0.5 * s, 1.0)
+        * np.where(se.onset, 1.0 + 0.4 * s, 1.0)
+        * np.where(d.workday, 1.0, 1.15)
+    )
+
+
+def _make_satisfaction(d: _Days, p, se: _Seasons) -> np.ndarray:
+    s = p.sensitivity
+    return (
+        np.clip(90.0 + 2.5 * p.quality, 78, 97)
+        - 5.5 * s * d.sf_gap
+        - 2.0 * s * d.nd_gap
+        - 5.0 * s * se.onset
+        - 1.0 * s * se.heat
+        - 1.5 * s * d.summer
+        - 1.5 * s * se.rainy
+        - 1.5 * s * se.typhoon
+    )
+
+
+def _make_effects(d: _Days, prof: pd.DataFrame, rng: np.random.Generator) -> _Effects:
+    """Each community's effects, in community order (the missing stretches draw from ``rng``)."""
+    city = {c.name: c for c in CITIES}
+    shape = (len(prof), len(d.index))
+    e = _Effects(np.ones(shape, dtype=bool), np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape))
+    for i, p in enumerate(prof.itertuples()):
+        c = city[p.city]
+        se = _make_seasons(d, c)
+        e.volume[i] = _make_volume(d, c, p, se)
+        e.active[i] = _make_active(len(d.index), p, rng)
+        e.complaint_share[i] = _make_complaint_share(d, p, se)
+        e.staff[i] = _make_staff(d, p, se)
+        e.satisfaction[i] = _make_satisfaction(d, p, se)
+    return e
+
+
+def _draw_counts(prof: pd.DataFrame, e: _Effects, rng: np.random.Generator) -> np.ndarray:
+    """Tickets per community and day."""
+    rate = (prof["households"].to_numpy() / 200.0)[:, None] * e.volume
     # Negative binomial: Poisson with a gamma-distributed day effect (over-dispersion).
     lam = rate * rng.gamma(25.0, 1 / 25.0, size=rate.shape)
-    counts = np.where(active, rng.poisson(lam), 0)
+    return np.where(e.active, rng.poisson(lam), 0)
 
-    # ---- tickets
+
+_HOUR_PMF = np.array([1, 0.5, 0.3, 0.2, 0.2, 0.4, 1, 2.5, 4, 5, 5, 4.5, 3.5, 3.5, 4, 4, 4, 4, 4.5, 5, 4.5, 3.5, 2.5, 1.5])
+
+
+def _make_tickets(
+    prof: pd.DataFrame, days: pd.DatetimeIndex, counts: np.ndarray, e: _Effects, as_of: dt.date, rng: np.random.Generator
+) -> pd.DataFrame:
+    """One row per ticket: when, which category, how long to close (open if not yet), its rating."""
     ci, di = np.nonzero(counts)
     reps = counts[ci, di]
     t_comm = np.repeat(ci, reps)
     t_day = np.repeat(di, reps)
     n = len(t_comm)
-    hour_pmf = np.array([1, 0.5, 0.3, 0.2, 0.2, 0.4, 1, 2.5, 4, 5, 5, 4.5, 3.5, 3.5, 4, 4, 4, 4, 4.5, 5, 4.5, 3.5, 2.5, 1.5])
-    hour = rng.choice(24, size=n, p=hour_pmf / hour_pmf.sum())
+    hour = rng.choice(24, size=n, p=_HOUR_PMF / _HOUR_PMF.sum())
     seconds = hour * 3600 + rng.integers(0, 3600, size=n)
     created = days.to_numpy()[t_day] + seconds.astype("timedelta64[s]")
 
-    share = complaint_share[t_comm, t_day]
+    share = e.complaint_share[t_comm, t_day]
     probs = np.outer(1 - share, _OTHER_SHARE)
     probs[:, 1] = share
     cat = (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, len(CATEGORIES) - 1)
 
-    median_h = 7.0 * staff[t_comm, t_day] * _HOURS_FACTOR[cat]
+    median_h = 7.0 * e.staff[t_comm, t_day] * _HOURS_FACTOR[cat]
     hours = rng.lognormal(np.log(median_h), 0.8)
     closed = created + (hours * 3600).astype("timedelta64[s]")
     data_end = np.datetime64(as_of)
@@ -278,7 +352,7 @@ def make_demo_frames(
         5,
     )
     order = np.argsort(created, kind="stable")
-    tickets = pd.DataFrame(
+    return pd.DataFrame(
         {
             "ticket_id": [f"WO{k + 1:09d}" for k in range(n)],
             "community_id": prof["community_id"].to_numpy()[t_comm][order],
@@ -289,13 +363,16 @@ def make_demo_frames(
         }
     )
 
-    # ---- surveys: some days a few residents answer; the score is their mean (0-100)
+
+def _make_surveys(prof: pd.DataFrame, days: pd.DatetimeIndex, e: _Effects, rng: np.random.Generator) -> pd.DataFrame:
+    """Some days a few residents answer; the score is their mean (0-100)."""
+    n_comm, n_days = e.active.shape
     p_survey = rng.uniform(0.35, 0.8, n_comm)[:, None]
-    has = active & (rng.random((n_comm, n_days)) < p_survey)
+    has = e.active & (rng.random((n_comm, n_days)) < p_survey)
     si, sd = np.nonzero(has)
     responses = 1 + rng.poisson(2.5, size=len(si))
-    score = np.clip(rng.normal(sat_mu[si, sd], 7.0 / np.sqrt(responses)), 0, 100).round(1)
-    surveys = pd.DataFrame(
+    score = np.clip(rng.normal(e.satisfaction[si, sd], 7.0 / np.sqrt(responses)), 0, 100).round(1)
+    return pd.DataFrame(
         {
             "community_id": prof["community_id"].to_numpy()[si],
             "date": days[sd].date,
@@ -304,6 +381,25 @@ def make_demo_frames(
         }
     )
 
+
+def make_demo_frames(
+    as_of: dt.date,
+    *,
+    communities: int = 50,
+    years: float = 3.0,
+    seed: int = 42,
+) -> DemoData:
+    """Generate the demo company's data up to the day before ``as_of`` (pure)."""
+    rng = np.random.default_rng([seed, 2])
+    prof = make_demo_profiles(communities, seed)
+    end = as_of - dt.timedelta(days=1)
+    start = as_of - dt.timedelta(days=int(round(years * 365)))
+    days = _make_days(start, end)
+    # The draws from rng come in this order: missing stretches, counts, tickets, surveys, dirty rows.
+    effects = _make_effects(days, prof, rng)
+    counts = _draw_counts(prof, effects, rng)
+    tickets = _make_tickets(prof, days.index, counts, effects, as_of, rng)
+    surveys = _make_surveys(prof, days.index, effects, rng)
     tickets, surveys = _add_dirty_rows(tickets, surveys, rng)
     communities_frame = prof[["community_id", "name", "city", "region", "manager", "manager_mobile"]].copy()
     return DemoData(communities_frame, tickets, surveys, prof, start, end)

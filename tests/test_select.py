@@ -4,16 +4,9 @@ import pytest
 
 from forecaster.calendar import make_features
 from forecaster.models import select
+from forecaster.models.backtest import FoldForecast, fold_origins, summarise_backtest
 from forecaster.models.base import Forecast, ModelError, SeriesSpec
-from forecaster.models.select import (
-    FoldForecast,
-    Settings,
-    backtest_series,
-    calibration_factor,
-    fold_origins,
-    forecast_series,
-    summarise_backtest,
-)
+from forecaster.models.select import Settings, backtest_series, calibration_factor, forecast_series
 from tests.test_models import holiday_series
 
 FAST = Settings(horizon=30, folds=2, fold_horizon=28, step=28, candidates=("naive", "arima"))

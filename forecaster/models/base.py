@@ -15,11 +15,15 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-__all__ = ["Forecast", "SeriesSpec", "Model", "ModelError", "predict_with", "weekday_dummies", "fourier_terms"]
+__all__ = ["Forecast", "SeriesSpec", "Model", "ModelError", "FIT_ERRORS", "predict_with", "weekday_dummies", "fourier_terms"]
 
 
 class ModelError(Exception):
     """A model could not fit or forecast this series (the caller falls back)."""
+
+
+# What fitting or forecasting a series can raise when the model cannot handle it (the caller falls back).
+FIT_ERRORS = (ModelError, np.linalg.LinAlgError, ValueError)
 
 
 @dataclass

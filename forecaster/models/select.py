@@ -1,7 +1,7 @@
-"""Choosing a model per series by rolling-origin backtest, with fallbacks and calibrated intervals.
+"""Choosing a model per series from its backtest, with fallbacks and calibrated intervals.
 
-One primitive, `evaluate_folds`, fits each candidate at several forecast origins (train on
-everything before the origin, forecast the next ``h`` days) and keeps the forecasts. From it:
+The folds come from `forecaster.models.backtest`: each candidate fitted at several forecast
+origins, scored by MASE. From them:
 
 * `forecast_series` (the nightly path) picks the candidate with the lowest mean MASE over the
   most recent folds, refits it on the whole history and forecasts the horizon. Its interval is
@@ -11,13 +11,11 @@ everything before the origin, forecast the next ``h`` days) and keeps the foreca
 * `backtest_series` (the ``backtest`` command and the benchmarks) scores every candidate and
   ``auto`` on the last ``folds`` folds, where ``auto`` picks each fold's model from the folds
   *before* it, exactly as the nightly run would have, so its score is honest.
-
-MASE is the mean absolute error divided by the mean absolute week-on-week change of the
-training history (the weekly seasonal-naive scale).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,25 +23,34 @@ import pandas as pd
 
 from forecaster.config import ForecastConfig
 from forecaster.models.arima import Arima
-from forecaster.models.base import Forecast, ModelError, SeriesSpec, predict_with
+from forecaster.models.backtest import (
+    FoldForecast,
+    evaluate_folds,
+    fold_origins,
+    holiday_window_mask,
+    majors_ahead,
+    score_candidates,
+    selection_origins,
+    summarise_backtest,
+    window_masks,
+)
+from forecaster.models.base import FIT_ERRORS, Forecast, SeriesSpec, predict_with
 from forecaster.models.linear import LinearModel
-from forecaster.models.naive import SeasonalNaive, seasonal_naive_scale
+from forecaster.models.naive import SeasonalNaive
 from forecaster.models.prophet import ProphetModel
-from forecaster.vocab import AUTO, COMBINATIONS, MAJOR_HOLIDAYS, SINGLE_MODELS
+from forecaster.vocab import AUTO, COMBINATIONS, SINGLE_MODELS
 
 __all__ = [
     "MODELS",
     "Settings",
     "SeriesForecast",
-    "FoldForecast",
     "make_model",
-    "fold_origins",
-    "evaluate_folds",
     "forecast_series",
     "Choice",
+    "Calibration",
+    "calibration_factor",
     "backtest_series",
-    "holiday_window_mask",
-    "summarise_backtest",
+    "summarise_backtest",  # lives in models.backtest; the CLI imports it from here
 ]
 
 MODELS = {model.name: model for model in (SeasonalNaive, LinearModel, Arima, ProphetModel)}
@@ -76,13 +83,7 @@ class Combination:
         return combine([predict_with(m, y, ds, h, level, spec, features, future) for m in self.members])
 
 
-def _predict(model, y, ds, h, level, spec, features, future) -> Forecast:
-    if isinstance(model, Combination):
-        return model.predict(y, ds, h, level, spec, features, future)
-    return predict_with(model, y, ds, h, level, spec, features, future)
-
-
-def _add_combinations(folds: dict[str, list["FoldForecast"]]) -> None:
+def _add_combinations(folds: dict[str, list[FoldForecast]]) -> None:
     """Derive each combination's fold forecasts from its members' (when all are present)."""
     for name, members in COMBINATIONS.items():
         if all(m in folds for m in members):
@@ -126,25 +127,6 @@ class Settings:
         )
 
 
-@dataclass
-class FoldForecast:
-    origin: int  # index of the first forecast day
-    y: np.ndarray
-    forecast: Forecast | None
-    scale: float
-    error: str | None = None
-    holiday: np.ndarray | None = None  # which forecast days fall in a holiday window
-
-    @property
-    def mase(self) -> float:
-        if self.forecast is None:
-            return float("nan")
-        ok = np.isfinite(self.y)
-        if not ok.any() or not np.isfinite(self.scale) or self.scale <= 0:
-            return float("nan")
-        return float(np.mean(np.abs(self.y[ok] - self.forecast.mean[ok])) / self.scale)
-
-
 @dataclass(frozen=True)
 class Choice:
     """A series' model choice from a full backtest, reusable on the nights after it: the model,
@@ -174,113 +156,25 @@ class SeriesForecast:
     reused: bool = False  # the model and calibration came from an earlier night's choice
 
 
-def fold_origins(n: int, h: int, folds: int, step: int, min_train: int) -> list[int]:
-    """Origins (oldest first) of up to ``folds`` folds of ``h`` days ending at the last day."""
-    last = n - h
-    origins = [last - k * step for k in range(folds)]
-    return sorted(o for o in origins if o >= min_train)
+@dataclass(frozen=True)
+class SeriesInput:
+    """A series as the models take it: values (NaN = missing), dates, how to treat it, and the
+    calendar features of its history and (for a forecast) of the horizon."""
 
+    y: np.ndarray
+    ds: pd.DatetimeIndex
+    spec: SeriesSpec
+    features: pd.DataFrame | None
+    future: pd.DataFrame | None = None
 
-def window_masks(features: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """Holiday windows as day masks: ``any`` holiday window, and each major holiday's own
-    (its days off and the days before and after)."""
-    if features is None:
-        return {}
-    masks = {"any": holiday_window_mask(features)}
-    values = None
-    position = {c: i for i, c in enumerate(features.columns)}
-    for key in MAJOR_HOLIDAYS:
-        cols = [position[c] for c in (f"hol_{key}", f"pre_{key}", f"post_{key}") if c in position]
-        if cols:
-            if values is None:
-                values = features.to_numpy()  # one float block: no copy
-            masks[key] = values[:, cols].max(axis=1) > 0
-    return masks
+    def forecast(self, model, settings: Settings) -> Forecast:
+        """``model`` fitted on the whole history, forecasting the horizon (in the original space)."""
+        args = (self.y, self.ds, settings.horizon, settings.level, self.spec, self.features, self.future)
+        return model.predict(*args) if isinstance(model, Combination) else predict_with(model, *args)
 
-
-def _holiday_fold(mask: np.ndarray, t: int, h: int, min_train: int, lead: int = 3) -> int | None:
-    """Origin of the latest fold of ``h`` days that starts ``lead`` days before a window of
-    ``mask`` and ends before ``t``."""
-    m = np.asarray(mask[:t], dtype=bool)
-    starts = np.flatnonzero(m & ~np.concatenate([[False], m[:-1]]))
-    fits = [int(s) - lead for s in starts if s - lead >= min_train and s - lead + h <= t]
-    return fits[-1] if fits else None
-
-
-def selection_origins(
-    t: int,
-    h: int,
-    folds: int,
-    step: int,
-    min_train: int,
-    masks: dict[str, np.ndarray] | None = None,
-    ahead: set[str] = frozenset(),
-) -> tuple[list[int], list[int], list[int]]:
-    """The folds that decide at time ``t`` (history ``[:t]``): ``(recent, choose, calibrate)``.
-
-    * ``recent``: the ``folds`` most recent origins; they choose the model and calibrate it.
-    * ``choose``: for each major holiday ``ahead`` (e.g. Spring Festival within the horizon), a
-      fold at the same holiday last time; it joins the choice, so the model that handled the
-      last Spring Festival best is preferred before the next one. (Measured: adding the most
-      recent holiday of any kind to the choice made it worse; without any, the seasonal-naive
-      rule won right before Spring Festival on the demo data.)
-    * ``calibrate``: a fold at the most recent holiday window of any kind, so that holiday days
-      get an interval width learned on a holiday.
-
-    Holiday folds that a recent fold already covers are left out.
-    """
-    recent = fold_origins(t, h, folds, step, min_train)
-    if not masks:
-        return recent, [], []
-
-    def new(o: int | None, taken: list[int]) -> bool:
-        return o is not None and o not in taken and all(abs(o - r) >= h // 2 for r in recent)
-
-    choose: list[int] = []
-    for key in sorted(ahead):
-        o = _holiday_fold(masks[key], t, h, min_train) if key in masks else None
-        if new(o, choose):
-            choose.append(o)
-    latest = _holiday_fold(masks["any"], t, h, min_train)
-    calibrate = [latest] if new(latest, []) else []
-    return recent, choose, calibrate
-
-
-def majors_ahead(masks: dict[str, np.ndarray], lo: int, hi: int) -> set[str]:
-    return {key for key, m in masks.items() if key != "any" and m[lo:hi].any()}
-
-
-def evaluate_folds(
-    model,
-    y: np.ndarray,
-    ds: pd.DatetimeIndex,
-    spec: SeriesSpec,
-    features: pd.DataFrame | None,
-    origins: list[int],
-    h: int,
-    level: float,
-) -> list[FoldForecast]:
-    out = []
-    spec = getattr(model, "spec", None) or spec  # a baseline may insist on its own (e.g. raw values)
-    for o in origins:
-        scale = seasonal_naive_scale(y[:o])
-        hist = None if features is None else features.iloc[:o]
-        fut = None if features is None else features.iloc[o : o + h]
-        holiday = None if fut is None else holiday_window_mask(fut)
-        try:
-            fc = predict_with(model, y[:o], ds[:o], h, level, spec, hist, fut)
-            out.append(FoldForecast(o, y[o : o + h], fc, scale, holiday=holiday))
-        except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
-            out.append(FoldForecast(o, y[o : o + h], None, scale, error=str(exc), holiday=holiday))
-    return out
-
-
-def _mean_mase(folds: list[FoldForecast]) -> float:
-    if not folds or any(f.forecast is None for f in folds):
-        return float("nan")
-    values = [f.mase for f in folds]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
+    def future_holidays(self) -> np.ndarray | None:
+        """Which horizon days fall in a holiday window (None without calendar features)."""
+        return holiday_window_mask(self.future) if self.future is not None else None
 
 
 @dataclass(frozen=True)
@@ -360,12 +254,68 @@ def calibration_factor(
     return Calibration(ordinary, special)
 
 
-def _scaled(fc: Forecast | None, factor: np.ndarray | float, spec: SeriesSpec) -> Forecast | None:
-    if fc is None or np.all(np.asarray(factor) == 1.0):
+def calibrate_interval(
+    fc: Forecast | None, calibration: Calibration, holiday: np.ndarray | None, h: int, spec: SeriesSpec
+) -> Forecast | None:
+    """``fc`` with its interval half-widths scaled by ``calibration`` (holiday-window days by
+    their own factor), clipped to the series' bounds and never inside the mean."""
+    factor = calibration.per_day(holiday, h)
+    if fc is None or np.all(factor == 1.0):
         return fc
     lower = spec.clip(fc.mean - factor * (fc.mean - fc.lower))
     upper = spec.clip(fc.mean + factor * (fc.upper - fc.mean))
     return Forecast(fc.mean, np.minimum(lower, fc.mean), np.maximum(upper, fc.mean))
+
+
+def evaluate_candidates(
+    names: Iterable[str], series: SeriesInput, origins: list[int], h: int, level: float
+) -> dict[str, list[FoldForecast]]:
+    """Fold forecasts of every model that ``names`` need (each combination's members, fitted
+    once), and of every combination whose members are all there."""
+    members = {m for c in names for m in COMBINATIONS.get(c, (c,))}
+    y, ds, spec, features = series.y, series.ds, series.spec, series.features
+    folds = {name: evaluate_folds(make_model(name), y, ds, spec, features, origins, h, level) for name in members}
+    _add_combinations(folds)
+    return folds
+
+
+def first_errors(folds: dict[str, list[FoldForecast]]) -> dict[str, str]:
+    """Each candidate that failed on some fold, with its first error."""
+    return {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
+
+
+def rank_candidates(scores: dict[str, float]) -> list[str]:
+    """Candidates with a score, best first (ties by name)."""
+    return [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
+
+
+def make_fallback(series: SeriesInput, settings: Settings, reason: str) -> SeriesForecast:
+    """The seasonal-naive baseline's forecast, marked as a fallback for ``reason``."""
+    fc = series.forecast(SeasonalNaive(), settings)
+    return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
+
+
+def can_reuse(
+    choice: Choice | None, last_day: pd.Timestamp, ahead: set[str], candidates: list[str], settings: Settings, reuse_days: int
+) -> bool:
+    """Whether an earlier night's ``choice`` still holds: auto-selection, a model still among the
+    candidates, younger than ``reuse_days`` and the same major holidays ahead."""
+    if choice is None or settings.model != AUTO or choice.model not in candidates or reuse_days <= 1:
+        return False
+    age = (last_day.date() - pd.Timestamp(choice.chosen_on).date()).days
+    return 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead)
+
+
+def forecast_reused(choice: Choice, series: SeriesInput, settings: Settings) -> SeriesForecast | None:
+    """The chosen model refit on the whole history, with the choice's stored calibration
+    (None if the refit fails: the caller chooses afresh)."""
+    try:
+        fc = series.forecast(make_model(choice.model), settings)
+    except FIT_ERRORS:
+        return None
+    calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
+    fc = calibrate_interval(fc, calibration, series.future_holidays(), settings.horizon, series.spec)
+    return SeriesForecast(fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True)
 
 
 def forecast_series(
@@ -385,55 +335,33 @@ def forecast_series(
     the backtest is skipped: the chosen model is refit on the whole history and its stored
     calibration applied. That is one fit instead of one per candidate and fold."""
     h, level = settings.horizon, settings.level
+    series = SeriesInput(y, ds, spec, features, future)
     n_obs = int(np.isfinite(y).sum())
-
-    def baseline(reason: str) -> SeriesForecast:
-        fc = predict_with(SeasonalNaive(), y, ds, h, level, spec, features, future)
-        return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
-
     if len(y) < settings.min_history_days or n_obs < 14:
-        return baseline(f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}")
+        reason = f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}"
+        return make_fallback(series, settings, reason)
 
     candidates = [settings.model] if settings.model != AUTO else list(settings.candidates)
-    masks = window_masks(features)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
-    if choice is not None and settings.model == AUTO and choice.model in candidates and reuse_days > 1:
-        age = (ds[-1].date() - pd.Timestamp(choice.chosen_on).date()).days
-        if 0 <= age < reuse_days and tuple(sorted(ahead)) == tuple(choice.ahead):
-            try:
-                fc = _predict(make_model(choice.model), y, ds, h, level, spec, features, future)
-            except (ModelError, np.linalg.LinAlgError, ValueError):
-                fc = None  # choose afresh below
-            if fc is not None:
-                calibration = Calibration(choice.ordinary, choice.holiday) if settings.calibrate else Calibration()
-                future_holiday = holiday_window_mask(future) if future is not None else None
-                fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
-                return SeriesForecast(
-                    fc.mean, fc.lower, fc.upper, choice.model, "ok", "", choice.score, {}, calibration, choice, reused=True
-                )
+    if can_reuse(choice, ds[-1], ahead, candidates, settings, reuse_days):
+        reused = forecast_reused(choice, series, settings)
+        if reused is not None:
+            return reused
+    masks = window_masks(features)
     recent, choose, calibrate = selection_origins(
         len(y), settings.fold_horizon, settings.folds, settings.step, settings.min_history_days, masks, ahead
     )
     origins = sorted(set(recent + choose + calibrate))
-    choosing = set(recent + choose)
-    members = {m for c in candidates for m in COMBINATIONS.get(c, (c,))}
-    folds = {
-        name: evaluate_folds(make_model(name), y, ds, spec, features, origins, settings.fold_horizon, level)
-        for name in members
-    }
-    _add_combinations(folds)
+    folds = evaluate_candidates(candidates, series, origins, settings.fold_horizon, level)
     folds = {name: fs for name, fs in folds.items() if name in candidates}
-    scores = {name: _mean_mase([f for f in fs if f.origin in choosing]) for name, fs in folds.items()}
-    failed = {name: next(f.error for f in fs if f.error) for name, fs in folds.items() if any(f.error for f in fs)}
+    scores = score_candidates(folds, set(recent + choose))
     # Best backtest first; a forced model is tried even when its backtest failed.
-    order = [name for s, name in sorted((s, name) for name, s in scores.items()) if np.isfinite(s)]
-    if not order and settings.model != AUTO:
-        order = [settings.model]
-    notes = [f"{name} failed in backtest: {err}" for name, err in failed.items()]
+    order = rank_candidates(scores) or ([settings.model] if settings.model != AUTO else [])
+    notes = [f"{name} failed in backtest: {err}" for name, err in first_errors(folds).items()]
     for name in order:
         try:
-            fc = _predict(make_model(name), y, ds, h, level, spec, features, future)
-        except (ModelError, np.linalg.LinAlgError, ValueError) as exc:
+            fc = series.forecast(make_model(name), settings)
+        except FIT_ERRORS as exc:
             notes.append(f"{name} failed: {exc}")
             continue
         calibration = (
@@ -441,35 +369,91 @@ def forecast_series(
             if settings.calibrate
             else Calibration()
         )
-        future_holiday = holiday_window_mask(future) if future is not None else None
-        fc = _scaled(fc, calibration.per_day(future_holiday, h), spec)
+        fc = calibrate_interval(fc, calibration, series.future_holidays(), h, spec)
         best_first = name == order[0]
-        status = "ok" if best_first else "fallback"
         score = scores.get(name, float("nan"))
         chosen = (
             Choice(name, score, calibration.ordinary, calibration.holiday, tuple(sorted(ahead)), ds[-1].date().isoformat())
             if best_first and settings.model == AUTO
             else None
         )
-        return SeriesForecast(
-            fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen
-        )
+        status = "ok" if best_first else "fallback"
+        return SeriesForecast(fc.mean, fc.lower, fc.upper, name, status, "; ".join(notes), score, scores, calibration, chosen)
     if not origins and settings.model == AUTO:
         notes.append("history too short for a backtest")
-    result = baseline("; ".join(notes) or "no candidate model produced a forecast")
+    result = make_fallback(series, settings, "; ".join(notes) or "no candidate model produced a forecast")
     result.scores = scores
     return result
 
 
-# ----------------------------------------------------------------------------- backtest reports
+# ----------------------------------------------------------------------------- the backtest: replaying the choice
 
 
-def holiday_window_mask(features: pd.DataFrame) -> np.ndarray:
-    """Days off for a public holiday or inside a holiday's before/after window."""
-    pick = np.flatnonzero(features.columns.str.startswith(("hol_", "pre_", "post_")))
-    if not len(pick):
-        return np.zeros(len(features), dtype=bool)
-    return features.iloc[:, pick].to_numpy().max(axis=1) > 0
+POINT_COLUMNS = ["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"]
+
+
+def plan_nights(
+    scored: list[int], masks: dict[str, np.ndarray], h: int, min_train: int, reused_after: int
+) -> tuple[dict[int, set[str]], dict[int, int | None]]:
+    """The nights a backtest replays: ``(ahead, earlier)``. ``ahead`` has the major holidays
+    ahead of each scored origin and, with ``reused_after`` > 0, of the earlier night whose choice
+    it reuses; ``earlier`` maps a scored origin to that night (None where a major holiday entered
+    the horizon since: it chooses afresh)."""
+    ahead = {o: majors_ahead(masks, o, o + h) if masks else set() for o in scored}
+    earlier = {}
+    for o in scored:
+        e = o - reused_after
+        if reused_after > 0 and e >= min_train:
+            ahead[e] = majors_ahead(masks, e, e + h) if masks else set()
+            earlier[o] = e if ahead[e] == ahead[o] else None
+    return ahead, earlier
+
+
+def calibrate_on(at: dict[int, FoldForecast], deciding: tuple[list[int], list[int], list[int]], level: float, ratio: float) -> Calibration:
+    """The calibration a night makes from a model's folds that decide it (see `selection_origins`)."""
+    recent, choose, calibrate = deciding
+    return calibration_factor([at[o] for o in sorted(set(recent + choose + calibrate))], level, holiday_ratio=ratio)
+
+
+def choose_replayed(
+    at: dict[str, dict[int, FoldForecast]],
+    candidates: list[str],
+    deciding: tuple[list[int], list[int], list[int]],
+    usable_at: int,
+    level: float,
+    ratio: float,
+) -> tuple[str, Calibration]:
+    """The choice among ``candidates`` and calibration a night makes from the folds ``deciding`` it, as
+    `forecast_series` would; a model without a forecast at ``usable_at`` is passed over (the
+    baseline if none is left)."""
+    recent, choose, _ = deciding
+    ranked = rank_candidates(score_candidates({name: at[name].values() for name in candidates}, set(recent + choose)))
+    usable = [name for name in ranked if at[name][usable_at].forecast is not None]
+    choice = usable[0] if usable else "naive"
+    return choice, calibrate_on(at[choice], deciding, level, ratio)
+
+
+def make_points(
+    name: str, k: int, fold: FoldForecast, calibration: Calibration, series: SeriesInput, hw: np.ndarray, h: int
+) -> pd.DataFrame:
+    """One fold's backtest points (`POINT_COLUMNS`) for ``name``, its interval calibrated."""
+    o, y, ds = fold.origin, series.y, series.ds
+    idx = np.arange(o, min(o + h, len(y)))
+    fc = calibrate_interval(fold.forecast, calibration, hw[o : o + h], h, series.spec)
+    return pd.DataFrame(
+        {
+            "model": name,
+            "fold": k,
+            "ds": ds[idx],
+            "y": y[idx],
+            "yhat": np.nan if fc is None else fc.mean[: len(idx)],
+            "lo": np.nan if fc is None else fc.lower[: len(idx)],
+            "hi": np.nan if fc is None else fc.upper[: len(idx)],
+            "scale": fold.scale,
+            "holiday_window": hw[idx],
+            "error": fold.error or "",
+        }
+    )
 
 
 def backtest_series(
@@ -507,105 +491,33 @@ def backtest_series(
     hw = masks["any"] if masks else np.zeros(len(y), bool)
     scored = fold_origins(len(y), h, folds, step, min_train)
     # What the nightly run would have backtested at each scored origin, to choose and calibrate.
-    ahead = {o: majors_ahead(masks, o, o + h) if masks else set() for o in scored}
-    # The earlier night whose choice a reusing night takes over (None: it chooses afresh).
-    earlier = {}
-    for o in scored:
-        e = o - reused_after
-        if reused_after > 0 and e >= min_train:
-            ahead[e] = majors_ahead(masks, e, e + h) if masks else set()
-            earlier[o] = e if ahead[e] == ahead[o] else None
+    ahead, earlier = plan_nights(scored, masks, h, min_train, reused_after)
     deciding = {o: selection_origins(o, h, selection_folds, step, min_train, masks, ahead[o]) for o in ahead}
     needed = sorted(set(scored).union(*(r + c + k for r, c, k in deciding.values())))
-    members = {m for c in models for m in COMBINATIONS.get(c, (c,))}
-    evaluated = {name: evaluate_folds(make_model(name), y, ds, spec, features, needed, h, level) for name in members}
-    _add_combinations(evaluated)
+    series = SeriesInput(y, ds, spec, features)
+    evaluated = evaluate_candidates(models, series, needed, h, level)
     models = tuple(dict.fromkeys([*models, *[c for c in COMBINATIONS if c in evaluated]]))
     evaluated = {name: fs for name, fs in evaluated.items() if name in models}
     for name, model in (extra_models or {}).items():
         evaluated[name] = evaluate_folds(model, y, ds, spec, features, needed, h, level)
     at = {name: {f.origin: f for f in fs} for name, fs in evaluated.items()}
     rows = []
-
-    def emit(name: str, fold: FoldForecast, k: int, calibration: Calibration = Calibration()) -> None:
-        o = fold.origin
-        idx = np.arange(o, min(o + h, len(y)))
-        fc = _scaled(fold.forecast, calibration.per_day(hw[o : o + h], h), spec)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "model": name,
-                    "fold": k,
-                    "ds": ds[idx],
-                    "y": y[idx],
-                    "yhat": np.nan if fc is None else fc.mean[: len(idx)],
-                    "lo": np.nan if fc is None else fc.lower[: len(idx)],
-                    "hi": np.nan if fc is None else fc.upper[: len(idx)],
-                    "scale": fold.scale,
-                    "holiday_window": hw[idx],
-                    "error": fold.error or "",
-                }
-            )
-        )
-
-    def decide(origin: int, pool: tuple[str, ...], usable_at: int) -> tuple[str, Calibration]:
-        """The choice and calibration the night at ``origin`` makes (usable at ``usable_at``)."""
-        recent, choose, calibrate = deciding[origin]
-        ratio = holiday_volatility(y[:origin], hw)
-        choosing = {name: [at[name][o] for o in sorted(set(recent + choose))] for name in models if name in pool}
-        scored_pool = sorted((_mean_mase(p), name) for name, p in choosing.items())
-        ranked = [name for s, name in scored_pool if np.isfinite(s)]
-        usable = [name for name in ranked if at[name][usable_at].forecast is not None]
-        choice = usable[0] if usable else "naive"
-        calibrating = [at[choice][o] for o in sorted(set(recent + choose + calibrate))]
-        return choice, calibration_factor(calibrating, level, holiday_ratio=ratio)
-
     for k, origin in enumerate(scored):
-        recent, choose, calibrate = deciding[origin]
         ratio = holiday_volatility(y[:origin], hw)
-        calibrating = {name: [at[name][o] for o in sorted(set(recent + choose + calibrate))] for name in models}
         for name in evaluated:
             # Baselines passed as extra_models are scored as they are, uncalibrated.
-            calibration = calibration_factor(calibrating[name], level, holiday_ratio=ratio) if name in models else Calibration()
-            emit(name, at[name][origin], k, calibration)
+            calibration = calibrate_on(at[name], deciding[origin], level, ratio) if name in models else Calibration()
+            rows.append(make_points(name, k, at[name][origin], calibration, series, hw, h))
         for auto, pool in (autos or {AUTO: models}).items():
-            choice, calibration = decide(origin, pool, origin)
-            emit(auto, at[choice][origin], k, calibration)
+            candidates = [name for name in models if name in pool]
+            choice, calibration = choose_replayed(at, candidates, deciding[origin], origin, level, ratio)
+            rows.append(make_points(auto, k, at[choice][origin], calibration, series, hw, h))
             if reused_after > 0:
                 e = earlier.get(origin)
                 if e is not None:
-                    choice, calibration = decide(e, pool, origin)
-                emit(f"{auto}_reused{reused_after}d", at[choice][origin], k, calibration)
+                    ratio_then = holiday_volatility(y[:e], hw)
+                    choice, calibration = choose_replayed(at, candidates, deciding[e], origin, level, ratio_then)
+                rows.append(make_points(f"{auto}_reused{reused_after}d", k, at[choice][origin], calibration, series, hw, h))
     if not rows:
-        return pd.DataFrame(columns=["model", "fold", "ds", "y", "yhat", "lo", "hi", "scale", "holiday_window", "error"])
+        return pd.DataFrame(columns=POINT_COLUMNS)
     return pd.concat(rows, ignore_index=True)
-
-
-def summarise_backtest(points: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Per model (and ``by`` columns): MASE, sMAPE and interval coverage, overall and on holiday
-    windows. MASE averages scaled absolute errors over all points; sMAPE in percent."""
-    by = ["model"] + (by or [])
-    p = points[np.isfinite(points["y"].to_numpy(dtype=float))].copy()
-    p["ae"] = (p["y"] - p["yhat"]).abs()
-    p["se"] = p["ae"] / p["scale"].where(p["scale"] > 0)
-    denom = p["y"].abs() + p["yhat"].abs()
-    p["smape"] = (200 * p["ae"] / denom).where(denom > 0, 0.0)
-    p["covered"] = ((p["y"] >= p["lo"]) & (p["y"] <= p["hi"])).astype(float).where(p["yhat"].notna())
-    hw = p[p["holiday_window"]]
-    out = p.groupby(by).agg(
-        points=("y", "size"),
-        failed=("yhat", lambda s: int(s.isna().sum())),
-        mase=("se", "mean"),
-        smape=("smape", "mean"),
-        coverage=("covered", "mean"),
-    )
-    if len(hw):
-        out = out.join(
-            hw.groupby(by).agg(
-                holiday_points=("y", "size"),
-                holiday_mase=("se", "mean"),
-                holiday_smape=("smape", "mean"),
-                holiday_coverage=("covered", "mean"),
-            )
-        )
-    return out.reset_index()
