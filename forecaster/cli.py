@@ -583,7 +583,8 @@ def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from forecaster.export import write_csv
     from forecaster.forecasting import backtest_long
-    from forecaster.models.select import MODELS, summarise_backtest
+    from forecaster.models.backtest import summarise_backtest
+    from forecaster.models.select import MODELS
     from forecaster.vocab import COMBINATIONS
 
     config = _load_optional(args)

@@ -31,7 +31,6 @@ from forecaster.models.backtest import (
     majors_ahead,
     score_candidates,
     selection_origins,
-    summarise_backtest,
     window_masks,
 )
 from forecaster.models.base import FIT_ERRORS, Forecast, SeriesSpec, predict_with
@@ -50,7 +49,6 @@ __all__ = [
     "Calibration",
     "calibration_factor",
     "backtest_series",
-    "summarise_backtest",  # lives in models.backtest; the CLI imports it from here
 ]
 
 MODELS = {model.name: model for model in (SeasonalNaive, LinearModel, Arima, ProphetModel)}
