@@ -702,18 +702,6 @@ class Store:
             frame = pd.read_sql(sa.select(findings).where(findings.c.run_id == run_id), conn)
         return frame.rename(columns={v: k for k, v in _FINDING_COLUMNS.items()})
 
-    def forecasts_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(forecasts).where(forecasts.c.run_id == run_id), conn)
-
-    def series_status_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(series_status).where(series_status.c.run_id == run_id), conn)
-
-    def ingest_problems_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(ingest_problems).where(ingest_problems.c.run_id == run_id), conn)
-
 
 def _record(row: Any) -> RunRecord:
     data = dict(row)

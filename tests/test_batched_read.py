@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.ingest import csvfiles, load_daily, load_source
-from forecaster.ingest.aggregate import make_daily_series, series_from_parts
+from forecaster.ingest import csvfiles, load_daily
+from forecaster.ingest.aggregate import series_from_parts
 from forecaster.ingest.incremental import PartsState, history_slices, parts_fingerprint, plan_read
 from forecaster.ingest.validate import SeenKeys
 
@@ -32,8 +32,8 @@ def csv_company(tmp_path, make_config):
 
 
 def test_batches_give_the_same_series_and_report_as_one_read(csv_company, monkeypatch):
-    whole = load_source(csv_company, AS_OF)
-    expected = make_daily_series(whole.tickets, whole.surveys, AS_OF, csv_company.metrics, min_history_days=14)
+    whole = load_daily(csv_company, AS_OF)  # 42 rows: one batch
+    expected = series_from_parts(whole.parts, AS_OF, csv_company.metrics, min_history_days=14)
     monkeypatch.setattr(csvfiles, "BATCH_ROWS", 7)  # 42 rows: six full batches and one short one
     daily = load_daily(csv_company, AS_OF)
     got = series_from_parts(daily.parts, AS_OF, csv_company.metrics, min_history_days=14)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import requests
@@ -18,39 +18,20 @@ from forecaster.config import Config
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import PartsState, ReadPlan, parts_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
-from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source
-from forecaster.ingest.validate import TableReport, validate_communities
+from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
+from forecaster.ingest.validate import TableReport
 from forecaster.util.errors import EmptySourceError
 from forecaster.util.secret import mask_url
 
 __all__ = [
-    "SourceData",
     "DailyData",
     "SavedParts",
     "make_source",
     "describe_source",
     "check_source",
-    "load_source",
     "load_daily",
     "history_start",
 ]
-
-
-@dataclass
-class SourceData:
-    communities: pd.DataFrame
-    tickets: pd.DataFrame
-    surveys: pd.DataFrame
-    reports: list[TableReport] = field(default_factory=list)
-    describe: str = ""
-
-    @property
-    def rows_read(self) -> int:
-        return sum(r.rows_read for r in self.reports)
-
-    @property
-    def rows_skipped(self) -> int:
-        return sum(r.rows_skipped for r in self.reports)
 
 
 def describe_source(config: Config) -> str:
@@ -77,27 +58,6 @@ def check_source(config: Config, session: requests.Session | None = None, days: 
     finally:
         reader.close()
     return lines
-
-
-def load_source(config: Config, as_of: dt.date, session: requests.Session | None = None) -> SourceData:
-    """Read and validate all tables, whole. Rows on or after ``as_of`` (incomplete days) and
-    before the history window are left out. Raises `SourceError` when a source cannot be read and
-    `EmptySourceError` when it holds no usable communities or no tickets and surveys.
-
-    The nightly run uses `load_daily` instead, which never holds every ticket at once."""
-    reader = make_source(config, session)
-    try:
-        communities, comm_report = _read_communities(reader, config)
-        reports = [comm_report]
-        read = TableReader(reader, config, set(communities["community_id"]), as_of, None)
-        tickets = _concat(list(read.tickets(reports)), empty_tickets())
-        surveys = _concat(list(read.surveys(reports)), empty_surveys())
-    finally:
-        reader.close()
-    describe = describe_source(config)
-    if tickets.empty and surveys.empty:
-        raise _nothing_read(config, as_of, describe)
-    return SourceData(communities, tickets, surveys, reports, describe)
 
 
 @dataclass
@@ -131,12 +91,14 @@ def load_daily(
 
     With ``saved`` day sums (and ``source.incremental.enabled``) only the tickets created or
     closed in recent days, and recent surveys, are read; earlier days come from ``saved`` (see
-    `forecaster.ingest.incremental`). Errors as `load_source`."""
+    `forecaster.ingest.incremental`). Rows on or after ``as_of`` (incomplete days) and before
+    the history window are left out. Raises `SourceError` when a source cannot be read and
+    `EmptySourceError` when it holds no usable communities or no tickets and surveys."""
     start = history_start(config, as_of)
     inc = config.source.incremental
     reader = make_source(config, session)
     try:
-        communities, comm_report = _read_communities(reader, config)
+        communities, comm_report = read_communities(reader, config)
         known = communities["community_id"].tolist()
         if saved is not None and inc.enabled:
             plan = plan_read(
@@ -191,24 +153,9 @@ def load_daily(
     return DailyData(communities, parts, reports, describe, plan, fresh)
 
 
-def _read_communities(reader, config: Config) -> tuple[pd.DataFrame, TableReport]:
-    raw = reader.read("communities", config.source.tables.communities)
-    communities, report = validate_communities(raw)
-    if communities.empty:
-        raise EmptySourceError(
-            f"{raw.origin}: no communities ({report.rows_read} rows read, {report.rows_skipped} skipped); nothing to forecast"
-        )
-    return communities, report
-
-
 def _nothing_read(config: Config, as_of: dt.date, describe: str) -> EmptySourceError:
     start = history_start(config, as_of)
     return EmptySourceError(
         f"{describe}: no tickets or surveys between {start} and {as_of - dt.timedelta(days=1)} "
         f"(source.history_days = {config.source.history_days}); nothing to forecast"
     )
-
-
-def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else empty

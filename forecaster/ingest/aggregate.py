@@ -32,16 +32,10 @@ __all__ = [
     "combine_parts",
     "empty_parts",
     "series_from_parts",
-    "make_daily_series",
     "COUNT_METRICS",
-    "series_id_for",
 ]
 
 COUNT_METRICS = frozenset({"ticket_count", "complaint_count"})
-
-
-def series_id_for(community_id: str, metric: str) -> str:
-    return f"{community_id}:{metric}"
 
 
 @dataclass
@@ -145,26 +139,6 @@ def empty_parts() -> pd.DataFrame:
     for col in PART_COLUMNS:
         frame[col] = pd.Series(dtype="int64" if col in ("created", "complaints", "closed", "surveyed") else "float64")
     return frame
-
-
-def make_daily_series(
-    tickets: pd.DataFrame,
-    surveys: pd.DataFrame,
-    as_of: dt.date,
-    metrics: MetricsConfig,
-    *,
-    min_history_days: int,
-    communities: pd.Series | None = None,
-) -> DailySeries:
-    """Aggregate validated tickets and surveys to daily series up to the day before ``as_of``
-    (`daily_parts`, then `series_from_parts`)."""
-    return series_from_parts(
-        daily_parts(tickets, surveys, metrics),
-        as_of,
-        metrics,
-        min_history_days=min_history_days,
-        communities=communities,
-    )
 
 
 def series_from_parts(

@@ -20,10 +20,11 @@ from forecaster.ingest.csvfiles import CsvSource
 from forecaster.ingest.httpapi import HttpSource
 from forecaster.ingest.incremental import ReadPlan
 from forecaster.ingest.sql import SqlSource
-from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_surveys, validate_tickets
+from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_communities, validate_surveys, validate_tickets
+from forecaster.util.errors import EmptySourceError
 from forecaster.util.prefetch import prefetch
 
-__all__ = ["TableReader", "make_source", "history_start", "moment", "empty_tickets", "empty_surveys"]
+__all__ = ["TableReader", "make_source", "read_communities", "history_start", "moment", "empty_tickets", "empty_surveys"]
 
 # A part of the tickets table: [lo, hi) of its created_at column as stored (None: open).
 Part = tuple[dt.datetime | None, dt.datetime | None]
@@ -45,6 +46,17 @@ def history_start(config: Config, as_of: dt.date) -> dt.date:
 
 def moment(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
+
+
+def read_communities(reader, config: Config) -> tuple[pd.DataFrame, TableReport]:
+    """The communities, validated, whole. Raises `EmptySourceError` when none is usable."""
+    raw = reader.read("communities", config.source.tables.communities)
+    communities, report = validate_communities(raw)
+    if communities.empty:
+        raise EmptySourceError(
+            f"{raw.origin}: no communities ({report.rows_read} rows read, {report.rows_skipped} skipped); nothing to forecast"
+        )
+    return communities, report
 
 
 class TableReader:
