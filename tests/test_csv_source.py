@@ -3,6 +3,8 @@ import datetime as dt
 import pytest
 
 from forecaster.ingest import load_daily
+from forecaster.ingest.request import Capabilities, ReadRequest
+from forecaster.ingest.tables import make_source
 from forecaster.util.errors import EmptySourceError, SourceError
 from tests.readback import read_rows
 
@@ -110,3 +112,17 @@ def test_rows_outside_the_window_are_left_out(tmp_path, make_config):
     data = read_rows(csv_config(make_config, tmp_path, surveys=None), AS_OF)
     assert data.tickets["ticket_id"].tolist() == ["2"]
     assert data.tickets["closed_at"].isna().all()
+
+
+def test_a_file_is_read_in_full_and_refuses_a_shard(tmp_path, make_config):
+    """CSV applies none of a read request's cuts (it says so), and a shard it cannot give."""
+    write(tmp_path / "communities.csv", "community_id\nA01\n")
+    write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at\n1,A01,2020-01-01 10:00\n2,A01,2026-03-09 10:00\n")
+    config = csv_config(make_config, tmp_path, surveys=None)
+    reader = make_source(config)
+    assert reader.capabilities == Capabilities(window=False, changes=False, shards=False)
+    tmap = config.source.tables.tickets
+    recent = ReadRequest("tickets", tmap, since=dt.datetime(2026, 3, 1), changes=((dt.datetime(2026, 3, 9), None),))
+    assert reader.read(recent).frame["ticket_id"].tolist() == ["1", "2"]  # the caller cuts
+    with pytest.raises(ValueError, match="cannot read a shard of tickets"):
+        reader.read(ReadRequest("tickets", tmap, shard=(None, dt.datetime(2026, 1, 1))))

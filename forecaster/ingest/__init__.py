@@ -18,6 +18,7 @@ from forecaster.config import Config
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import PartsState, ReadPlan, parts_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
+from forecaster.ingest.request import ReadRequest
 from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
 from forecaster.ingest.validate import TableReport
 from forecaster.util.errors import EmptySourceError
@@ -52,7 +53,7 @@ def check_source(config: Config, session: requests.Session | None = None, days: 
     lines = []
     try:
         for name, tmap in config.source.tables.items():
-            raw = reader.read(name, tmap, None if name == "communities" else since)
+            raw = reader.read(ReadRequest(name, tmap, None if name == "communities" else since))
             window = "" if name == "communities" else f" (read from {since.date()} on)"
             lines.append(f"{name}: {raw.origin}, columns ok, {len(raw.frame):,} rows{window}")
     finally:
@@ -114,7 +115,7 @@ def load_daily(
             why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
             plan = ReadPlan("full", None, why, save=False)
         read = TableReader(reader, config, set(known), as_of, plan)
-        workers = read_workers(config) if reader.partitions else 1
+        workers = read_workers(config) if reader.capabilities.shards else 1
         tickets = None
         if workers > 1:
             # Parts of the tickets table read by a pool of processes; the saved sums and the

@@ -25,7 +25,8 @@ import pandas as pd
 from forecaster.config import Config
 from forecaster.ingest.aggregate import combine_parts, daily_parts
 from forecaster.ingest.incremental import ReadPlan
-from forecaster.ingest.tables import Part, TableReader, empty_surveys, make_source, moment
+from forecaster.ingest.request import Shard, moment
+from forecaster.ingest.tables import TableReader, empty_surveys, make_source
 from forecaster.ingest.validate import SeenKeys, TableReport
 from forecaster.util.db import sqlite_in_memory
 
@@ -78,7 +79,7 @@ class _PartJob:
     as_of: dt.date
     plan: ReadPlan | None
     known: frozenset[str]
-    part: Part
+    part: Shard
 
 
 @dataclass

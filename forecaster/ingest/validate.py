@@ -22,7 +22,6 @@ from forecaster.util.distinct import map_distinct
 
 __all__ = [
     "RawTable",
-    "BatchedSource",
     "Problem",
     "TableReport",
     "SeenKeys",
@@ -61,20 +60,6 @@ class RawTable:
         else:
             labels = pd.Series(pd.concat([p.labels for p in parts], ignore_index=True).to_numpy(), dtype=object)
         return cls(first.name, first.origin, frame, labels)
-
-
-class BatchedSource:
-    """What every source reader is: ``read_batches(name, tmap, since, changed_since, ranges)``
-    yields a table's rows in batches (at least one, maybe empty); ``read`` gives them whole.
-    A reader with ``partitions`` also takes ``part=(lo, hi)`` (see `SqlSource.read_batches`)."""
-
-    partitions = False
-
-    def read_batches(self, name, tmap, since=None, changed_since=None, ranges=()):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def read(self, name: str, tmap, since=None) -> RawTable:
-        return RawTable.concat(list(self.read_batches(name, tmap, since)))
 
 
 @dataclass

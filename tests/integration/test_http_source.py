@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from forecaster.ingest import load_daily
+from forecaster.ingest.request import Capabilities
+from forecaster.ingest.tables import make_source
 from forecaster.util.errors import SourceError
 from tests.readback import read_rows
 
@@ -99,6 +101,11 @@ def test_pages_until_a_short_page_and_reports_bad_items(api, make_config):
     assert ticket_pages[0]["since"] == [str(AS_OF - dt.timedelta(days=1098))]
     problems = [p for r in data.reports for p in r.problems]
     assert problems[0].examples == ["page 3 item 4: 'garbage'"]
+
+
+def test_the_window_is_a_stated_capability_of_the_api_only_with_a_since_param(api, make_config):
+    assert make_source(http_config(make_config, api)).capabilities == Capabilities(window=True)
+    assert make_source(http_config(make_config, api, since_param=None)).capabilities == Capabilities()
 
 
 def test_cursor_paging(api, make_config):
