@@ -118,7 +118,7 @@ def load_daily(
         workers = read_workers(config) if reader.capabilities.shards else 1
         tickets = None
         if workers > 1:
-            # Parts of the tickets table read by a pool of processes; the saved sums and the
+            # Shards of the tickets table read by a pool of processes; the saved sums and the
             # surveys here meanwhile.
             reader.close()  # no connection of this process is carried into the workers
             tickets = PartitionedTickets(config, as_of, plan, set(known), start, workers)
