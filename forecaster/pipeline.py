@@ -26,9 +26,9 @@ from forecaster.config import Config
 from forecaster.detect import Finding, carry_identity, findings_frame
 from forecaster.export import write_csv, write_series_csv, write_text
 from forecaster.forecasting import SeriesOutcome
-from forecaster.ingest import DailyData, SavedParts, describe_source, load_daily
-from forecaster.ingest.aggregate import series_from_parts
-from forecaster.ingest.incremental import PartsState, parts_fingerprint
+from forecaster.ingest import DailyData, SavedDaySums, describe_source, load_daily
+from forecaster.ingest.aggregate import series_from_day_sums
+from forecaster.ingest.incremental import DaySumsState, day_sums_fingerprint
 from forecaster.ingest.validate import TableReport
 from forecaster.outlook import detect_findings, findings_table, forecast_communities, forecast_table
 from forecaster.report import make_report_html
@@ -158,7 +158,7 @@ def run_once(
                 store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
         check()
         with timer("ingest"):
-            saved = None if store is None else SavedParts(store.parts_state(), store.load_parts)
+            saved = None if store is None else SavedDaySums(store.day_sums_state(), store.load_day_sums)
             data = load_daily(config, as_of, session=session, saved=saved)
         result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
         result.read = data.plan.describe()
@@ -166,14 +166,14 @@ def run_once(
             with timer("store"):
                 _save_parts(store, config, as_of, data, saved.state, clock)
         with timer("aggregate"):
-            series = series_from_parts(
-                data.parts,
+            series = series_from_day_sums(
+                data.day_sums,
                 as_of,
                 config.metrics,
                 min_history_days=config.forecast.min_history_days,
                 communities=data.communities["community_id"],
             )
-            data.parts = data.fresh = data.parts.iloc[:0]
+            data.day_sums = data.fresh = data.day_sums.iloc[:0]
         check()
         with timer("forecast"):
             choices = store.model_choices() if store is not None else {}
@@ -233,19 +233,19 @@ def run_once(
 
 
 def _save_parts(
-    store: Store, config: Config, as_of: dt.date, data: DailyData, previous: PartsState | None, clock: Clock
+    store: Store, config: Config, as_of: dt.date, data: DailyData, previous: DaySumsState | None, clock: Clock
 ) -> None:
     """Keep tonight's day sums for the next nights (all of them after a full read; the days read
     afresh after an incremental one, which keeps the date of the last full read)."""
     plan = data.plan
-    state = PartsState(
-        fingerprint=parts_fingerprint(config),
+    state = DaySumsState(
+        fingerprint=day_sums_fingerprint(config),
         start=as_of - dt.timedelta(days=config.source.history_days),
         through=as_of - dt.timedelta(days=1),
         full_read_on=previous.full_read_on if plan.incremental else as_of,
         communities=tuple(data.communities["community_id"]),
     )
-    store.save_parts(data.fresh, state, replace=list(plan.ranges) if plan.incremental else None, saved_at=clock.now())
+    store.save_day_sums(data.fresh, state, replace=list(plan.ranges) if plan.incremental else None, saved_at=clock.now())
 
 
 def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:

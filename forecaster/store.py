@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.ingest.incremental import PartsState
+from forecaster.ingest.incremental import DaySumsState
 from forecaster.ingest.validate import TableReport
 from forecaster.util.db import first_line, make_engine
 from forecaster.util.errors import ForecasterError
@@ -250,8 +250,9 @@ model_choices = sa.Table(
     sa.Column("chosen_on", sa.Date, nullable=False),
 )
 
-# Day sums per community (forecaster.ingest.aggregate.daily_parts) kept between nights, so a
+# Day sums per community (forecaster.ingest.aggregate.day_sums) kept between nights, so a
 # night reads only recent tickets (forecaster.ingest.incremental); one state row says what they hold.
+# The tables keep their first names (day_parts, day_parts_state): stores in use have them.
 day_parts = sa.Table(
     "day_parts",
     metadata,
@@ -589,13 +590,13 @@ class Store:
         self.write("record model choices", write)
 
     # ------------------------------------------------------------------ day sums
-    def parts_state(self) -> PartsState | None:
+    def day_sums_state(self) -> DaySumsState | None:
         """What the saved day sums hold, or None when there are none."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(day_parts_state).where(day_parts_state.c.name == "source")).mappings().first()
         if row is None:
             return None
-        return PartsState(
+        return DaySumsState(
             row["fingerprint"],
             _as_date(row["start"]),
             _as_date(row["through"]),
@@ -603,11 +604,11 @@ class Store:
             tuple(json.loads(row["communities"])),
         )
 
-    def load_parts(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
-        """The saved day sums from ``start`` on (columns as `daily_parts`)."""
-        from forecaster.ingest.aggregate import PART_COLUMNS, combine_parts, empty_parts
+    def load_day_sums(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
+        """The saved day sums from ``start`` on (columns as `day_sums`)."""
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, combine_day_sums, empty_day_sums
 
-        names = ["community_id", "ds", *PART_COLUMNS]
+        names = ["community_id", "ds", *DAY_SUM_COLUMNS]
         # The whole table, in storage order, filtered here: the table holds little more than the
         # window (older days are dropped on saving), and a scan by the ds index visits the rows in
         # random order (2.2 million rows: 3 s instead of 7 s warm, a minute from a cold disk).
@@ -623,27 +624,27 @@ class Store:
                 frames.append(pd.DataFrame.from_records(rows, columns=names))
             result.close()
         if not frames:
-            return empty_parts()
+            return empty_day_sums()
         frame = pd.concat(frames, ignore_index=True)
         frame["ds"] = pd.to_datetime(frame["ds"])
-        return combine_parts([frame[frame["ds"] >= pd.Timestamp(start)]])
+        return combine_day_sums([frame[frame["ds"] >= pd.Timestamp(start)]])
 
-    def save_parts(
+    def save_day_sums(
         self,
-        parts: pd.DataFrame,
-        state: PartsState,
+        sums: pd.DataFrame,
+        state: DaySumsState,
         *,
         replace: list[tuple[dt.date, dt.date | None]] | None,
         saved_at: dt.datetime,
         chunk: int = 20_000,
     ) -> int:
-        """Save day sums and what they hold. ``replace`` None: ``parts`` replace all saved sums
+        """Save day sums and what they hold. ``replace`` None: ``sums`` replace all saved sums
         (a full read); a list of day ranges [first, end) (end None: open): they replace the sums
         of those days, and days before ``state.start`` are dropped (an incremental night). One
         transaction; returns the rows written."""
-        from forecaster.ingest.aggregate import PART_COLUMNS
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS
 
-        out = parts[["community_id", "ds", *PART_COLUMNS]]
+        out = sums[["community_id", "ds", *DAY_SUM_COLUMNS]]
         row = {
             "name": "source",
             "fingerprint": state.fingerprint,
@@ -668,7 +669,7 @@ class Store:
 
         return self.write("save the day sums", write)
 
-    def forget_parts(self) -> None:
+    def forget_day_sums(self) -> None:
         """Drop the saved day sums: the next night reads in full."""
 
         def write(conn) -> None:

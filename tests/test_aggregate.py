@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import MetricsConfig
-from forecaster.ingest.aggregate import daily_parts, series_from_parts
+from forecaster.ingest.aggregate import day_sums, series_from_day_sums
 
 AS_OF = dt.date(2026, 3, 6)
 
@@ -22,7 +22,7 @@ def t(tid, cid, created, closed=None, category="报修", rating=np.nan):
 
 def make_daily_series(tickets, surveys, as_of, metrics, **kwargs):
     """Tickets and surveys → day sums → daily series, the two steps of a nightly run."""
-    return series_from_parts(daily_parts(tickets, surveys, metrics), as_of, metrics, **kwargs)
+    return series_from_day_sums(day_sums(tickets, surveys, metrics), as_of, metrics, **kwargs)
 
 
 def frames():

@@ -2,7 +2,7 @@
 tidy frames, and report what was read, skipped or cleared (with examples) per table.
 
     data = load_daily(config, as_of, saved=…)   # -> DailyData: day sums, batch by batch
-    series = series_from_parts(data.parts, as_of, config.metrics, …)   # forecaster.ingest.aggregate
+    series = series_from_day_sums(data.day_sums, as_of, config.metrics, …)   # forecaster.ingest.aggregate
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 import requests
 
 from forecaster.config import Config
-from forecaster.ingest.aggregate import combine_parts, daily_parts
-from forecaster.ingest.incremental import PartsState, ReadPlan, parts_fingerprint, plan_read
+from forecaster.ingest.aggregate import combine_day_sums, day_sums
+from forecaster.ingest.incremental import DaySumsState, ReadPlan, day_sums_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
 from forecaster.ingest.request import ReadRequest
 from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
@@ -26,7 +26,7 @@ from forecaster.util.secret import mask_url
 
 __all__ = [
     "DailyData",
-    "SavedParts",
+    "SavedDaySums",
     "make_source",
     "describe_source",
     "check_source",
@@ -66,7 +66,7 @@ class DailyData:
     """What a night needs from the source: communities and the day sums of the history window."""
 
     communities: pd.DataFrame
-    parts: pd.DataFrame  # day sums (forecaster.ingest.aggregate.daily_parts) of the whole window
+    day_sums: pd.DataFrame  # day sums (forecaster.ingest.aggregate.day_sums) of the whole window
     reports: list[TableReport]
     describe: str
     plan: ReadPlan
@@ -74,10 +74,10 @@ class DailyData:
 
 
 @dataclass
-class SavedParts:
-    """Day sums saved by earlier nights (`PartsState`) and how to load them (from a day on)."""
+class SavedDaySums:
+    """Day sums saved by earlier nights (`DaySumsState`) and how to load them (from a day on)."""
 
-    state: PartsState | None
+    state: DaySumsState | None
     load: Callable[[dt.date], pd.DataFrame]
 
 
@@ -85,7 +85,7 @@ def load_daily(
     config: Config,
     as_of: dt.date,
     session: requests.Session | None = None,
-    saved: SavedParts | None = None,
+    saved: SavedDaySums | None = None,
 ) -> DailyData:
     """Read the source into day sums per community, batch by batch: validated rows are summed
     and let go, so memory holds one batch of rows and the sums, not every ticket.
@@ -107,7 +107,7 @@ def load_daily(
                 as_of=as_of,
                 start=start,
                 communities=known,
-                fingerprint=parts_fingerprint(config),
+                fingerprint=day_sums_fingerprint(config),
                 reread_days=inc.reread_days,
                 history_reread_nights=inc.history_reread_nights,
             )
@@ -128,8 +128,8 @@ def load_daily(
             survey_reports: list[TableReport] = []
             pieces = []
             if tickets is None:
-                pieces += [daily_parts(batch, empty_surveys(), config.metrics) for batch in read.tickets(ticket_reports)]
-            pieces += [daily_parts(empty_tickets(), batch, config.metrics) for batch in read.surveys(survey_reports)]
+                pieces += [day_sums(batch, empty_surveys(), config.metrics) for batch in read.tickets(ticket_reports)]
+            pieces += [day_sums(empty_tickets(), batch, config.metrics) for batch in read.surveys(survey_reports)]
             if tickets is not None:
                 ticket_pieces, ticket_report = tickets.collect()
                 pieces += ticket_pieces
@@ -140,18 +140,18 @@ def load_daily(
     finally:
         reader.close()
     reports = [comm_report, *ticket_reports, *survey_reports]
-    fresh = combine_parts(pieces)
-    parts = fresh
+    fresh = combine_day_sums(pieces)
+    sums = fresh
     if plan.incremental:
         # Days read afresh come wholly from tonight's rows; a day outside them may have a few
         # (a ticket created on it and closed lately): those days come from the saved sums.
         fresh = fresh[plan.recomputed(fresh["ds"])].reset_index(drop=True)
         old = old[~plan.recomputed(old["ds"]) & old["community_id"].isin(set(known)).to_numpy()]
-        parts = pd.concat([old, fresh], ignore_index=True)
+        sums = pd.concat([old, fresh], ignore_index=True)
     describe = describe_source(config)
-    if not (parts["created"] > 0).any() and not (parts["surveyed"] > 0).any():
+    if not (sums["created"] > 0).any() and not (sums["surveyed"] > 0).any():
         raise _nothing_read(config, as_of, describe)
-    return DailyData(communities, parts, reports, describe, plan, fresh)
+    return DailyData(communities, sums, reports, describe, plan, fresh)
 
 
 def _nothing_read(config: Config, as_of: dt.date, describe: str) -> EmptySourceError:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import Config
-from forecaster.ingest.aggregate import combine_parts, daily_parts
+from forecaster.ingest.aggregate import combine_day_sums, day_sums
 from forecaster.ingest.incremental import ReadPlan
 from forecaster.ingest.request import Shard, moment
 from forecaster.ingest.tables import TableReader, empty_surveys, make_source
@@ -85,7 +85,7 @@ class _ShardJob:
 
 @dataclass
 class ShardRead:
-    parts: pd.DataFrame  # day sums of the shard's tickets
+    day_sums: pd.DataFrame  # of the shard's tickets
     report: TableReport | None  # None: nothing came back at all (not even an empty batch)
     hashes: np.ndarray  # sorted hashes of the ticket ids met (SeenKeys)
 
@@ -98,10 +98,10 @@ def read_shard(job: _ShardJob, seen: SeenKeys | None = None) -> ShardRead:
     reports: list[TableReport] = []
     try:
         read = TableReader(reader, job.config, set(job.known), job.as_of, job.plan)
-        pieces = [daily_parts(f, empty_surveys(), job.config.metrics) for f in read.tickets(reports, job.shard, seen)]
+        pieces = [day_sums(f, empty_surveys(), job.config.metrics) for f in read.tickets(reports, job.shard, seen)]
     finally:
         reader.close()
-    return ShardRead(combine_parts(pieces), reports[0] if reports else None, seen.hashes())
+    return ShardRead(combine_day_sums(pieces), reports[0] if reports else None, seen.hashes())
 
 
 class PartitionedTickets:
@@ -127,7 +127,7 @@ class PartitionedTickets:
                 self.rereads += 1
             else:
                 earlier.remember(got.hashes)
-            pieces.append(got.parts)
+            pieces.append(got.day_sums)
             if got.report is not None:
                 if report is None:
                     report = TableReport(table=got.report.table, origin=got.report.origin)

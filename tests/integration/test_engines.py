@@ -10,7 +10,7 @@ import pytest
 from forecaster.config import parse_config
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.ingest import load_daily
-from forecaster.ingest.aggregate import series_from_parts
+from forecaster.ingest.aggregate import series_from_day_sums
 from forecaster.outlook import forecast_communities
 from forecaster.util.engine import Interrupted, map_chunks
 from tests.conftest import AS_OF
@@ -22,7 +22,7 @@ def series(tmp_path_factory):
     write_demo_sql(url, make_demo_frames(AS_OF, communities=5, years=0.7, seed=21), seed=21)
     config = parse_config({"source": {"sql": {"url": url}}})
     data = load_daily(config, AS_OF)
-    daily = series_from_parts(data.parts, AS_OF, config.metrics, min_history_days=56, communities=data.communities["community_id"])
+    daily = series_from_day_sums(data.day_sums, AS_OF, config.metrics, min_history_days=56, communities=data.communities["community_id"])
     return daily.frame, data.communities
 
 

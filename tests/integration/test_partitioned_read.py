@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.ingest import SavedParts, load_daily
-from forecaster.ingest.aggregate import PART_COLUMNS
+from forecaster.ingest import SavedDaySums, load_daily
+from forecaster.ingest.aggregate import DAY_SUM_COLUMNS
 from forecaster.ingest.incremental import ReadPlan
-from forecaster.ingest.partitions import PartitionedTickets, shard_cuts, read_workers
+from forecaster.ingest.partitions import PartitionedTickets, read_workers, shard_cuts
 from forecaster.ingest.tables import history_start
 from forecaster.pipeline import run_once
 from forecaster.store import Store
@@ -32,10 +32,10 @@ def config_for(make_config, url: str, workers: int, **sql):
     )
 
 
-def tidy(parts: pd.DataFrame) -> pd.DataFrame:
-    out = parts.sort_values(["community_id", "ds"]).reset_index(drop=True)
+def tidy(sums: pd.DataFrame) -> pd.DataFrame:
+    out = sums.sort_values(["community_id", "ds"]).reset_index(drop=True)
     out["community_id"] = out["community_id"].astype(str)
-    return out[["community_id", "ds", *PART_COLUMNS]]
+    return out[["community_id", "ds", *DAY_SUM_COLUMNS]]
 
 
 def reports(data) -> list[tuple]:
@@ -62,7 +62,7 @@ def source(db_url):
 def test_shards_read_in_processes_equal_one_read(source, make_config):
     one = load_daily(config_for(make_config, source, 1), AS_OF)
     four = load_daily(config_for(make_config, source, 4), AS_OF)
-    pd.testing.assert_frame_equal(tidy(four.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(four.day_sums), tidy(one.day_sums))
     assert reports(four) == reports(one)
     # The demo's own dirty rows are found in the shards too.
     problems = {p.reason: p.count for p in four.reports[1].problems}
@@ -86,7 +86,7 @@ def test_a_ticket_id_in_two_shards_counts_once(source, make_config):
     config = config_for(make_config, source, 2)
     one = load_daily(config_for(make_config, source, 1), AS_OF)
     two = load_daily(config, AS_OF)
-    pd.testing.assert_frame_equal(tidy(two.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(two.day_sums), tidy(one.day_sums))
     assert reports(two) == reports(one)
     dup = next(p for p in two.reports[1].problems if p.reason.startswith("duplicate"))
     assert dup.count == 2 and any(tid in e for e in dup.examples)
@@ -115,13 +115,13 @@ def test_an_incremental_night_in_shards_equals_one_process(source, make_config, 
     assert run_once(config, AS_OF - dt.timedelta(days=3)).status == "ok"
     store = Store(config.store.url.get())
     try:
-        saved = SavedParts(store.parts_state(), store.load_parts)
+        saved = SavedDaySums(store.day_sums_state(), store.load_day_sums)
         one = load_daily(config, AS_OF, saved=saved)
         two = load_daily(config.model_copy(update={"source": config.source.model_copy(update={"sql": config.source.sql.model_copy(update={"read_workers": 2})})}), AS_OF, saved=saved)
     finally:
         store.close()
     assert one.plan.incremental and one.plan.slices
-    pd.testing.assert_frame_equal(tidy(two.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(two.day_sums), tidy(one.day_sums))
     pd.testing.assert_frame_equal(tidy(two.fresh), tidy(one.fresh))
     assert reports(two) == reports(one)
     assert two.reports[1].rows_read < 0.5 * load_daily(config, AS_OF).reports[1].rows_read
@@ -144,7 +144,7 @@ def test_a_created_at_column_that_is_not_a_date_column_is_read_by_one_shard(tmp_
     engine.dispose()
     one = load_daily(config_for(make_config, url, 1), AS_OF)
     three = load_daily(config_for(make_config, url, 3), AS_OF)
-    pd.testing.assert_frame_equal(tidy(three.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(three.day_sums), tidy(one.day_sums))
     assert reports(three) == reports(one)
 
 
