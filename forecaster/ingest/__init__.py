@@ -96,24 +96,11 @@ def load_daily(
     the history window are left out. Raises `SourceError` when a source cannot be read and
     `EmptySourceError` when it holds no usable communities or no tickets and surveys."""
     start = history_start(config, as_of)
-    inc = config.source.incremental
     reader = make_source(config, session)
     try:
         communities, comm_report = read_communities(reader, config)
         known = communities["community_id"].tolist()
-        if saved is not None and inc.enabled:
-            plan = plan_read(
-                saved.state,
-                as_of=as_of,
-                start=start,
-                communities=known,
-                fingerprint=day_sums_fingerprint(config),
-                reread_days=inc.reread_days,
-                history_reread_nights=inc.history_reread_nights,
-            )
-        else:
-            why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
-            plan = ReadPlan("full", None, why, save=False)
+        plan = _plan(config, as_of, known, saved)
         read = TableReader(reader, config, set(known), as_of, plan)
         workers = read_workers(config) if reader.capabilities.shards else 1
         tickets = None
@@ -143,15 +130,40 @@ def load_daily(
     fresh = combine_day_sums(pieces)
     sums = fresh
     if plan.incremental:
-        # Days read afresh come wholly from tonight's rows; a day outside them may have a few
-        # (a ticket created on it and closed lately): those days come from the saved sums.
-        fresh = fresh[plan.recomputed(fresh["ds"])].reset_index(drop=True)
-        old = old[~plan.recomputed(old["ds"]) & old["community_id"].isin(set(known)).to_numpy()]
-        sums = pd.concat([old, fresh], ignore_index=True)
+        fresh, sums = _with_saved(fresh, old, plan, set(known))
     describe = describe_source(config)
     if not (sums["created"] > 0).any() and not (sums["surveyed"] > 0).any():
         raise _nothing_read(config, as_of, describe)
     return DailyData(communities, sums, reports, describe, plan, fresh)
+
+
+def _plan(config: Config, as_of: dt.date, known: list[str], saved: SavedDaySums | None) -> ReadPlan:
+    """Tonight's read: incremental when the saved day sums allow it (`plan_read`), else full."""
+    inc = config.source.incremental
+    if saved is None or not inc.enabled:
+        why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
+        return ReadPlan("full", None, why, save=False)
+    return plan_read(
+        saved.state,
+        as_of=as_of,
+        start=history_start(config, as_of),
+        communities=known,
+        fingerprint=day_sums_fingerprint(config),
+        reread_days=inc.reread_days,
+        history_reread_nights=inc.history_reread_nights,
+    )
+
+
+def _with_saved(
+    read: pd.DataFrame, saved: pd.DataFrame, plan: ReadPlan, known: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An incremental night's sums: (the days read afresh, the whole window with the saved rest).
+
+    Days read afresh come wholly from tonight's rows; a day outside them may have a few (a
+    ticket created on it and closed lately): those days come from the saved sums."""
+    fresh = read[plan.recomputed(read["ds"])].reset_index(drop=True)
+    saved = saved[~plan.recomputed(saved["ds"]) & saved["community_id"].isin(known).to_numpy()]
+    return fresh, pd.concat([saved, fresh], ignore_index=True)
 
 
 def _nothing_read(config: Config, as_of: dt.date, describe: str) -> EmptySourceError:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pandas as pd
 import requests
 
-from forecaster.config import Config
+from forecaster.config import TABLE_COLUMNS, Config
 from forecaster.ingest.csvfiles import CsvSource
 from forecaster.ingest.httpapi import HttpSource
 from forecaster.ingest.incremental import ReadPlan
@@ -105,35 +105,42 @@ class TableReader:
             yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
 
 
+# The columns and types of validated tickets and surveys (`forecaster.ingest.validate`).
+TICKET_DTYPES = {
+    "ticket_id": "string",
+    "community_id": "string",
+    "created_at": "datetime64[ns]",
+    "closed_at": "datetime64[ns]",
+    "category": "string",
+    "rating": "float64",
+}
+SURVEY_DTYPES = {"community_id": "string", "date": "datetime64[ns]", "score": "float64", "responses": "float64"}
+
+
 def empty_tickets() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "ticket_id": pd.Series(dtype="string"),
-            "community_id": pd.Series(dtype="string"),
-            "created_at": pd.Series(dtype="datetime64[ns]"),
-            "closed_at": pd.Series(dtype="datetime64[ns]"),
-            "category": pd.Series(dtype="string"),
-            "rating": pd.Series(dtype="float64"),
-        }
-    )
+    return _empty(TICKET_DTYPES)
 
 
 def empty_surveys() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "community_id": pd.Series(dtype="string"),
-            "date": pd.Series(dtype="datetime64[ns]"),
-            "score": pd.Series(dtype="float64"),
-            "responses": pd.Series(dtype="float64"),
-        }
-    )
+    return _empty(SURVEY_DTYPES)
+
+
+def _empty(dtypes: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def _with_columns(raw: RawTable) -> RawTable:
+    """An empty batch without any columns (an empty HTTP answer) given the required ones, so
+    that it validates into an empty table instead of failing on them."""
+    if raw.frame.empty and not len(raw.frame.columns):
+        columns = list(TABLE_COLUMNS[raw.name].required)
+        return RawTable(raw.name, raw.origin, pd.DataFrame(columns=columns), raw.labels)
+    return raw
 
 
 def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: SeenKeys | None = None):
-    if raw.frame.empty and not len(raw.frame.columns):
-        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["ticket_id", "community_id", "created_at"]), raw.labels)
     return validate_tickets(
-        raw,
+        _with_columns(raw),
         known,
         source_tz=config.source_timezone,
         timezone=config.timezone,
@@ -143,6 +150,4 @@ def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: Seen
 
 
 def _validate_surveys(raw: RawTable, known: set[str], config: Config):
-    if raw.frame.empty and not len(raw.frame.columns):
-        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["community_id", "date", "score"]), raw.labels)
-    return validate_surveys(raw, known, timezone=config.timezone, score_scale=config.metrics.survey_scale)
+    return validate_surveys(_with_columns(raw), known, timezone=config.timezone, score_scale=config.metrics.survey_scale)
