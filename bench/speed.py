@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forecaster.config import parse_config  # noqa: E402
 from forecaster.demo import make_demo_frames, write_demo_sql  # noqa: E402
-from forecaster.ingest.aggregate import series_from_parts  # noqa: E402
+from forecaster.ingest.aggregate import series_from_day_sums  # noqa: E402
 from forecaster.models.prophet import quiet_prophet  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.store import Store  # noqa: E402
@@ -82,7 +82,7 @@ def run_night(root: Path, as_of: dt.date, workers: int | None, full_read: bool) 
     config = bench_config(root, workers)
     if full_read:
         store = Store(config.store.url.get())
-        store.forget_parts()
+        store.forget_day_sums()
         store.close()
     t0 = time.perf_counter()
     result = run_once(config, as_of, trigger="bench")
@@ -203,10 +203,10 @@ def loop_sample(config, as_of: dt.date, size: int) -> pd.DataFrame:
     """``size`` series (full histories, from the day sums night 1 saved) for the plain loop."""
     store = Store(config.store.url.get())
     try:
-        parts = store.load_parts(as_of - dt.timedelta(days=config.source.history_days))
+        sums = store.load_day_sums(as_of - dt.timedelta(days=config.source.history_days))
     finally:
         store.close()
-    frame = series_from_parts(parts, as_of, config.metrics, min_history_days=config.forecast.min_history_days).frame
+    frame = series_from_day_sums(sums, as_of, config.metrics, min_history_days=config.forecast.min_history_days).frame
     ids = frame["series_id"].drop_duplicates().sample(n=min(size, frame["series_id"].nunique()), random_state=0)
     return frame[frame["series_id"].isin(set(ids))]
 

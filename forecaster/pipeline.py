@@ -26,9 +26,9 @@ from forecaster.config import Config
 from forecaster.detect import Finding, carry_identity, detect_findings, findings_frame
 from forecaster.export import findings_table, forecast_table, write_csv, write_series_csv, write_text
 from forecaster.forecasting import SeriesOutcome, forecast_communities
-from forecaster.ingest import DailyData, SavedParts, describe_source, load_daily
-from forecaster.ingest.aggregate import series_from_parts
-from forecaster.ingest.incremental import PartsState, parts_fingerprint
+from forecaster.ingest import DailyData, SavedDaySums, describe_source, load_daily
+from forecaster.ingest.aggregate import series_from_day_sums
+from forecaster.ingest.incremental import DaySumsState, day_sums_fingerprint
 from forecaster.ingest.validate import TableReport
 from forecaster.report import make_report_html
 from forecaster.store import Store
@@ -194,27 +194,27 @@ def _ingest(night: _Night, session: requests.Session | None) -> DailyData:
     """Read the source (incrementally where the saved day sums allow) and keep tonight's sums."""
     config, store, result = night.config, night.store, night.result
     with night.timer("ingest"):
-        saved = None if store is None else SavedParts(store.parts_state(), store.load_parts)
+        saved = None if store is None else SavedDaySums(store.day_sums_state(), store.load_day_sums)
         data = load_daily(config, night.as_of, session=session, saved=saved)
     result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
     result.read = data.plan.describe()
     if store is not None and data.plan.save:
         with night.timer("store"):
-            _save_parts(store, config, night.as_of, data, saved.state, night.clock)
+            _save_day_sums(store, config, night.as_of, data, saved.state, night.clock)
     return data
 
 
 def _aggregate(night: _Night, data: DailyData):
     """The daily series per community and metric, from the day sums (which are then let go)."""
     with night.timer("aggregate"):
-        series = series_from_parts(
-            data.parts,
+        series = series_from_day_sums(
+            data.day_sums,
             night.as_of,
             night.config.metrics,
             min_history_days=night.config.forecast.min_history_days,
             communities=data.communities["community_id"],
         )
-        data.parts = data.fresh = data.parts.iloc[:0]
+        data.day_sums = data.fresh = data.day_sums.iloc[:0]
     return series
 
 
@@ -280,20 +280,20 @@ def _write_and_queue(
         )
 
 
-def _save_parts(
-    store: Store, config: Config, as_of: dt.date, data: DailyData, previous: PartsState | None, clock: Clock
+def _save_day_sums(
+    store: Store, config: Config, as_of: dt.date, data: DailyData, previous: DaySumsState | None, clock: Clock
 ) -> None:
     """Keep tonight's day sums for the next nights (all of them after a full read; the days read
     afresh after an incremental one, which keeps the date of the last full read)."""
     plan = data.plan
-    state = PartsState(
-        fingerprint=parts_fingerprint(config),
+    state = DaySumsState(
+        fingerprint=day_sums_fingerprint(config),
         start=as_of - dt.timedelta(days=config.source.history_days),
         through=as_of - dt.timedelta(days=1),
         full_read_on=previous.full_read_on if plan.incremental else as_of,
         communities=tuple(data.communities["community_id"]),
     )
-    store.save_parts(data.fresh, state, replace=list(plan.ranges) if plan.incremental else None, saved_at=clock.now())
+    store.save_day_sums(data.fresh, state, replace=list(plan.ranges) if plan.incremental else None, saved_at=clock.now())
 
 
 def _merge_outcomes(stats: pd.DataFrame, outcomes: list[SeriesOutcome]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.ingest.incremental import PartsState
+from forecaster.ingest.incremental import DaySumsState
 from forecaster.ingest.validate import TableReport
 from forecaster.util.db import first_line, make_engine
 from forecaster.util.errors import ForecasterError
@@ -255,8 +255,9 @@ model_choices = sa.Table(
     sa.Column("chosen_on", sa.Date, nullable=False),
 )
 
-# Day sums per community (forecaster.ingest.aggregate.daily_parts) kept between nights, so a
+# Day sums per community (forecaster.ingest.aggregate.day_sums) kept between nights, so a
 # night reads only recent tickets (forecaster.ingest.incremental); one state row says what they hold.
+# The tables keep their first names (day_parts, day_parts_state): stores in use have them.
 day_parts = sa.Table(
     "day_parts",
     metadata,
@@ -593,13 +594,13 @@ class Store:
         self.write("record model choices", write)
 
     # ------------------------------------------------------------------ day sums
-    def parts_state(self) -> PartsState | None:
+    def day_sums_state(self) -> DaySumsState | None:
         """What the saved day sums hold, or None when there are none."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(day_parts_state).where(day_parts_state.c.name == "source")).mappings().first()
         if row is None:
             return None
-        return PartsState(
+        return DaySumsState(
             row["fingerprint"],
             _as_date(row["start"]),
             _as_date(row["through"]),
@@ -607,11 +608,11 @@ class Store:
             tuple(json.loads(row["communities"])),
         )
 
-    def load_parts(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
-        """The saved day sums from ``start`` on (columns as `daily_parts`)."""
-        from forecaster.ingest.aggregate import PART_COLUMNS, combine_parts, empty_parts
+    def load_day_sums(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
+        """The saved day sums from ``start`` on (columns as `day_sums`)."""
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, combine_day_sums, empty_day_sums
 
-        names = ["community_id", "ds", *PART_COLUMNS]
+        names = ["community_id", "ds", *DAY_SUM_COLUMNS]
         # The whole table, in storage order, filtered here: the table holds little more than the
         # window (older days are dropped on saving), and a scan by the ds index visits the rows in
         # random order (slower warm, far slower from a cold disk: docs/benchmarks.md, session 4).
@@ -627,27 +628,27 @@ class Store:
                 frames.append(pd.DataFrame.from_records(rows, columns=names))
             result.close()
         if not frames:
-            return empty_parts()
+            return empty_day_sums()
         frame = pd.concat(frames, ignore_index=True)
         frame["ds"] = pd.to_datetime(frame["ds"])
-        return combine_parts([frame[frame["ds"] >= pd.Timestamp(start)]])
+        return combine_day_sums([frame[frame["ds"] >= pd.Timestamp(start)]])
 
-    def save_parts(
+    def save_day_sums(
         self,
-        parts: pd.DataFrame,
-        state: PartsState,
+        sums: pd.DataFrame,
+        state: DaySumsState,
         *,
         replace: list[tuple[dt.date, dt.date | None]] | None,
         saved_at: dt.datetime,
         chunk: int = 20_000,
     ) -> int:
-        """Save day sums and what they hold. ``replace`` None: ``parts`` replace all saved sums
+        """Save day sums and what they hold. ``replace`` None: ``sums`` replace all saved sums
         (a full read); a list of day ranges [first, end) (end None: open): they replace the sums
         of those days, and days before ``state.start`` are dropped (an incremental night). One
         transaction; returns the rows written."""
-        from forecaster.ingest.aggregate import PART_COLUMNS
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS
 
-        out = parts[["community_id", "ds", *PART_COLUMNS]]
+        out = sums[["community_id", "ds", *DAY_SUM_COLUMNS]]
         row = {
             "name": "source",
             "fingerprint": state.fingerprint,
@@ -672,7 +673,7 @@ class Store:
 
         return self.write("save the day sums", write)
 
-    def forget_parts(self) -> None:
+    def forget_day_sums(self) -> None:
         """Drop the saved day sums: the next night reads in full."""
 
         def write(conn) -> None:
@@ -705,18 +706,6 @@ class Store:
         with self.engine.connect() as conn:
             frame = pd.read_sql(sa.select(findings).where(findings.c.run_id == run_id), conn)
         return frame.rename(columns={v: k for k, v in _FINDING_COLUMNS.items()})
-
-    def forecasts_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(forecasts).where(forecasts.c.run_id == run_id), conn)
-
-    def series_status_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(series_status).where(series_status.c.run_id == run_id), conn)
-
-    def ingest_problems_frame(self, run_id: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(ingest_problems).where(ingest_problems.c.run_id == run_id), conn)
 
 
 def _record(row: Any) -> RunRecord:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import MetricsConfig
-from forecaster.ingest.aggregate import make_daily_series
+from forecaster.ingest.aggregate import day_sums, series_from_day_sums
 
 AS_OF = dt.date(2026, 3, 6)
 
@@ -18,6 +18,11 @@ def t(tid, cid, created, closed=None, category="报修", rating=np.nan):
         "category": category,
         "rating": rating,
     }
+
+
+def make_daily_series(tickets, surveys, as_of, metrics, **kwargs):
+    """Tickets and surveys → day sums → daily series, the two steps of a nightly run."""
+    return series_from_day_sums(day_sums(tickets, surveys, metrics), as_of, metrics, **kwargs)
 
 
 def frames():

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.ingest import csvfiles, load_daily, load_source
-from forecaster.ingest.aggregate import make_daily_series, series_from_parts
-from forecaster.ingest.incremental import PartsState, history_slices, parts_fingerprint, plan_read
+from forecaster.ingest import csvfiles, load_daily
+from forecaster.ingest.aggregate import series_from_day_sums
+from forecaster.ingest.incremental import DaySumsState, day_sums_fingerprint, history_slices, plan_read
 from forecaster.ingest.validate import SeenKeys
 
 AS_OF = dt.date(2026, 3, 10)
@@ -32,11 +32,11 @@ def csv_company(tmp_path, make_config):
 
 
 def test_batches_give_the_same_series_and_report_as_one_read(csv_company, monkeypatch):
-    whole = load_source(csv_company, AS_OF)
-    expected = make_daily_series(whole.tickets, whole.surveys, AS_OF, csv_company.metrics, min_history_days=14)
+    whole = load_daily(csv_company, AS_OF)  # 42 rows: one batch
+    expected = series_from_day_sums(whole.day_sums, AS_OF, csv_company.metrics, min_history_days=14)
     monkeypatch.setattr(csvfiles, "BATCH_ROWS", 7)  # 42 rows: six full batches and one short one
     daily = load_daily(csv_company, AS_OF)
-    got = series_from_parts(daily.parts, AS_OF, csv_company.metrics, min_history_days=14)
+    got = series_from_day_sums(daily.day_sums, AS_OF, csv_company.metrics, min_history_days=14)
     pd.testing.assert_frame_equal(got.frame, expected.frame)
     tickets = next(r for r in daily.reports if r.table == "tickets")
     assert (tickets.rows_read, tickets.rows_kept) == (42, 40)
@@ -66,7 +66,7 @@ def state(**changes):
         full_read_on=dt.date(2026, 3, 6),
         communities=("A01", "A02"),
     )
-    return PartsState(**{**base, **changes})
+    return DaySumsState(**{**base, **changes})
 
 
 def plan(saved, as_of=AS_OF, start=dt.date(2023, 3, 2), communities=("A01", "A02"), fingerprint="abc"):
@@ -123,10 +123,10 @@ def test_every_older_day_is_read_again_once_in_seven_nights_a_slice_a_night():
 
 def test_fingerprint_follows_what_shapes_the_sums_only(make_config, tmp_path):
     base = {"source": {"type": "csv", "csv": {"directory": str(tmp_path)}}}
-    fp = parts_fingerprint(make_config(base))
-    assert parts_fingerprint(make_config({**base, "metrics": {"enabled": ["ticket_count"]}})) == fp
-    assert parts_fingerprint(make_config({**base, "forecast": {"horizon": 30}})) == fp
-    assert parts_fingerprint(make_config({**base, "metrics": {"rating_scale": 10}})) != fp
-    assert parts_fingerprint(make_config({**base, "timezone": "Asia/Urumqi"})) != fp
+    fp = day_sums_fingerprint(make_config(base))
+    assert day_sums_fingerprint(make_config({**base, "metrics": {"enabled": ["ticket_count"]}})) == fp
+    assert day_sums_fingerprint(make_config({**base, "forecast": {"horizon": 30}})) == fp
+    assert day_sums_fingerprint(make_config({**base, "metrics": {"rating_scale": 10}})) != fp
+    assert day_sums_fingerprint(make_config({**base, "timezone": "Asia/Urumqi"})) != fp
     other = {"source": {"type": "csv", "csv": {"directory": str(tmp_path / "other")}}}
-    assert parts_fingerprint(make_config(other)) != fp
+    assert day_sums_fingerprint(make_config(other)) != fp

@@ -2,8 +2,11 @@ import datetime as dt
 
 import pytest
 
-from forecaster.ingest import load_source
+from forecaster.ingest import load_daily
+from forecaster.ingest.request import Capabilities, ReadRequest
+from forecaster.ingest.tables import make_source
 from forecaster.util.errors import EmptySourceError, SourceError
+from tests.readback import read_rows
 
 AS_OF = dt.date(2026, 3, 10)
 
@@ -43,7 +46,7 @@ def test_reads_mapped_columns_and_reports_bad_rows_with_file_and_line(tmp_path, 
             },
         },
     )
-    data = load_source(config, AS_OF)
+    data = read_rows(config, AS_OF)
     assert data.communities["name"].tolist() == ["翠湖花园", "锦绣家园"]
     assert data.tickets["ticket_id"].tolist() == ["1", "4"]
     reports = {r.table: r for r in data.reports}
@@ -61,7 +64,7 @@ def test_missing_column_names_the_file_the_columns_and_the_key(tmp_path, make_co
     write(tmp_path / "tickets.csv", "ticket_id,community,created_at\n1,A01,2026-03-01\n")
     config = csv_config(make_config, tmp_path, surveys=None)
     with pytest.raises(SourceError) as info:
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
     msg = str(info.value)
     assert "tickets.csv" in msg and "'community_id' not found" in msg
     assert "columns there: community, created_at, ticket_id" in msg
@@ -72,17 +75,17 @@ def test_missing_file_names_path_and_key(tmp_path, make_config):
     write(tmp_path / "communities.csv", "community_id\nA01\n")
     config = csv_config(make_config, tmp_path)
     with pytest.raises(SourceError, match=r"tickets\.csv: file not found .*source\.tables\.tickets\.table"):
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
 
 
 def test_wrong_encoding_says_which_setting_to_change(tmp_path, make_config):
     (tmp_path / "communities.csv").write_bytes("community_id,name\nA01,翠湖花园\n".encode("gbk"))
     config = csv_config(make_config, tmp_path)
     with pytest.raises(SourceError, match="source.csv.encoding"):
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
     gbk = make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path), "encoding": "gbk"}, "tables": {"surveys": None}}})
     (tmp_path / "tickets.csv").write_bytes("ticket_id,community_id,created_at\n1,A01,2026-03-01 10:00\n".encode("gbk"))
-    data = load_source(gbk, AS_OF)
+    data = read_rows(gbk, AS_OF)
     assert data.communities["name"].tolist() == ["翠湖花园"]
 
 
@@ -91,10 +94,10 @@ def test_empty_sources_are_a_clear_error(tmp_path, make_config):
     write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at\n")
     config = csv_config(make_config, tmp_path, surveys=None)
     with pytest.raises(EmptySourceError, match="no communities"):
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
     write(tmp_path / "communities.csv", "community_id,name\nA01,x\n")
     with pytest.raises(EmptySourceError, match="no tickets or surveys between"):
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
 
 
 def test_rows_outside_the_window_are_left_out(tmp_path, make_config):
@@ -106,6 +109,20 @@ def test_rows_outside_the_window_are_left_out(tmp_path, make_config):
         "2,A01,2026-03-09 10:00,2026-03-10 09:00\n"  # closed on the as-of day: still open then
         "3,A01,2026-03-10 08:00,\n",  # the as-of day itself is incomplete
     )
-    data = load_source(csv_config(make_config, tmp_path, surveys=None), AS_OF)
+    data = read_rows(csv_config(make_config, tmp_path, surveys=None), AS_OF)
     assert data.tickets["ticket_id"].tolist() == ["2"]
     assert data.tickets["closed_at"].isna().all()
+
+
+def test_a_file_is_read_in_full_and_refuses_a_shard(tmp_path, make_config):
+    """CSV applies none of a read request's cuts (it says so), and a shard it cannot give."""
+    write(tmp_path / "communities.csv", "community_id\nA01\n")
+    write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at\n1,A01,2020-01-01 10:00\n2,A01,2026-03-09 10:00\n")
+    config = csv_config(make_config, tmp_path, surveys=None)
+    reader = make_source(config)
+    assert reader.capabilities == Capabilities(window=False, changes=False, shards=False)
+    tmap = config.source.tables.tickets
+    recent = ReadRequest("tickets", tmap, since=dt.datetime(2026, 3, 1), changes=((dt.datetime(2026, 3, 9), None),))
+    assert reader.read(recent).frame["ticket_id"].tolist() == ["1", "2"]  # the caller cuts
+    with pytest.raises(ValueError, match="cannot read a shard of tickets"):
+        reader.read(ReadRequest("tickets", tmap, shard=(None, dt.datetime(2026, 1, 1))))

@@ -6,7 +6,7 @@ import pytest
 from forecaster.calendar import make_day_table
 from forecaster.config import MetricsConfig
 from forecaster.demo import make_demo_frames
-from forecaster.ingest.aggregate import make_daily_series
+from forecaster.ingest.aggregate import day_sums, series_from_day_sums
 from forecaster.ingest.validate import RawTable, validate_surveys, validate_tickets
 from tests.conftest import AS_OF
 
@@ -26,7 +26,7 @@ def daily(demo):
     known = set(demo.communities["community_id"])
     t, _ = validate_tickets(_raw("tickets", demo.tickets), known, source_tz="Asia/Shanghai", timezone="Asia/Shanghai", rating_scale=5)
     s, _ = validate_surveys(_raw("surveys", demo.surveys), known, timezone="Asia/Shanghai", score_scale=100)
-    wide = make_daily_series(t, s, AS_OF, MetricsConfig(), min_history_days=56).frame
+    wide = series_from_day_sums(day_sums(t, s, MetricsConfig()), AS_OF, MetricsConfig(), min_history_days=56).frame
     wide = wide.merge(demo.profiles[["community_id", "city", "kind", "sensitivity"]], on="community_id")
     return wide
 

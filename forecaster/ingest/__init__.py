@@ -2,55 +2,37 @@
 tidy frames, and report what was read, skipped or cleared (with examples) per table.
 
     data = load_daily(config, as_of, saved=…)   # -> DailyData: day sums, batch by batch
-    series = series_from_parts(data.parts, as_of, config.metrics, …)   # forecaster.ingest.aggregate
+    series = series_from_day_sums(data.day_sums, as_of, config.metrics, …)   # forecaster.ingest.aggregate
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import requests
 
 from forecaster.config import Config
-from forecaster.ingest.aggregate import combine_parts, daily_parts
-from forecaster.ingest.incremental import PartsState, ReadPlan, parts_fingerprint, plan_read
+from forecaster.ingest.aggregate import combine_day_sums, day_sums
+from forecaster.ingest.incremental import DaySumsState, ReadPlan, day_sums_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
-from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source
-from forecaster.ingest.validate import TableReport, validate_communities
+from forecaster.ingest.request import ReadRequest
+from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
+from forecaster.ingest.validate import TableReport
 from forecaster.util.errors import EmptySourceError
 from forecaster.util.secret import mask_url
 
 __all__ = [
-    "SourceData",
     "DailyData",
-    "SavedParts",
+    "SavedDaySums",
     "make_source",
     "describe_source",
     "check_source",
-    "load_source",
     "load_daily",
     "history_start",
 ]
-
-
-@dataclass
-class SourceData:
-    communities: pd.DataFrame
-    tickets: pd.DataFrame
-    surveys: pd.DataFrame
-    reports: list[TableReport] = field(default_factory=list)
-    describe: str = ""
-
-    @property
-    def rows_read(self) -> int:
-        return sum(r.rows_read for r in self.reports)
-
-    @property
-    def rows_skipped(self) -> int:
-        return sum(r.rows_skipped for r in self.reports)
 
 
 def describe_source(config: Config) -> str:
@@ -71,7 +53,7 @@ def check_source(config: Config, session: requests.Session | None = None, days: 
     lines = []
     try:
         for name, tmap in config.source.tables.items():
-            raw = reader.read(name, tmap, None if name == "communities" else since)
+            raw = reader.read(ReadRequest(name, tmap, None if name == "communities" else since))
             window = "" if name == "communities" else f" (read from {since.date()} on)"
             lines.append(f"{name}: {raw.origin}, columns ok, {len(raw.frame):,} rows{window}")
     finally:
@@ -79,33 +61,12 @@ def check_source(config: Config, session: requests.Session | None = None, days: 
     return lines
 
 
-def load_source(config: Config, as_of: dt.date, session: requests.Session | None = None) -> SourceData:
-    """Read and validate all tables, whole. Rows on or after ``as_of`` (incomplete days) and
-    before the history window are left out. Raises `SourceError` when a source cannot be read and
-    `EmptySourceError` when it holds no usable communities or no tickets and surveys.
-
-    The nightly run uses `load_daily` instead, which never holds every ticket at once."""
-    reader = make_source(config, session)
-    try:
-        communities, comm_report = _read_communities(reader, config)
-        reports = [comm_report]
-        read = TableReader(reader, config, set(communities["community_id"]), as_of, None)
-        tickets = _concat(list(read.tickets(reports)), empty_tickets())
-        surveys = _concat(list(read.surveys(reports)), empty_surveys())
-    finally:
-        reader.close()
-    describe = describe_source(config)
-    if tickets.empty and surveys.empty:
-        raise _nothing_read(config, as_of, describe)
-    return SourceData(communities, tickets, surveys, reports, describe)
-
-
 @dataclass
 class DailyData:
     """What a night needs from the source: communities and the day sums of the history window."""
 
     communities: pd.DataFrame
-    parts: pd.DataFrame  # day sums (forecaster.ingest.aggregate.daily_parts) of the whole window
+    day_sums: pd.DataFrame  # day sums (forecaster.ingest.aggregate.day_sums) of the whole window
     reports: list[TableReport]
     describe: str
     plan: ReadPlan
@@ -113,10 +74,10 @@ class DailyData:
 
 
 @dataclass
-class SavedParts:
-    """Day sums saved by earlier nights (`PartsState`) and how to load them (from a day on)."""
+class SavedDaySums:
+    """Day sums saved by earlier nights (`DaySumsState`) and how to load them (from a day on)."""
 
-    state: PartsState | None
+    state: DaySumsState | None
     load: Callable[[dt.date], pd.DataFrame]
 
 
@@ -124,38 +85,27 @@ def load_daily(
     config: Config,
     as_of: dt.date,
     session: requests.Session | None = None,
-    saved: SavedParts | None = None,
+    saved: SavedDaySums | None = None,
 ) -> DailyData:
     """Read the source into day sums per community, batch by batch: validated rows are summed
     and let go, so memory holds one batch of rows and the sums, not every ticket.
 
     With ``saved`` day sums (and ``source.incremental.enabled``) only the tickets created or
     closed in recent days, and recent surveys, are read; earlier days come from ``saved`` (see
-    `forecaster.ingest.incremental`). Errors as `load_source`."""
+    `forecaster.ingest.incremental`). Rows on or after ``as_of`` (incomplete days) and before
+    the history window are left out. Raises `SourceError` when a source cannot be read and
+    `EmptySourceError` when it holds no usable communities or no tickets and surveys."""
     start = history_start(config, as_of)
-    inc = config.source.incremental
     reader = make_source(config, session)
     try:
-        communities, comm_report = _read_communities(reader, config)
+        communities, comm_report = read_communities(reader, config)
         known = communities["community_id"].tolist()
-        if saved is not None and inc.enabled:
-            plan = plan_read(
-                saved.state,
-                as_of=as_of,
-                start=start,
-                communities=known,
-                fingerprint=parts_fingerprint(config),
-                reread_days=inc.reread_days,
-                history_reread_nights=inc.history_reread_nights,
-            )
-        else:
-            why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
-            plan = ReadPlan("full", None, why, save=False)
+        plan = _plan(config, as_of, known, saved)
         read = TableReader(reader, config, set(known), as_of, plan)
-        workers = read_workers(config) if reader.partitions else 1
+        workers = read_workers(config) if reader.capabilities.shards else 1
         tickets = None
         if workers > 1:
-            # Parts of the tickets table read by a pool of processes; the saved sums and the
+            # Shards of the tickets table read by a pool of processes; the saved sums and the
             # surveys here meanwhile.
             reader.close()  # no connection of this process is carried into the workers
             tickets = PartitionedTickets(config, as_of, plan, set(known), start, workers)
@@ -165,8 +115,8 @@ def load_daily(
             survey_reports: list[TableReport] = []
             pieces = []
             if tickets is None:
-                pieces += [daily_parts(batch, empty_surveys(), config.metrics) for batch in read.tickets(ticket_reports)]
-            pieces += [daily_parts(empty_tickets(), batch, config.metrics) for batch in read.surveys(survey_reports)]
+                pieces += [day_sums(batch, empty_surveys(), config.metrics) for batch in read.tickets(ticket_reports)]
+            pieces += [day_sums(empty_tickets(), batch, config.metrics) for batch in read.surveys(survey_reports)]
             if tickets is not None:
                 ticket_pieces, ticket_report = tickets.collect()
                 pieces += ticket_pieces
@@ -177,28 +127,43 @@ def load_daily(
     finally:
         reader.close()
     reports = [comm_report, *ticket_reports, *survey_reports]
-    fresh = combine_parts(pieces)
-    parts = fresh
+    fresh = combine_day_sums(pieces)
+    sums = fresh
     if plan.incremental:
-        # Days read afresh come wholly from tonight's rows; a day outside them may have a few
-        # (a ticket created on it and closed lately): those days come from the saved sums.
-        fresh = fresh[plan.recomputed(fresh["ds"])].reset_index(drop=True)
-        old = old[~plan.recomputed(old["ds"]) & old["community_id"].isin(set(known)).to_numpy()]
-        parts = pd.concat([old, fresh], ignore_index=True)
+        fresh, sums = _with_saved(fresh, old, plan, set(known))
     describe = describe_source(config)
-    if not (parts["created"] > 0).any() and not (parts["surveyed"] > 0).any():
+    if not (sums["created"] > 0).any() and not (sums["surveyed"] > 0).any():
         raise _nothing_read(config, as_of, describe)
-    return DailyData(communities, parts, reports, describe, plan, fresh)
+    return DailyData(communities, sums, reports, describe, plan, fresh)
 
 
-def _read_communities(reader, config: Config) -> tuple[pd.DataFrame, TableReport]:
-    raw = reader.read("communities", config.source.tables.communities)
-    communities, report = validate_communities(raw)
-    if communities.empty:
-        raise EmptySourceError(
-            f"{raw.origin}: no communities ({report.rows_read} rows read, {report.rows_skipped} skipped); nothing to forecast"
-        )
-    return communities, report
+def _plan(config: Config, as_of: dt.date, known: list[str], saved: SavedDaySums | None) -> ReadPlan:
+    """Tonight's read: incremental when the saved day sums allow it (`plan_read`), else full."""
+    inc = config.source.incremental
+    if saved is None or not inc.enabled:
+        why = "source.incremental.enabled is false" if not inc.enabled else "no store to keep day sums in"
+        return ReadPlan("full", None, why, save=False)
+    return plan_read(
+        saved.state,
+        as_of=as_of,
+        start=history_start(config, as_of),
+        communities=known,
+        fingerprint=day_sums_fingerprint(config),
+        reread_days=inc.reread_days,
+        history_reread_nights=inc.history_reread_nights,
+    )
+
+
+def _with_saved(
+    read: pd.DataFrame, saved: pd.DataFrame, plan: ReadPlan, known: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An incremental night's sums: (the days read afresh, the whole window with the saved rest).
+
+    Days read afresh come wholly from tonight's rows; a day outside them may have a few (a
+    ticket created on it and closed lately): those days come from the saved sums."""
+    fresh = read[plan.recomputed(read["ds"])].reset_index(drop=True)
+    saved = saved[~plan.recomputed(saved["ds"]) & saved["community_id"].isin(known).to_numpy()]
+    return fresh, pd.concat([saved, fresh], ignore_index=True)
 
 
 def _nothing_read(config: Config, as_of: dt.date, describe: str) -> EmptySourceError:
@@ -207,8 +172,3 @@ def _nothing_read(config: Config, as_of: dt.date, describe: str) -> EmptySourceE
         f"{describe}: no tickets or surveys between {start} and {as_of - dt.timedelta(days=1)} "
         f"(source.history_days = {config.source.history_days}); nothing to forecast"
     )
-
-
-def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else empty

@@ -1,6 +1,7 @@
 """Daily series per community × metric, from validated tickets and surveys. Pure, vectorised.
 
-Metrics (DESIGN.md, the series frame contract):
+Metrics (DESIGN.md, the series frame contract; their names and kinds are in ``forecaster/vocab.py``,
+their computations here):
 
 * ``ticket_count``: tickets created that day; 0 on a quiet day.
 * ``complaint_count``: of those, the ones whose category is a complaint (``metrics.complaint_categories``).
@@ -27,21 +28,12 @@ from forecaster.config import MetricsConfig
 
 __all__ = [
     "DailySeries",
-    "PART_COLUMNS",
-    "daily_parts",
-    "combine_parts",
-    "empty_parts",
-    "series_from_parts",
-    "make_daily_series",
-    "COUNT_METRICS",
-    "series_id_for",
+    "DAY_SUM_COLUMNS",
+    "day_sums",
+    "combine_day_sums",
+    "empty_day_sums",
+    "series_from_day_sums",
 ]
-
-COUNT_METRICS = frozenset({"ticket_count", "complaint_count"})
-
-
-def series_id_for(community_id: str, metric: str) -> str:
-    return f"{community_id}:{metric}"
 
 
 @dataclass
@@ -66,13 +58,13 @@ def _grid(first: pd.Series, end: pd.Timestamp) -> pd.MultiIndex:
 
 
 # Additive day sums per community: what a day's metrics are computed from. Sums (not means)
-# so that the parts of one day read in different batches, or on different nights, add up.
-PART_COLUMNS = ("created", "complaints", "closed", "hours", "sat_w", "sat_wy", "surveyed")
+# so that the sums of one day read in different batches, or on different nights, add up.
+DAY_SUM_COLUMNS = ("created", "complaints", "closed", "hours", "sat_w", "sat_wy", "surveyed")
 
 
-def daily_parts(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
+def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
     """Day sums per community from validated tickets and surveys → ``community_id, ds`` and
-    `PART_COLUMNS`, one row per community and day with anything on it:
+    `DAY_SUM_COLUMNS`, one row per community and day with anything on it:
 
     * ``created`` / ``complaints``: tickets created that day / of them complaints;
     * ``closed`` / ``hours``: tickets closed that day / their hours from creation to closing;
@@ -111,12 +103,12 @@ def daily_parts(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsCo
             pieces.append(
                 pd.DataFrame({"sat_w": 1.0, "sat_wy": tickets.loc[rated, "rating"]}).groupby([cid[rated], r_day]).sum()
             )
-    return combine_parts(pieces)
+    return combine_day_sums(pieces)
 
 
-def combine_parts(pieces: list[pd.DataFrame]) -> pd.DataFrame:
-    """Sum day parts (indexed or with ``community_id, ds`` columns) into one row per community
-    and day, columns ``community_id, ds`` and `PART_COLUMNS`."""
+def combine_day_sums(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """Add up day sums (indexed or with ``community_id, ds`` columns) into one row per community
+    and day, columns ``community_id, ds`` and `DAY_SUM_COLUMNS`."""
     frames = []
     for piece in pieces:
         if "community_id" in piece.columns:
@@ -124,13 +116,13 @@ def combine_parts(pieces: list[pd.DataFrame]) -> pd.DataFrame:
         piece.index = piece.index.set_names(["community_id", "ds"])
         frames.append(piece)
     if not frames:
-        return empty_parts()
+        return empty_day_sums()
     both = pd.concat(frames).fillna(0)
     summed = both.groupby(level=["community_id", "ds"], sort=True).sum() if len(frames) > 1 else both
-    for col in PART_COLUMNS:
+    for col in DAY_SUM_COLUMNS:
         if col not in summed.columns:
             summed[col] = 0
-    out = summed[list(PART_COLUMNS)].reset_index()
+    out = summed[list(DAY_SUM_COLUMNS)].reset_index()
     out["community_id"] = out["community_id"].astype("string")
     out["ds"] = out["ds"].astype("datetime64[ns]")
     for col in ("created", "complaints", "closed", "surveyed"):
@@ -140,55 +132,35 @@ def combine_parts(pieces: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def empty_parts() -> pd.DataFrame:
+def empty_day_sums() -> pd.DataFrame:
     frame = pd.DataFrame({"community_id": pd.Series(dtype="string"), "ds": pd.Series(dtype="datetime64[ns]")})
-    for col in PART_COLUMNS:
+    for col in DAY_SUM_COLUMNS:
         frame[col] = pd.Series(dtype="int64" if col in ("created", "complaints", "closed", "surveyed") else "float64")
     return frame
 
 
-def make_daily_series(
-    tickets: pd.DataFrame,
-    surveys: pd.DataFrame,
+def series_from_day_sums(
+    sums: pd.DataFrame,
     as_of: dt.date,
     metrics: MetricsConfig,
     *,
     min_history_days: int,
     communities: pd.Series | None = None,
 ) -> DailySeries:
-    """Aggregate validated tickets and surveys to daily series up to the day before ``as_of``
-    (`daily_parts`, then `series_from_parts`)."""
-    return series_from_parts(
-        daily_parts(tickets, surveys, metrics),
-        as_of,
-        metrics,
-        min_history_days=min_history_days,
-        communities=communities,
-    )
-
-
-def series_from_parts(
-    parts: pd.DataFrame,
-    as_of: dt.date,
-    metrics: MetricsConfig,
-    *,
-    min_history_days: int,
-    communities: pd.Series | None = None,
-) -> DailySeries:
-    """Daily series up to the day before ``as_of`` from day parts (`daily_parts`; a community and
-    day may appear more than once: its parts are added up).
+    """Daily series up to the day before ``as_of`` from day sums (`day_sums`; a community and
+    day may appear more than once: its sums are added up).
 
     ``communities`` (ids) lists every known community, so that one without any data in the
     window still appears in ``stats`` as ``no_data``.
     """
     end = pd.Timestamp(as_of) - pd.Timedelta(days=1)
-    if parts.duplicated(["community_id", "ds"]).any():
-        parts = combine_parts([parts])
-    parts = parts[parts["ds"] <= end]
-    starts = parts[(parts["created"] > 0) | (parts["surveyed"] > 0)]
+    if sums.duplicated(["community_id", "ds"]).any():
+        sums = combine_day_sums([sums])
+    sums = sums[sums["ds"] <= end]
+    starts = sums[(sums["created"] > 0) | (sums["surveyed"] > 0)]
     first = starts.groupby("community_id", sort=True)["ds"].min().astype("datetime64[ns]")
     index = _grid(first, end)
-    p = parts.set_index(["community_id", "ds"]).reindex(index)
+    p = sums.set_index(["community_id", "ds"]).reindex(index)
 
     daily = pd.DataFrame(index=index)
     daily["ticket_count"] = p["created"].fillna(0).astype("float64")

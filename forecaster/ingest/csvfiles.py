@@ -8,7 +8,6 @@ bad value. Line numbers count the header as line 1, as a spreadsheet shows them.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pandas as pd
 
 from forecaster.config import CsvSourceConfig, TableMap
 from forecaster.ingest.mapping import select_columns, table_key
-from forecaster.ingest.validate import BatchedSource, RawTable
+from forecaster.ingest.request import BatchedSource, Capabilities, ReadRequest
+from forecaster.ingest.validate import RawTable
 from forecaster.util.errors import SourceError
 
 __all__ = ["CsvSource", "BATCH_ROWS"]
@@ -25,11 +25,11 @@ BATCH_ROWS = 100_000
 
 
 class CsvSource(BatchedSource):
+    # A file has no index to pick rows by: every request reads the whole file (the caller cuts).
+    capabilities = Capabilities()
+
     def __init__(self, config: CsvSourceConfig):
         self.config = config
-
-    def close(self) -> None:
-        pass
 
     def path_for(self, tmap: TableMap) -> Path:
         path = Path(tmap.table)
@@ -37,16 +37,9 @@ class CsvSource(BatchedSource):
             path = path.with_suffix(".csv")
         return path if path.is_absolute() else self.config.directory / path
 
-    def read_batches(
-        self,
-        name: str,
-        tmap: TableMap,
-        since: dt.datetime | None = None,
-        changed_since: dt.datetime | None = None,
-        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
-    ) -> Iterator[RawTable]:
-        """The file's rows in batches of `BATCH_ROWS` (at least one batch, maybe empty). A file
-        has no index to pick rows by: ``since``, ``changed_since`` and ``ranges`` are left to the caller."""
+    def _read_batches(self, request: ReadRequest) -> Iterator[RawTable]:
+        """The whole file's rows in batches of `BATCH_ROWS` (at least one batch, maybe empty)."""
+        name, tmap = request.table, request.tmap
         path = self.path_for(tmap)
         if not path.is_file():
             raise SourceError(

@@ -12,7 +12,6 @@ function are passed in so tests control them.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +22,8 @@ import requests
 
 from forecaster.config import HttpSourceConfig, TableMap
 from forecaster.ingest.mapping import select_columns
-from forecaster.ingest.validate import BatchedSource, RawTable
+from forecaster.ingest.request import BatchedSource, Capabilities, ReadRequest
+from forecaster.ingest.validate import RawTable
 from forecaster.util.errors import SourceError
 from forecaster.util.secret import mask_url
 
@@ -44,6 +44,12 @@ class HttpSource(BatchedSource):
         self.session = session or requests.Session()
         self._own_session = session is None
         self.sleep = sleep
+
+    @property
+    def capabilities(self) -> Capabilities:
+        # The window goes out as a parameter when the API takes one; the API is not asked for
+        # changes only, nor for shards: those are read in full (the caller cuts).
+        return Capabilities(window=bool(self.config.since_param))
 
     def close(self) -> None:
         if self._own_session:
@@ -92,22 +98,15 @@ class HttpSource(BatchedSource):
             )
         return items
 
-    def read_batches(
-        self,
-        name: str,
-        tmap: TableMap,
-        since: dt.datetime | None = None,
-        changed_since: dt.datetime | None = None,
-        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
-    ) -> Iterator[RawTable]:
+    def _read_batches(self, request: ReadRequest) -> Iterator[RawTable]:
         """The endpoint's items in batches of about `BATCH_ROWS` (whole pages; at least one
-        batch, maybe empty). ``since`` goes out as ``source.http.since_param``; the API is not
-        asked for changes only (``changed_since``, ``ranges``): it is left to the caller."""
+        batch, maybe empty). The request's ``since`` goes out as ``source.http.since_param``."""
+        name, tmap = request.table, request.tmap
         cfg, paging = self.config, self.config.paging
         url = urljoin(cfg.base_url + "/", tmap.table.lstrip("/"))
         params: dict[str, Any] = {}
-        if since is not None and cfg.since_param and name != "communities":
-            params[cfg.since_param] = since.date().isoformat()
+        if request.since is not None and cfg.since_param and name != "communities":
+            params[cfg.since_param] = request.since.date().isoformat()
         rows: list[dict[str, Any]] = []
         labels: list[str] = []
         batches = 0

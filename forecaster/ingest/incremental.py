@@ -1,7 +1,7 @@
 """Incremental reading: which tickets a night has to read, given the day sums saved before.
 
 Reading every ticket of a three-year window every night costs most of the night for thousands
-of communities. The day sums (`forecaster.ingest.aggregate.daily_parts`) of days long past
+of communities. The day sums (`forecaster.ingest.aggregate.day_sums`) of days long past
 rarely change, so the store keeps them, and a night reads only:
 
 * the tickets created or closed in the last few days (``source.incremental.reread_days``, which
@@ -37,17 +37,17 @@ import pandas as pd
 from forecaster.config import Config
 from forecaster.util.secret import mask_url
 
-__all__ = ["PartsState", "ReadPlan", "history_slices", "parts_fingerprint", "plan_read"]
+__all__ = ["DaySumsState", "ReadPlan", "history_slices", "day_sums_fingerprint", "plan_read"]
 
-# Bump when daily_parts changes what it computes: saved sums of an older version are re-read.
-PARTS_VERSION = 1
+# Bump when day_sums changes what it computes: saved sums of an older version are re-read.
+DAY_SUMS_VERSION = 1
 
 
 @dataclass(frozen=True)
-class PartsState:
+class DaySumsState:
     """What the saved day sums hold (one row in the store)."""
 
-    fingerprint: str  # parts_fingerprint of the settings they were computed with
+    fingerprint: str  # day_sums_fingerprint of the settings they were computed with
     start: dt.date  # first day held
     through: dt.date  # last day held (the day before the as-of date of the night that saved them)
     full_read_on: dt.date  # as-of date of the last full read
@@ -111,7 +111,7 @@ def history_slices(as_of: dt.date, start: dt.date, end: dt.date, nights: int) ->
     return tuple(out)
 
 
-def parts_fingerprint(config: Config) -> str:
+def day_sums_fingerprint(config: Config) -> str:
     """A short hash of every setting that shapes the day sums: where and how the source is read,
     the timezones, and how metrics count (not which metrics are enabled)."""
     source = config.source
@@ -122,7 +122,7 @@ def parts_fingerprint(config: Config) -> str:
     }[source.type]()
     metrics = config.metrics
     settings = {
-        "version": PARTS_VERSION,
+        "version": DAY_SUMS_VERSION,
         "source": [source.type, where, source.tables.model_dump(mode="json")],
         "timezones": [config.source_timezone, config.timezone],
         "metrics": [
@@ -137,7 +137,7 @@ def parts_fingerprint(config: Config) -> str:
 
 
 def plan_read(
-    state: PartsState | None,
+    state: DaySumsState | None,
     *,
     as_of: dt.date,
     start: dt.date,

@@ -9,7 +9,7 @@ them); rows come in batches.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 import sqlalchemy as sa
@@ -17,7 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import TABLE_COLUMNS, TableMap
 from forecaster.ingest.mapping import make_labels, select_columns, table_key
-from forecaster.ingest.validate import BatchedSource, RawTable
+from forecaster.ingest.request import BatchedSource, Capabilities, ReadRequest, Shard
+from forecaster.ingest.validate import RawTable
 from forecaster.util.db import first_line, make_engine
 from forecaster.util.errors import SourceError
 from forecaster.util.secret import mask_url
@@ -31,7 +32,7 @@ LABEL_COLUMNS = {"communities": ("community_id",), "tickets": ("ticket_id",), "s
 
 
 class SqlSource(BatchedSource):
-    partitions = True  # read_batches takes part=(lo, hi): several processes can each read one
+    capabilities = Capabilities(window=True, changes=True, shards=True)
 
     def __init__(self, url: str):
         self.url = url
@@ -62,71 +63,46 @@ class SqlSource(BatchedSource):
         except SQLAlchemyError as exc:
             raise SourceError(f"{mask_url(self.url)}: cannot read {tmap.table!r}: {first_line(exc)}") from None
 
-    def read_batches(
-        self,
-        name: str,
-        tmap: TableMap,
-        since: dt.datetime | None = None,
-        changed_since: dt.datetime | None = None,
-        ranges: tuple[tuple[dt.datetime, dt.datetime], ...] = (),
-        part: tuple[dt.datetime | None, dt.datetime | None] | None = None,
-    ) -> Iterator[RawTable]:
+    def _read_batches(self, request: ReadRequest) -> Iterator[RawTable]:
         """The table's rows in batches of `FETCH_ROWS` (at least one batch, maybe empty).
 
-        ``since`` starts the history window. ``changed_since`` asks only for the rows of the days
-        from then on and of the ``ranges`` [first, end): for tickets, those created or closed on
-        them; for surveys, those dated on them. Each cut is applied in the query when its column
-        is a date/time column there (a day early and late: the timezone is applied later);
-        otherwise more rows come back, which is never wrong (the caller filters).
+        The request's ``since`` starts the history window; its ``changes`` ask only for the rows
+        of those days: for tickets, those created or closed on them; for surveys, those dated on
+        them. Each cut is applied in the query when its column is a date/time column there (a
+        day early and late: the timezone is applied later); otherwise more rows come back, which
+        is never wrong (the caller filters).
 
-        ``part`` = (lo, hi) asks only for the rows whose window column holds a value in [lo, hi)
-        as stored (None: no bound): parts cut at the same moments hold every row once. When the
-        column is not a date/time column there, the part without a lower bound has every row
-        and the others none."""
+        Its ``shard`` = (lo, hi) asks only for the rows whose window column holds a value in
+        [lo, hi) as stored (None: no bound): shards cut at the same moments hold every row once.
+        When the column is not a date/time column there, the shard without a lower bound has
+        every row and the others none."""
+        name, tmap = request.table, request.tmap
         table = self._reflect(name, tmap)
         origin = f"table {tmap.table} in {mask_url(self.url)}"
         # Map on an empty frame with the real column names first: errors name the missing column.
         select_columns(pd.DataFrame(columns=[c.name for c in table.columns]), name, tmap, origin)
-        by_lower = {c.name.lower(): c for c in table.columns}
+        yield from self._fetch(self._query(table, request), name, origin)
 
-        def column(canonical: str) -> sa.Column | None:
-            src = tmap.source_column(canonical)
-            return table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
-
-        def dated(col: sa.Column | None) -> bool:
-            return col is not None and isinstance(col.type, (sa.DateTime, sa.Date))
-
+    def _query(self, table: sa.Table, request: ReadRequest) -> sa.Select:
+        """The mapped columns under their canonical names, cut as the request asks."""
+        name = request.table
+        column = _finder(table, request.tmap)
         cols = []
         for canonical in TABLE_COLUMNS[name].all:
             col = column(canonical)
             if col is not None:
-                if self.engine.dialect.name == "sqlite" and dated(col):
+                if self.engine.dialect.name == "sqlite" and _dated(col):
                     # SQLite keeps times as text: take the text and let validation parse it, in
                     # one vectorised pass instead of SQLAlchemy's per-row conversion (which is
                     # also strict: it rejects text that is not its own ISO format).
                     col = sa.type_coerce(col, sa.String)
                 cols.append(col.label(canonical))
-        query = sa.select(*cols)
         window = column(WINDOW_COLUMN[name]) if name in WINDOW_COLUMN else None
-        day = dt.timedelta(days=1)
-        if since is not None and dated(window):
-            query = query.where(window >= since - day)
         closed = column("closed_at") if name == "tickets" else None
-        if changed_since is not None and dated(window) and (closed is None or dated(closed)):
-            dates = [window] if closed is None else [window, closed]
-            recent = [c >= changed_since - day for c in dates]
-            older = [(c >= a - day) & (c < b + day) for a, b in ranges for c in dates]
-            query = query.where(sa.or_(*recent, *older))
-        if part is not None and window is not None:
-            lo, hi = part
-            if not dated(window):
-                if lo is not None:
-                    query = query.where(sa.false())
-            else:
-                if lo is not None:
-                    query = query.where(window >= lo)
-                if hi is not None:
-                    query = query.where(window < hi)
+        query = _cut_days(sa.select(*cols), request, window, closed)
+        return _cut_shard(query, request.shard, window)
+
+    def _fetch(self, query: sa.Select, name: str, origin: str) -> Iterator[RawTable]:
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(query)
@@ -148,3 +124,43 @@ class SqlSource(BatchedSource):
         if not batches:
             frame = pd.DataFrame(columns=columns)
             yield RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))
+
+
+def _finder(table: sa.Table, tmap: TableMap) -> Callable[[str], sa.Column | None]:
+    """The table's column mapped to a canonical name (case-insensitive fallback), or None."""
+    by_lower = {c.name.lower(): c for c in table.columns}
+
+    def column(canonical: str) -> sa.Column | None:
+        src = tmap.source_column(canonical)
+        return table.columns.get(src) if src in table.columns else by_lower.get(src.lower())
+
+    return column
+
+
+def _dated(col: sa.Column | None) -> bool:
+    return col is not None and isinstance(col.type, (sa.DateTime, sa.Date))
+
+
+def _cut_days(query: sa.Select, request: ReadRequest, window: sa.Column | None, closed: sa.Column | None) -> sa.Select:
+    """The history window and, on an incremental night, the days read afresh."""
+    day = dt.timedelta(days=1)
+    if request.since is not None and _dated(window):
+        query = query.where(window >= request.since - day)
+    if request.changes and _dated(window) and (closed is None or _dated(closed)):
+        dates = [window] if closed is None else [window, closed]
+        cuts = [(c >= a - day) if b is None else (c >= a - day) & (c < b + day) for a, b in request.changes for c in dates]
+        query = query.where(sa.or_(*cuts))
+    return query
+
+
+def _cut_shard(query: sa.Select, shard: Shard | None, window: sa.Column | None) -> sa.Select:
+    if shard is None or window is None:
+        return query
+    lo, hi = shard
+    if not _dated(window):
+        return query.where(sa.false()) if lo is not None else query
+    if lo is not None:
+        query = query.where(window >= lo)
+    if hi is not None:
+        query = query.where(window < hi)
+    return query

@@ -15,22 +15,21 @@ from collections.abc import Iterator
 import pandas as pd
 import requests
 
-from forecaster.config import Config
+from forecaster.config import TABLE_COLUMNS, Config
 from forecaster.ingest.csvfiles import CsvSource
 from forecaster.ingest.httpapi import HttpSource
 from forecaster.ingest.incremental import ReadPlan
+from forecaster.ingest.request import ReadRequest, Shard, moment
 from forecaster.ingest.sql import SqlSource
-from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_surveys, validate_tickets
+from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate_communities, validate_surveys, validate_tickets
+from forecaster.util.errors import EmptySourceError
 from forecaster.util.prefetch import prefetch
 
-__all__ = ["TableReader", "make_source", "history_start", "moment", "empty_tickets", "empty_surveys"]
-
-# A part of the tickets table: [lo, hi) of its created_at column as stored (None: open).
-Part = tuple[dt.datetime | None, dt.datetime | None]
+__all__ = ["TableReader", "make_source", "read_communities", "history_start", "empty_tickets", "empty_surveys"]
 
 
 def make_source(config: Config, session: requests.Session | None = None):
-    """The reader for ``config.source.type`` (a `forecaster.ingest.validate.BatchedSource`)."""
+    """The reader for ``config.source.type`` (a `forecaster.ingest.request.BatchedSource`)."""
     source = config.source
     if source.type == "sql":
         return SqlSource(source.sql.url.get())
@@ -43,8 +42,15 @@ def history_start(config: Config, as_of: dt.date) -> dt.date:
     return as_of - dt.timedelta(days=config.source.history_days)
 
 
-def moment(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time())
+def read_communities(reader, config: Config) -> tuple[pd.DataFrame, TableReport]:
+    """The communities, validated, whole. Raises `EmptySourceError` when none is usable."""
+    raw = reader.read(ReadRequest("communities", config.source.tables.communities))
+    communities, report = validate_communities(raw)
+    if communities.empty:
+        raise EmptySourceError(
+            f"{raw.origin}: no communities ({report.rows_read} rows read, {report.rows_skipped} skipped); nothing to forecast"
+        )
+    return communities, report
 
 
 class TableReader:
@@ -57,17 +63,18 @@ class TableReader:
         self.start = history_start(config, as_of)
         self.plan = plan if plan is not None and plan.incremental else None
 
-    def _batches(self, name: str, reports: list[TableReport], validate, part: Part | None = None) -> Iterator[pd.DataFrame]:
-        tmap = getattr(self.config.source.tables, name)
-        since, changed, ranges = moment(self.start), None, ()
+    def request(self, name: str, shard: Shard | None = None) -> ReadRequest:
+        """What tonight asks of the table: the history window and, on an incremental night, only
+        the rows of the days recomputed (tickets created or closed on them)."""
+        changes = ()
         if self.plan is not None:
-            # Only the rows of the days recomputed tonight (tickets created or closed on them).
-            changed = moment(self.plan.since)
-            ranges = tuple((moment(a), moment(b)) for a, b in self.plan.slices)
-        extra = {} if part is None else {"part": part}
+            changes = tuple((moment(a), None if b is None else moment(b)) for a, b in self.plan.ranges)
+        return ReadRequest(name, getattr(self.config.source.tables, name), moment(self.start), changes, shard)
+
+    def _batches(self, name: str, reports: list[TableReport], validate, shard: Shard | None = None) -> Iterator[pd.DataFrame]:
         report = None
         # The next batch is read from the source while this one is validated.
-        for raw in prefetch(self.reader.read_batches(name, tmap, since, changed, ranges, **extra)):
+        for raw in prefetch(self.reader.read_batches(self.request(name, shard))):
             frame, batch_report = validate(raw)
             if report is None:
                 report = TableReport(table=batch_report.table, origin=batch_report.origin)
@@ -75,13 +82,13 @@ class TableReader:
             report.add(batch_report)
             yield frame
 
-    def tickets(self, reports: list[TableReport], part: Part | None = None, seen: SeenKeys | None = None) -> Iterator[pd.DataFrame]:
-        """``part``: only that part of the table (sources with ``partitions``); ``seen``: the
-        ticket ids met before (in earlier parts), duplicates here."""
+    def tickets(self, reports: list[TableReport], shard: Shard | None = None, seen: SeenKeys | None = None) -> Iterator[pd.DataFrame]:
+        """``shard``: only that shard of the table (sources with ``capabilities.shards``);
+        ``seen``: the ticket ids met before (in earlier shards), duplicates here."""
         lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
         seen = SeenKeys() if seen is None else seen
         validate = lambda raw: _validate_tickets(raw, self.known, self.config, seen)  # noqa: E731
-        for frame in self._batches("tickets", reports, validate, part):
+        for frame in self._batches("tickets", reports, validate, shard):
             frame = frame[(frame["created_at"] >= lo) & (frame["created_at"] < hi)].reset_index(drop=True)
             # A ticket closed after the as-of date was still open then, and not rated yet (a
             # rating comes with the closing).
@@ -98,35 +105,42 @@ class TableReader:
             yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
 
 
+# The columns and types of validated tickets and surveys (`forecaster.ingest.validate`).
+TICKET_DTYPES = {
+    "ticket_id": "string",
+    "community_id": "string",
+    "created_at": "datetime64[ns]",
+    "closed_at": "datetime64[ns]",
+    "category": "string",
+    "rating": "float64",
+}
+SURVEY_DTYPES = {"community_id": "string", "date": "datetime64[ns]", "score": "float64", "responses": "float64"}
+
+
 def empty_tickets() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "ticket_id": pd.Series(dtype="string"),
-            "community_id": pd.Series(dtype="string"),
-            "created_at": pd.Series(dtype="datetime64[ns]"),
-            "closed_at": pd.Series(dtype="datetime64[ns]"),
-            "category": pd.Series(dtype="string"),
-            "rating": pd.Series(dtype="float64"),
-        }
-    )
+    return _empty(TICKET_DTYPES)
 
 
 def empty_surveys() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "community_id": pd.Series(dtype="string"),
-            "date": pd.Series(dtype="datetime64[ns]"),
-            "score": pd.Series(dtype="float64"),
-            "responses": pd.Series(dtype="float64"),
-        }
-    )
+    return _empty(SURVEY_DTYPES)
+
+
+def _empty(dtypes: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def _with_columns(raw: RawTable) -> RawTable:
+    """An empty batch without any columns (an empty HTTP answer) given the required ones, so
+    that it validates into an empty table instead of failing on them."""
+    if raw.frame.empty and not len(raw.frame.columns):
+        columns = list(TABLE_COLUMNS[raw.name].required)
+        return RawTable(raw.name, raw.origin, pd.DataFrame(columns=columns), raw.labels)
+    return raw
 
 
 def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: SeenKeys | None = None):
-    if raw.frame.empty and not len(raw.frame.columns):
-        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["ticket_id", "community_id", "created_at"]), raw.labels)
     return validate_tickets(
-        raw,
+        _with_columns(raw),
         known,
         source_tz=config.source_timezone,
         timezone=config.timezone,
@@ -136,6 +150,4 @@ def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: Seen
 
 
 def _validate_surveys(raw: RawTable, known: set[str], config: Config):
-    if raw.frame.empty and not len(raw.frame.columns):
-        raw = RawTable(raw.name, raw.origin, pd.DataFrame(columns=["community_id", "date", "score"]), raw.labels)
-    return validate_surveys(raw, known, timezone=config.timezone, score_scale=config.metrics.survey_scale)
+    return validate_surveys(_with_columns(raw), known, timezone=config.timezone, score_scale=config.metrics.survey_scale)

@@ -22,7 +22,6 @@ from forecaster.util.distinct import map_distinct
 
 __all__ = [
     "RawTable",
-    "BatchedSource",
     "Problem",
     "TableReport",
     "SeenKeys",
@@ -61,20 +60,6 @@ class RawTable:
         else:
             labels = pd.Series(pd.concat([p.labels for p in parts], ignore_index=True).to_numpy(), dtype=object)
         return cls(first.name, first.origin, frame, labels)
-
-
-class BatchedSource:
-    """What every source reader is: ``read_batches(name, tmap, since, changed_since, ranges)``
-    yields a table's rows in batches (at least one, maybe empty); ``read`` gives them whole.
-    A reader with ``partitions`` also takes ``part=(lo, hi)`` (see `SqlSource.read_batches`)."""
-
-    partitions = False
-
-    def read_batches(self, name, tmap, since=None, changed_since=None, ranges=()):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def read(self, name: str, tmap, since=None) -> RawTable:
-        return RawTable.concat(list(self.read_batches(name, tmap, since)))
 
 
 @dataclass
@@ -194,6 +179,16 @@ class _Checker:
                 self.keep &= ~bad
         return bad
 
+    def flag_unknown(self, cid: pd.Series, known_communities: set[str]) -> None:
+        unknown = ~cid.isin(known_communities).fillna(False).to_numpy()
+        self.flag(unknown, "unknown community_id (not in communities)", "community_id")
+
+    def kept(self, out: pd.DataFrame) -> tuple[pd.DataFrame, TableReport]:
+        """The rows of ``out`` (one per row read) not skipped, and the report."""
+        out = out[self.keep].reset_index(drop=True)
+        self.report.rows_kept = len(out)
+        return out, self.report
+
 
 def _show(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
@@ -289,9 +284,7 @@ def validate_communities(raw: RawTable) -> tuple[pd.DataFrame, TableReport]:
     for col in TABLE_COLUMNS["communities"].optional:
         out[col] = _text(_column(raw, col))
     out["name"] = out["name"].fillna(out["community_id"])
-    out = out[check.keep].reset_index(drop=True)
-    check.report.rows_kept = len(out)
-    return out, check.report
+    return check.kept(out)
 
 
 def validate_tickets(
@@ -319,7 +312,7 @@ def validate_tickets(
     if seen is not None:
         dup |= seen.mark(tid)
     check.flag(dup, "duplicate ticket_id (first kept)", "ticket_id")
-    check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
+    check.flag_unknown(cid, known_communities)
 
     closed_raw = _column(raw, "closed_at")
     closed = parse_timestamps(closed_raw, source_tz, timezone)
@@ -344,9 +337,8 @@ def validate_tickets(
             "category": _text(_column(raw, "category")),
             "rating": rating.astype("float64"),
         }
-    )[check.keep].reset_index(drop=True)
-    check.report.rows_kept = len(out)
-    return out, check.report
+    )
+    return check.kept(out)
 
 
 def validate_surveys(
@@ -372,7 +364,7 @@ def validate_surveys(
     check.flag(((score < 0) | (score > score_scale)).fillna(False).to_numpy(), f"score outside 0–{score_scale:g}", "score")
     check.flag(responses.isna().to_numpy() | (responses < 0).fillna(False).to_numpy(), "responses is not a count ≥ 0", "responses")
     check.flag((responses == 0).fillna(False).to_numpy(), "no responses", "responses")
-    check.flag(~cid.isin(known_communities).fillna(False).to_numpy(), "unknown community_id (not in communities)", "community_id")
+    check.flag_unknown(cid, known_communities)
 
     out = pd.DataFrame(
         {
@@ -381,6 +373,5 @@ def validate_surveys(
             "score": (score * (100.0 / score_scale)).astype("float64"),
             "responses": responses.astype("float64"),
         }
-    )[check.keep].reset_index(drop=True)
-    check.report.rows_kept = len(out)
-    return out, check.report
+    )
+    return check.kept(out)

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.cli import main
-from forecaster.store import Store
+from forecaster.store import Store, ingest_problems, series_status
 from tests.conftest import write_config
+from tests.readback import stored
 
 SMALL_DEMO = {"communities": 10, "years": 0.6, "seed": 5}
 # These tests are about the command line and ingest; model choice has its own tests.
@@ -51,8 +52,8 @@ def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
     store = Store(f"sqlite:///{workdir / 'data' / 'forecaster.db'}")
     [run] = store.last_runs()
     assert run.status == "ok" and run.communities == 10 and run.series == 40 and run.rows_skipped == 3
-    assert len(store.series_status_frame(run.run_id)) == 40
-    assert set(store.ingest_problems_frame(run.run_id)["table_name"]) == {"tickets", "surveys"}
+    assert len(stored(store, series_status, run.run_id)) == 40
+    assert set(stored(store, ingest_problems, run.run_id)["table_name"]) == {"tickets", "surveys"}
 
 
 def test_dry_run_writes_nothing(workdir, capsys):

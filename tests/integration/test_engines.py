@@ -10,8 +10,8 @@ import pytest
 from forecaster.config import parse_config
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.forecasting import forecast_communities
-from forecaster.ingest import load_source
-from forecaster.ingest.aggregate import make_daily_series
+from forecaster.ingest import load_daily
+from forecaster.ingest.aggregate import series_from_day_sums
 from forecaster.util.engine import Interrupted, map_chunks
 from tests.conftest import AS_OF
 
@@ -21,10 +21,8 @@ def series(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('engines') / 'demo.db'}"
     write_demo_sql(url, make_demo_frames(AS_OF, communities=5, years=0.7, seed=21), seed=21)
     config = parse_config({"source": {"sql": {"url": url}}})
-    data = load_source(config, AS_OF)
-    daily = make_daily_series(
-        data.tickets, data.surveys, AS_OF, config.metrics, min_history_days=56, communities=data.communities["community_id"]
-    )
+    data = load_daily(config, AS_OF)
+    daily = series_from_day_sums(data.day_sums, AS_OF, config.metrics, min_history_days=56, communities=data.communities["community_id"])
     return daily.frame, data.communities
 
 

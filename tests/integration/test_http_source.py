@@ -8,8 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from forecaster.ingest import load_source
+from forecaster.ingest import load_daily
+from forecaster.ingest.request import Capabilities
+from forecaster.ingest.tables import make_source
 from forecaster.util.errors import SourceError
+from tests.readback import read_rows
 
 AS_OF = dt.date(2026, 3, 10)
 TOKEN = "api-tok-77f3e1"
@@ -91,7 +94,7 @@ def http_config(make_config, api, **http):
 
 
 def test_pages_until_a_short_page_and_reports_bad_items(api, make_config):
-    data = load_source(http_config(make_config, api), AS_OF)
+    data = read_rows(http_config(make_config, api), AS_OF)
     assert len(data.tickets) == 23
     ticket_pages = [q for p, q in api.requests if p == "/api/tickets"]
     assert [q["page"] for q in ticket_pages] == [["1"], ["2"], ["3"]]
@@ -100,23 +103,28 @@ def test_pages_until_a_short_page_and_reports_bad_items(api, make_config):
     assert problems[0].examples == ["page 3 item 4: 'garbage'"]
 
 
+def test_the_window_is_a_stated_capability_of_the_api_only_with_a_since_param(api, make_config):
+    assert make_source(http_config(make_config, api)).capabilities == Capabilities(window=True)
+    assert make_source(http_config(make_config, api, since_param=None)).capabilities == Capabilities()
+
+
 def test_cursor_paging(api, make_config):
     api.style = "next"
-    data = load_source(http_config(make_config, api, paging={"style": "next"}), AS_OF)
+    data = read_rows(http_config(make_config, api, paging={"style": "next"}), AS_OF)
     assert len(data.tickets) == 23
     assert [q.get("cursor") for p, q in api.requests if p == "/api/tickets"] == [None, ["10"], ["20"]]
 
 
 def test_transient_errors_are_retried(api, make_config):
     api.fail_first["/api/tickets"] = [503, 502]
-    data = load_source(http_config(make_config, api, retries=2), AS_OF)
+    data = read_rows(http_config(make_config, api, retries=2), AS_OF)
     assert len(data.tickets) == 23
 
 
 def test_gives_up_after_retries_naming_the_url(api, make_config):
     api.fail_first["/api/tickets"] = [503, 503, 503]
     with pytest.raises(SourceError, match=r"GET http://127\.0\.0\.1:\d+/api/tickets: gave up after 3 attempts: HTTP 503"):
-        load_source(http_config(make_config, api, retries=2), AS_OF)
+        load_daily(http_config(make_config, api, retries=2), AS_OF)
 
 
 def test_bad_token_is_not_retried_and_never_shown(api, make_config):
@@ -130,7 +138,7 @@ def test_bad_token_is_not_retried_and_never_shown(api, make_config):
         }
     )
     with pytest.raises(SourceError) as info:
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
     assert "HTTP 401 (check source.http.token)" in str(info.value)
     assert "wrong-token-123" not in str(info.value)
     assert len(api.requests) == 1
@@ -144,4 +152,4 @@ def test_connection_refused_is_a_source_error():
         environ={},
     )
     with pytest.raises(SourceError, match="gave up after 2 attempts: connection failed"):
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)

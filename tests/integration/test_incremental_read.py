@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.ingest import load_daily
-from forecaster.ingest.aggregate import PART_COLUMNS, series_from_parts
+from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, series_from_day_sums
 from forecaster.ingest.incremental import history_slices
 from forecaster.pipeline import run_once
 from forecaster.store import Store
@@ -55,14 +55,14 @@ def at(day: dt.date, hour: int) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour))
 
 
-def sorted_parts(parts: pd.DataFrame) -> pd.DataFrame:
-    out = parts.sort_values(["community_id", "ds"]).reset_index(drop=True)
+def sorted_sums(sums: pd.DataFrame) -> pd.DataFrame:
+    out = sums.sort_values(["community_id", "ds"]).reset_index(drop=True)
     out["community_id"] = out["community_id"].astype(str)
-    return out[["community_id", "ds", *PART_COLUMNS]]
+    return out[["community_id", "ds", *DAY_SUM_COLUMNS]]
 
 
 def full_read(config, as_of: dt.date) -> pd.DataFrame:
-    return load_daily(config, as_of).parts
+    return load_daily(config, as_of).day_sums
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_an_incremental_night_equals_a_full_read_and_reads_a_fraction(source, ma
     assert first.status == "ok", first.error
     assert first.read.startswith("full (no saved day sums yet)")
     store = Store(source)
-    state = store.parts_state()
+    state = store.day_sums_state()
     assert state.through == NIGHT1 - dt.timedelta(days=1) and state.full_read_on == NIGHT1
     assert set(state.communities) == {"C001", "C002", "C003", "C004"}
 
@@ -102,14 +102,14 @@ def test_an_incremental_night_equals_a_full_read_and_reads_a_fraction(source, ma
     assert second_tickets < first_tickets / 5  # 34 of ~430 days, plus the tickets closed since
 
     # What the store now holds is exactly what reading everything gives.
-    saved = sorted_parts(store.load_parts(AS_OF - dt.timedelta(days=config.source.history_days)))
-    full = sorted_parts(full_read(config, AS_OF))
+    saved = sorted_sums(store.load_day_sums(AS_OF - dt.timedelta(days=config.source.history_days)))
+    full = sorted_sums(full_read(config, AS_OF))
     pd.testing.assert_frame_equal(saved, full, check_exact=False, rtol=1e-9)
     # ...and so are the series forecast from it.
-    series = series_from_parts(saved, AS_OF, config.metrics, min_history_days=56).frame
+    series = series_from_day_sums(saved, AS_OF, config.metrics, min_history_days=56).frame
     closing = series[(series["series_id"] == "C001:resolution_hours") & (series["ds"] == pd.Timestamp(NIGHT1 + dt.timedelta(days=2)))]
     assert len(closing) == 1 and not np.isnan(closing["y"].iloc[0])
-    state = store.parts_state()
+    state = store.day_sums_state()
     assert state.through == AS_OF - dt.timedelta(days=1) and state.full_read_on == NIGHT1
     store.close()
 
@@ -132,8 +132,8 @@ def test_an_old_late_entry_is_picked_up_when_its_days_come_round(source, make_co
         # The saved days end the night before: re-read from 14 days before that, plus a slice.
         slices = history_slices(night, start, night - dt.timedelta(days=15), 7)
         turns.append(any(a <= old_day < b for a, b in slices))
-        saved = sorted_parts(store.load_parts(start))
-        full = sorted_parts(full_read(config, night))
+        saved = sorted_sums(store.load_day_sums(start))
+        full = sorted_sums(full_read(config, night))
         gap = full.set_index(["community_id", "ds"]).loc[key, "created"] - saved.set_index(["community_id", "ds"]).loc[key, "created"]
         missing.append(int(gap))
         if not gap:
@@ -142,7 +142,7 @@ def test_an_old_late_entry_is_picked_up_when_its_days_come_round(source, make_co
     assert turns.count(True) == 1, turns  # its day came round exactly once in the seven nights
     k = turns.index(True)
     assert missing == [1] * k + [0] * (7 - k), (missing, turns)
-    assert store.parts_state().full_read_on == NIGHT1  # never a whole read again
+    assert store.day_sums_state().full_read_on == NIGHT1  # never a whole read again
     store.close()
 
 
@@ -165,10 +165,10 @@ def test_new_communities_settings_changes_and_old_nights_read_in_full(source, ma
     assert night.read == "full (source or metric settings changed since the saved day sums)"
 
     store = Store(source)
-    through = store.parts_state().through
+    through = store.day_sums_state().through
     rerun = run_once(changed, NIGHT1 - dt.timedelta(days=5))  # an old night, re-run
     assert rerun.read.startswith("full (as-of") and "saved sums kept" in rerun.read
-    assert store.parts_state().through == through
+    assert store.day_sums_state().through == through
     store.close()
 
     off = night_config(make_config, source, tmp_path, enabled=False)

@@ -7,8 +7,9 @@ import pytest
 
 from forecaster.cli import main
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.store import Store
+from forecaster.store import Store, forecasts, series_status
 from tests.conftest import render_in_chromium, write_config
+from tests.readback import stored
 
 AS_OF = dt.date(2026, 1, 25)  # Spring Festival 2026: 15–23 February; the staffing gap starts ~5 February
 
@@ -70,8 +71,8 @@ def test_the_store_keeps_forecasts_findings_and_series_status(nightly):
     store = Store(f"sqlite:///{root / 'data' / 'forecaster.db'}")
     [run] = store.last_runs()
     assert run.status == "ok" and run.summary["findings_by_severity"]
-    assert len(store.forecasts_frame(run.run_id)) == 12 * 2 * 60
-    status = store.series_status_frame(run.run_id)
+    assert len(stored(store, forecasts, run.run_id)) == 12 * 2 * 60
+    status = stored(store, series_status, run.run_id)
     assert set(status["status"]) <= {"ok", "fallback"}
     assert status.loc[status["status"] == "ok", "model"].isin(["naive", "arima"]).all()
     assert len(store.findings_frame(run.run_id)) == len(pd.read_csv(root / "out" / AS_OF.isoformat() / "findings.csv"))
@@ -132,7 +133,7 @@ def test_a_failing_series_makes_the_run_partial_with_exit_1_and_the_rest_is_done
     assert "status     partial (exit 1)" in out and "failed:" in out
     store = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}")
     [run] = store.last_runs()
-    status = store.series_status_frame(run.run_id)
+    status = stored(store, series_status, run.run_id)
     failed = status[status["status"] == "failed"]
     assert run.status == "partial" and len(failed) >= 1
     assert failed["reason"].str.contains("RuntimeError: solver crashed").all()

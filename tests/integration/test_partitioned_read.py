@@ -1,6 +1,6 @@
-"""Tickets read by several processes, each a part of the table by creation time, against real
+"""Tickets read by several processes, each a shard of the table by creation time, against real
 databases (SQLite always; PostgreSQL and MariaDB when configured): the day sums and the report
-are those of one process reading it all, duplicates across parts included."""
+are those of one process reading it all, duplicates across shards included."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.demo import make_demo_frames, write_demo_sql
-from forecaster.ingest import SavedParts, load_daily
-from forecaster.ingest.aggregate import PART_COLUMNS
+from forecaster.ingest import SavedDaySums, load_daily
+from forecaster.ingest.aggregate import DAY_SUM_COLUMNS
 from forecaster.ingest.incremental import ReadPlan
-from forecaster.ingest.partitions import PartitionedTickets, partition_cuts, read_workers
+from forecaster.ingest.partitions import PartitionedTickets, read_workers, shard_cuts
 from forecaster.ingest.tables import history_start
 from forecaster.pipeline import run_once
 from forecaster.store import Store
@@ -32,10 +32,10 @@ def config_for(make_config, url: str, workers: int, **sql):
     )
 
 
-def tidy(parts: pd.DataFrame) -> pd.DataFrame:
-    out = parts.sort_values(["community_id", "ds"]).reset_index(drop=True)
+def tidy(sums: pd.DataFrame) -> pd.DataFrame:
+    out = sums.sort_values(["community_id", "ds"]).reset_index(drop=True)
     out["community_id"] = out["community_id"].astype(str)
-    return out[["community_id", "ds", *PART_COLUMNS]]
+    return out[["community_id", "ds", *DAY_SUM_COLUMNS]]
 
 
 def reports(data) -> list[tuple]:
@@ -59,20 +59,20 @@ def source(db_url):
     return db_url
 
 
-def test_parts_read_in_processes_equal_one_read(source, make_config):
+def test_shards_read_in_processes_equal_one_read(source, make_config):
     one = load_daily(config_for(make_config, source, 1), AS_OF)
     four = load_daily(config_for(make_config, source, 4), AS_OF)
-    pd.testing.assert_frame_equal(tidy(four.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(four.day_sums), tidy(one.day_sums))
     assert reports(four) == reports(one)
-    # The demo's own dirty rows are found in the parts too.
+    # The demo's own dirty rows are found in the shards too.
     problems = {p.reason: p.count for p in four.reports[1].problems}
     assert problems["duplicate ticket_id (first kept)"] == 1
     assert problems["unknown community_id (not in communities)"] == 1
 
 
-def test_a_ticket_id_in_two_parts_counts_once(source, make_config):
+def test_a_ticket_id_in_two_shards_counts_once(source, make_config):
     # An early ticket's id again, on a late ticket of another community: the two copies fall in
-    # different parts; a read in one go keeps the first (the early one) and so must the parts.
+    # different shards; a read in one go keeps the first (the early one) and so must the shards.
     engine = sa.create_engine(source)
     with engine.connect() as conn:
         tid, cid = conn.execute(
@@ -86,12 +86,12 @@ def test_a_ticket_id_in_two_parts_counts_once(source, make_config):
     config = config_for(make_config, source, 2)
     one = load_daily(config_for(make_config, source, 1), AS_OF)
     two = load_daily(config, AS_OF)
-    pd.testing.assert_frame_equal(tidy(two.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(two.day_sums), tidy(one.day_sums))
     assert reports(two) == reports(one)
     dup = next(p for p in two.reports[1].problems if p.reason.startswith("duplicate"))
     assert dup.count == 2 and any(tid in e for e in dup.examples)
 
-    # The late copy's part was read again here, knowing the earlier parts' ids.
+    # The late copy's shard was read again here, knowing the earlier shards' ids.
     start = history_start(config, AS_OF)
     tickets = PartitionedTickets(config, AS_OF, None, {f"C{i:03d}" for i in range(1, 6)}, start, 2)
     try:
@@ -102,7 +102,7 @@ def test_a_ticket_id_in_two_parts_counts_once(source, make_config):
     assert report.rows_read == one.reports[1].rows_read
 
 
-def test_an_incremental_night_in_parts_equals_one_process(source, make_config, tmp_path):
+def test_an_incremental_night_in_shards_equals_one_process(source, make_config, tmp_path):
     base = {"store": {"url": f"sqlite:///{tmp_path / 'store.db'}"}, "output": {"dir": str(tmp_path / "out")}}
     config = make_config(
         {
@@ -115,20 +115,20 @@ def test_an_incremental_night_in_parts_equals_one_process(source, make_config, t
     assert run_once(config, AS_OF - dt.timedelta(days=3)).status == "ok"
     store = Store(config.store.url.get())
     try:
-        saved = SavedParts(store.parts_state(), store.load_parts)
+        saved = SavedDaySums(store.day_sums_state(), store.load_day_sums)
         one = load_daily(config, AS_OF, saved=saved)
         two = load_daily(config.model_copy(update={"source": config.source.model_copy(update={"sql": config.source.sql.model_copy(update={"read_workers": 2})})}), AS_OF, saved=saved)
     finally:
         store.close()
     assert one.plan.incremental and one.plan.slices
-    pd.testing.assert_frame_equal(tidy(two.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(two.day_sums), tidy(one.day_sums))
     pd.testing.assert_frame_equal(tidy(two.fresh), tidy(one.fresh))
     assert reports(two) == reports(one)
     assert two.reports[1].rows_read < 0.5 * load_daily(config, AS_OF).reports[1].rows_read
 
 
-def test_a_created_at_column_that_is_not_a_date_column_is_read_by_one_part(tmp_path, make_config):
-    # Times kept as plain text: the parts cannot cut it; the first reads every row, the rest none.
+def test_a_created_at_column_that_is_not_a_date_column_is_read_by_one_shard(tmp_path, make_config):
+    # Times kept as plain text: the shards cannot cut it; the first reads every row, the rest none.
     url = f"sqlite:///{tmp_path / 'text.db'}"
     demo = make_demo_frames(AS_OF, communities=3, years=1.0, seed=3)
     write_demo_sql(url, demo, seed=3)
@@ -144,11 +144,11 @@ def test_a_created_at_column_that_is_not_a_date_column_is_read_by_one_part(tmp_p
     engine.dispose()
     one = load_daily(config_for(make_config, url, 1), AS_OF)
     three = load_daily(config_for(make_config, url, 3), AS_OF)
-    pd.testing.assert_frame_equal(tidy(three.parts), tidy(one.parts))
+    pd.testing.assert_frame_equal(tidy(three.day_sums), tidy(one.day_sums))
     assert reports(three) == reports(one)
 
 
-def test_a_failing_part_fails_the_read_with_the_column_named(source, make_config):
+def test_a_failing_shard_fails_the_read_with_the_column_named(source, make_config):
     config = make_config(
         {"source": {"sql": {"url": source, "read_workers": 2}, "tables": {"tickets": {"table": "tickets", "columns": {"closed_at": "finished"}}}}}
     )
@@ -156,19 +156,19 @@ def test_a_failing_part_fails_the_read_with_the_column_named(source, make_config
         load_daily(config, AS_OF)
 
 
-def test_partition_cuts_share_the_work():
+def test_shard_cuts_share_the_work():
     start, as_of = dt.date(2026, 1, 1), dt.date(2026, 1, 11)  # ten days
-    assert partition_cuts(start, as_of, None, 2) == (dt.date(2026, 1, 6),)
-    assert partition_cuts(start, as_of, None, 5) == tuple(dt.date(2026, 1, d) for d in (3, 5, 7, 9))
-    assert partition_cuts(start, as_of, None, 1) == ()
-    assert partition_cuts(start, start + dt.timedelta(days=1), None, 4) == ()
-    # More parts than days: one a day at most.
-    assert partition_cuts(start, as_of, None, 40) == tuple(dt.date(2026, 1, d) for d in range(2, 11))
+    assert shard_cuts(start, as_of, None, 2) == (dt.date(2026, 1, 6),)
+    assert shard_cuts(start, as_of, None, 5) == tuple(dt.date(2026, 1, d) for d in (3, 5, 7, 9))
+    assert shard_cuts(start, as_of, None, 1) == ()
+    assert shard_cuts(start, start + dt.timedelta(days=1), None, 4) == ()
+    # More shards than days: one a day at most.
+    assert shard_cuts(start, as_of, None, 40) == tuple(dt.date(2026, 1, d) for d in range(2, 11))
     # An incremental night reads days 3–4 and the last two afresh (10 each) and only looks at
     # the six others (1 each): halves of 23 and 23, quarters of 12, 11, 13 and 10.
     plan = ReadPlan("incremental", dt.date(2026, 1, 9), "test", slices=((dt.date(2026, 1, 3), dt.date(2026, 1, 5)),))
-    assert partition_cuts(start, as_of, plan, 2) == (dt.date(2026, 1, 6),)
-    assert partition_cuts(start, as_of, plan, 4) == (dt.date(2026, 1, 4), dt.date(2026, 1, 6), dt.date(2026, 1, 10))
+    assert shard_cuts(start, as_of, plan, 2) == (dt.date(2026, 1, 6),)
+    assert shard_cuts(start, as_of, plan, 4) == (dt.date(2026, 1, 4), dt.date(2026, 1, 6), dt.date(2026, 1, 10))
 
 
 def test_read_workers_follow_the_engine_unless_set(make_config):

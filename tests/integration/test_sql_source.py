@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.demo import write_demo_sql
-from forecaster.ingest import check_source, load_source
+from forecaster.ingest import check_source, load_daily
 from forecaster.util.errors import SourceError
+from tests.readback import read_rows
 
 AS_OF = dt.date(2026, 3, 10)
 
@@ -74,7 +75,7 @@ def mapped_config(make_config, url, **ticket_columns):
 
 def test_mapped_company_schema_with_utc_timestamps(db_url, make_config):
     company_schema(db_url)
-    data = load_source(mapped_config(make_config, db_url), AS_OF)
+    data = read_rows(mapped_config(make_config, db_url), AS_OF)
     assert sorted(data.communities["name"]) == ["翠湖花园", "锦绣家园"]
     tickets = data.tickets.set_index("ticket_id")
     assert list(tickets.index) == ["W1", "W2"]  # W4 is outside the history window
@@ -89,13 +90,13 @@ def test_missing_table_and_column_name_the_key_to_fix(db_url, make_config):
     company_schema(db_url)
     bad_table = make_config({"source": {"type": "sql", "sql": {"url": db_url}}})
     with pytest.raises(SourceError) as info:
-        load_source(bad_table, AS_OF)
+        load_daily(bad_table, AS_OF)
     assert "table 'communities' not found" in str(info.value)
     assert "xq_info" in str(info.value) and "source.tables.communities.table" in str(info.value)
 
     broken = mapped_config(make_config, db_url, closed_at="done_time")
     with pytest.raises(SourceError) as info:
-        load_source(broken, AS_OF)
+        load_daily(broken, AS_OF)
     msg = str(info.value)
     assert "column 'done_time' not found (needed as closed_at)" in msg
     assert "source.tables.tickets.columns.closed_at" in msg and "finish_time" in msg
@@ -104,7 +105,7 @@ def test_missing_table_and_column_name_the_key_to_fix(db_url, make_config):
 def test_demo_roundtrip_and_check_source(db_url, make_config, small_demo):
     write_demo_sql(db_url, small_demo, seed=7)
     config = make_config({"source": {"type": "sql", "sql": {"url": db_url}}})
-    data = load_source(config, dt.date(2026, 11, 23))
+    data = read_rows(config, dt.date(2026, 11, 23))
     assert len(data.communities) == 12
     # Every demo ticket but the three dirty ones arrives with the same timestamps.
     expected = small_demo.tickets.drop_duplicates("ticket_id")
@@ -121,7 +122,7 @@ def test_unreachable_database_is_a_source_error_with_masked_password(make_config
     url = "postgresql+psycopg://app:VerySecret123@127.0.0.1:1/wuye"
     config = make_config({"source": {"type": "sql", "sql": {"url": url}}})
     with pytest.raises(SourceError) as info:
-        load_source(config, AS_OF)
+        load_daily(config, AS_OF)
     assert "VerySecret123" not in str(info.value)
     assert "app:***@127.0.0.1:1/wuye" in str(info.value)
 
@@ -140,7 +141,7 @@ def test_sqlite_times_in_other_text_formats_are_parsed_and_bad_ones_reported(tmp
             "('W6', 'A02', 'yesterday', NULL, '报修', NULL)"
         )
     engine.dispose()
-    data = load_source(mapped_config(make_config, url), AS_OF)
+    data = read_rows(mapped_config(make_config, url), AS_OF)
     tickets = data.tickets.set_index("ticket_id")
     assert tickets.loc["W5", "created_at"] == pd.Timestamp("2026-03-02 17:30")  # UTC → Shanghai
     assert tickets.loc["W1", "created_at"] == pd.Timestamp("2026-03-02 01:30")

@@ -5,7 +5,8 @@ import pytest
 import sqlalchemy as sa
 
 from forecaster.ingest.validate import Problem, TableReport
-from forecaster.store import Store, StoreError, forecasts
+from forecaster.store import Store, StoreError, forecasts, ingest_problems, series_status
+from tests.readback import stored
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -45,10 +46,10 @@ def test_run_lifecycle_series_status_and_problems(db_url):
     assert run.status == "ok" and run.as_of == dt.date(2026, 11, 23)
     assert run.started_at == dt.datetime(2026, 11, 22, 18, 0)  # stored as UTC
     assert run.summary["note"] == "小区" and run.rows_skipped == 2
-    status = store.series_status_frame("r1").set_index("series_id")
+    status = stored(store, series_status, "r1").set_index("series_id")
     assert status.loc["C001:ticket_count", "n_obs"] == 1057
     assert status.loc["C002:satisfaction", "status"] == "no_data"
-    problems = store.ingest_problems_frame("r1")
+    problems = stored(store, ingest_problems, "r1")
     assert problems.loc[0, "count"] == 2 and "北京-1" in problems.loc[0, "examples"]
     store.close()
 
