@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from forecaster.alerts.channels import Mentions, make_channel
+from forecaster.alerts.notifiers import Mentions, make_notifier
 from forecaster.alerts.policy import Alerted, Community
 from forecaster.alerts.render import Notice, format_span, render_group
 from forecaster.config import ChannelConfig, TemplatesConfig
@@ -29,7 +29,7 @@ def notice(i: int, severity="警告", metric="satisfaction", reason="new", estim
 
 def ch(type_, **extra):
     url = {"wecom": "https://q/send?key=K", "feishu": "https://f/hook/H"}.get(type_, "https://d/send?access_token=T")
-    return make_channel("c", ChannelConfig(type=type_, url=url, **extra))
+    return make_notifier("c", ChannelConfig(type=type_, url=url, **extra))
 
 
 def texts(parts):

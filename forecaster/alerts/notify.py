@@ -15,7 +15,7 @@ from typing import Callable, TextIO
 
 import pandas as pd
 
-from forecaster.alerts.channels import Channel, Mentions, make_channel
+from forecaster.alerts.notifiers import Mentions, Notifier, make_notifier
 from forecaster.alerts.outbox import NewMessage, Outbox, drain
 from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
 from forecaster.alerts.render import Notice, render_group
@@ -54,11 +54,11 @@ class QueueReport:
         }
 
 
-def channels_from(alerts: AlertsConfig, *, stream: TextIO | None = None) -> dict[str, Channel]:
+def channels_from(alerts: AlertsConfig, *, stream: TextIO | None = None) -> dict[str, Notifier]:
     """Every configured channel by name, plus the console channel when none is configured."""
-    out = {name: make_channel(name, cfg, stream=stream) for name, cfg in alerts.channels.items()}
+    out = {name: make_notifier(name, cfg, stream=stream) for name, cfg in alerts.channels.items()}
     if not alerts.channels:
-        out[CONSOLE] = make_channel(CONSOLE, ChannelConfig(type="console"), stream=stream)
+        out[CONSOLE] = make_notifier(CONSOLE, ChannelConfig(type="console"), stream=stream)
     return out
 
 
@@ -114,7 +114,7 @@ def plan_messages(
     silences: list,
     now: dt.datetime,
     forecast_series: set[tuple[str, str]],
-    channels: dict[str, Channel],
+    channels: dict[str, Notifier],
 ) -> tuple[list[NewMessage], list[tuple[Decision, str | None]], QueueReport]:
     """Pure: the messages to queue and the decisions behind them."""
     alerts = config.alerts

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import requests
 import sqlalchemy as sa
 
-from forecaster.alerts.channels import Channel, Delivery, deliver
+from forecaster.alerts.notifiers import Delivery, Notifier
 from forecaster.alerts.policy import Alerted, Decision, Silence, release_time
 from forecaster.config import DeliveryConfig
 from forecaster.store import (
@@ -450,7 +450,7 @@ def _backoff(attempts: int, config: DeliveryConfig) -> float:
 
 def drain(
     store: Store,
-    channels: dict[str, Channel],
+    channels: dict[str, Notifier],
     *,
     session: requests.Session,
     clock: Clock,
@@ -520,7 +520,7 @@ def drain(
             if not outbox._claim(msg.message_id, worker, now):
                 continue
             sent_at = clock.now()
-            result = deliver(channel, msg.payload, message_id=msg.message_id, session=session, now=sent_at)
+            result = channel.send(msg.payload, message_id=msg.message_id, session=session, now=sent_at)
             after = clock.now()
             if result.outcome == "retry":
                 attempts = msg.attempts + 1

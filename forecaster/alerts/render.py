@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.alerts.channels import Channel, Mentions
+from forecaster.alerts.notifiers import Mentions, Notifier
 from forecaster.alerts.policy import Alerted, Community, severity_rank
 from forecaster.config import TemplatesConfig
 from forecaster.detect import DIP_METRICS, Finding
@@ -150,7 +150,7 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
     }
 
 
-def _block(unit: list[Notice], channel: Channel, templates: TemplatesConfig) -> str:
+def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig) -> str:
     """One block of text: a finding, an all-clear, or several separate dips (or surges) of one
     community's metric at one severity, said once with each period ("3段")."""
     n = unit[0]
@@ -242,7 +242,7 @@ def _truncate(text: str, fits) -> str:
 
 
 def render_group(
-    channel: Channel,
+    channel: Notifier,
     notices: list[Notice],
     *,
     manager: str | None,
@@ -310,7 +310,7 @@ def render_group(
         )
 
     # People read on a phone; a system reading the webhook takes everything its size limit allows.
-    cap = templates.max_per_message if channel.type != "webhook" else len(blocks)
+    cap = templates.max_per_message if channel.for_people else len(blocks)
     groups: list[list[int]] = []
     current: list[int] = []
     for i in range(len(blocks)):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from forecaster.alerts.channels import make_channel
+from forecaster.alerts.notifiers import make_notifier
 from forecaster.alerts.outbox import NewMessage, Outbox
 from forecaster.config import ChannelConfig
 from forecaster.store import Store
@@ -48,7 +48,7 @@ def _config(tmp_path: Path, channel: dict, claim_timeout_s: float = 120) -> Path
 
 def _enqueue(tmp_path: Path, channel: dict, n: int) -> list[str]:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    ch = make_channel("robot", ChannelConfig(**channel))
+    ch = make_notifier("robot", ChannelConfig(**channel))
     messages = [
         NewMessage(
             kind="alert", route="华北", channel="robot", manager="张三", group_key="g1", part=i + 1, parts=n,
