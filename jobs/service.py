@@ -35,7 +35,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from forecaster.alerts.notify import all_routes, channels_from, send_pending
-from forecaster.alerts.outbox import NewMessage, Outbox
+from forecaster.alerts.outbox import enqueue
+from forecaster.alerts.queue import NewMessage
 from forecaster.config import Config, load_config
 from forecaster.store import Store, instance_name, job_slots, jobs_table
 from forecaster.util.clock import Clock, SystemClock
@@ -377,7 +378,7 @@ class Service:
             for name in route.channels
             if name in channels
         ]
-        Outbox(self.store).enqueue(messages, now=now)
+        enqueue(self.store, messages, now=now)
 
 
 def serve(config_path: str | Path | None = None) -> int:

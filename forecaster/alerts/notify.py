@@ -15,10 +15,13 @@ from typing import Callable, TextIO
 
 import pandas as pd
 
+from forecaster.alerts.memory import AlertMemory
 from forecaster.alerts.notifiers import Mentions, Notifier, make_notifier
-from forecaster.alerts.outbox import NewMessage, Outbox, drain
+from forecaster.alerts.outbox import drain, enqueue
 from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
+from forecaster.alerts.queue import NewMessage
 from forecaster.alerts.render import Notice, render_group
+from forecaster.alerts.silences import Silences
 from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
 from forecaster.detect import Finding
 from forecaster.store import Store
@@ -215,20 +218,19 @@ def queue_alerts(
     now: dt.datetime,
 ) -> QueueReport:
     """Decide, render and store tonight's messages (they are sent by `outbox.drain`)."""
-    outbox = Outbox(store)
     messages, decided, report = plan_messages(
         config,
         run_id=run_id,
         as_of=as_of,
         findings=findings,
         communities=communities_from(communities),
-        alerted=outbox.alerted(),
-        silences=outbox.silences(now),
+        alerted=AlertMemory(store).alerted(),
+        silences=Silences(store).list(now),
         now=now,
         forecast_series=forecast_series,
         channels=channels_from(config.alerts),
     )
-    outbox.enqueue(messages, now=now, decisions=decided)
+    enqueue(store, messages, now=now, decisions=decided)
     return report
 
 
