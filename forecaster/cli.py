@@ -393,9 +393,9 @@ def _message_text(payload: dict) -> str:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from forecaster.alerts.notify import all_routes, channels_from
+    from forecaster.alerts.notify import all_routes, channels_from, notify_test_messages
     from forecaster.alerts.outbox import enqueue
-    from forecaster.alerts.queue import MessageQueue, NewMessage
+    from forecaster.alerts.queue import MessageQueue
     from forecaster.store import Store
     from forecaster.util.clock import SystemClock
 
@@ -407,13 +407,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     clock = SystemClock()
     now = clock.now()
     channels = channels_from(config.alerts)
-    messages = []
-    for name in route.channels:
-        text = f"**物业预警 · 测试消息**\n\n线路「{route.name}」经通道「{name}」发送于 {now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。"
-        payload = channels[name].build("物业预警 测试", text)
-        messages.append(
-            NewMessage(kind="test", route=route.name, channel=name, manager=None, group_key=f"test-{now.timestamp():.0f}-{name}", part=1, parts=1, title="物业预警 测试", payload=payload)
-        )
+    messages = notify_test_messages(config, route, now)
     store = Store(config.store.url.get())
     try:
         enqueue(store, messages, now=now)

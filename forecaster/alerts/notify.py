@@ -1,4 +1,5 @@
-"""A run's findings → decisions → messages in the outbox; and the channels built from config.
+"""A run's findings → decisions → messages in the outbox; the test and operations messages; and
+the channels built from config.
 
 This is the only alerts module that touches both config and the store; the decisions come from
 `policy` (pure), the words from `render` (pure), the sending from `outbox.drain`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
@@ -20,7 +22,7 @@ from forecaster.alerts.notifiers import Mentions, Notifier, make_notifier
 from forecaster.alerts.outbox import drain, enqueue
 from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
 from forecaster.alerts.queue import NewMessage
-from forecaster.alerts.render import Notice, render_group
+from forecaster.alerts.render import Notice, Part, render_group, render_ops, render_test
 from forecaster.alerts.silences import Silences
 from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
 from forecaster.detect import Finding
@@ -32,6 +34,8 @@ __all__ = [
     "all_routes",
     "communities_from",
     "plan_messages",
+    "notify_test_messages",
+    "ops_messages",
     "queue_alerts",
     "report_url_for",
     "send_pending",
@@ -204,6 +208,40 @@ def plan_messages(
             decided.append((d, carried.get(d.finding_id)))
     report.messages = len(messages)
     return messages, decided, report
+
+
+def _single(route: RouteConfig, channel: str, part: Part, group_key: str) -> NewMessage:
+    """A message of one part, to no manager in particular."""
+    return NewMessage(
+        kind=part.kind,
+        route=route.name,
+        channel=channel,
+        manager=None,
+        group_key=group_key,
+        part=1,
+        parts=1,
+        title=part.title,
+        payload=part.payload,
+    )
+
+
+def notify_test_messages(config: Config, route: RouteConfig, now: dt.datetime) -> list[NewMessage]:
+    """Pure: one test message for each of the route's channels (`forecaster notify-test`)."""
+    channels = channels_from(config.alerts)
+    return [
+        _single(route, name, render_test(channels[name], route=route.name, now=now), f"test-{now.timestamp():.0f}-{name}")
+        for name in route.channels
+    ]
+
+
+def ops_messages(config: Config, route: RouteConfig, text: str, *, instance: str) -> list[NewMessage]:
+    """An operations message for each of the route's channels (``alerts.ops_route``), each its own group."""
+    channels = channels_from(config.alerts)
+    return [
+        _single(route, name, render_ops(channels[name], text, instance=instance), f"ops-{uuid.uuid4().hex[:20]}")
+        for name in route.channels
+        if name in channels
+    ]
 
 
 def queue_alerts(

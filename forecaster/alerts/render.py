@@ -1,4 +1,5 @@
-"""Findings → short Chinese messages a manager reads on a phone. Pure.
+"""Findings → short Chinese messages a manager reads on a phone; and the test and operations
+messages. Pure.
 
 One message group per route, channel and manager per run: their communities' findings, most
 severe first and, within a severity, soonest first; then any all-clears. Several separate dips
@@ -18,7 +19,17 @@ from forecaster.alerts.policy import Alerted, Community, severity_rank
 from forecaster.config import TemplatesConfig
 from forecaster.detect import DIP_METRICS, Finding
 
-__all__ = ["Notice", "Part", "render_group", "METRIC_SHORT_ZH", "DEFAULT_ADVICE", "format_day", "format_span"]
+__all__ = [
+    "Notice",
+    "Part",
+    "render_group",
+    "render_test",
+    "render_ops",
+    "METRIC_SHORT_ZH",
+    "DEFAULT_ADVICE",
+    "format_day",
+    "format_span",
+]
 
 METRIC_SHORT_ZH = {
     "satisfaction": "满意度",
@@ -75,7 +86,7 @@ class Part:
     title: str
     payload: dict[str, Any]
     finding_ids: tuple[str, ...]
-    kind: str = "alert"  # alert | mention
+    kind: str = "alert"  # alert | mention | test | ops
 
 
 def format_day(day: dt.date) -> str:
@@ -338,3 +349,19 @@ def render_group(
     if follow is not None:
         parts.append(Part(title="@提醒", payload=follow, finding_ids=(), kind="mention"))
     return parts
+
+
+TEST_TITLE = "物业预警 测试"
+OPS_TITLE = "物业预警服务 运维提醒"
+
+
+def render_test(channel: Notifier, *, route: str, now: dt.datetime) -> Part:
+    """The message `forecaster notify-test` sends: which route and channel, and when (local time)."""
+    text = f"**物业预警 · 测试消息**\n\n线路「{route}」经通道「{channel.name}」发送于 {now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。"
+    return Part(title=TEST_TITLE, payload=channel.build(TEST_TITLE, text), finding_ids=(), kind="test")
+
+
+def render_ops(channel: Notifier, text: str, *, instance: str) -> Part:
+    """An operations message from the service (a failed or missed night, a failed data job)."""
+    body = f"**{OPS_TITLE}**\n\n{text}\n\n实例：{instance}"
+    return Part(title=OPS_TITLE, payload=channel.build(OPS_TITLE, body), finding_ids=(), kind="ops")
