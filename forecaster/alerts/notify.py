@@ -110,6 +110,103 @@ def _group_key(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
+def _findings_by_route(
+    findings: list[Finding], communities: dict[str, Community], alerts: AlertsConfig, report: QueueReport
+) -> tuple[dict[str, list[Finding]], dict[str, set[str]]]:
+    """Tonight's findings per route, and the communities each route covers (for all-clears);
+    a finding no route takes is counted in ``report.unrouted``."""
+    by_route: dict[str, list[Finding]] = {}
+    covered: dict[str, set[str]] = {}
+    routed = {cid: routes_for(community, alerts) for cid, community in communities.items()}
+    for cid, matched in routed.items():
+        for route in matched:
+            covered.setdefault(route.name, set()).add(cid)
+    for f in findings:
+        matched = routed.get(f.community_id)
+        if matched is None:  # a finding of a community the communities table does not list
+            matched = routed[f.community_id] = routes_for(Community(f.community_id), alerts)
+        if not matched and f.community_id not in report.unrouted:
+            report.unrouted.append(f.community_id)
+        for route in matched:
+            by_route.setdefault(route.name, []).append(f)
+    return by_route, covered
+
+
+def _notices_by_manager(
+    decisions: list[Decision], communities: dict[str, Community], report: QueueReport
+) -> dict[str | None, list[Notice]]:
+    """What to tell, per manager; each decision is counted in ``report`` as sent or held."""
+    by_manager: dict[str | None, list[Notice]] = {}
+    for d in decisions:
+        if not d.send:
+            report.held_reasons[d.reason] += 1
+            continue
+        report.sent_reasons[d.reason] += 1
+        community = communities.get(d.community_id) or Community(d.community_id)
+        by_manager.setdefault(community.manager, []).append(Notice(d.reason, community, d.finding, d.previous))
+    return by_manager
+
+
+def _mentions(route: RouteConfig, notices: list[Notice]) -> Mentions:
+    mobiles = list(route.mention_mobiles)
+    if route.mention_managers:
+        mobiles += sorted({n.community.manager_mobile for n in notices if n.community.manager_mobile})
+    return Mentions(tuple(dict.fromkeys(mobiles)), tuple(route.mention_userids))
+
+
+def _group_messages(
+    route: RouteConfig,
+    manager: str | None,
+    notices: list[Notice],
+    *,
+    group_key: str,
+    channels: dict[str, Notifier],
+    alerts: AlertsConfig,
+    as_of: dt.date,
+    run_id: str | None,
+) -> list[NewMessage]:
+    """One group's messages on each of the route's channels, parts in order."""
+    mentions = _mentions(route, notices)
+    messages: list[NewMessage] = []
+    for channel_name in route.channels:
+        parts = render_group(
+            channels[channel_name],
+            notices,
+            manager=manager,
+            as_of=as_of,
+            templates=alerts.templates,
+            report_url=report_url_for(alerts, as_of),
+            mentions=mentions,
+            run_id=run_id,
+        )
+        messages += [
+            NewMessage(
+                kind=part.kind,
+                route=route.name,
+                channel=channel_name,
+                manager=manager,
+                group_key=group_key,
+                part=k,
+                parts=len(parts),
+                title=part.title,
+                payload=part.payload,
+                finding_ids=part.finding_ids,
+                run_id=run_id,
+            )
+            for k, part in enumerate(parts, start=1)
+        ]
+    return messages
+
+
+def _carriers(messages: list[NewMessage]) -> dict[str, str]:
+    """Per finding id, the message that carries it to the route (its first channel's)."""
+    carried: dict[str, str] = {}
+    for msg in messages:
+        for fid in msg.finding_ids:
+            carried.setdefault(fid, msg.message_id)
+    return carried
+
+
 def plan_messages(
     config: Config,
     *,
@@ -126,25 +223,10 @@ def plan_messages(
     """Pure: the messages to queue and the decisions behind them."""
     alerts = config.alerts
     report = QueueReport()
-    by_route: dict[str, list[Finding]] = {}
-    covered: dict[str, set[str]] = {}
-    routes = {r.name: r for r in all_routes(alerts)}
-    routed = {cid: routes_for(community, alerts) for cid, community in communities.items()}
-    for cid, matched in routed.items():
-        for route in matched:
-            covered.setdefault(route.name, set()).add(cid)
-    for f in findings:
-        matched = routed.get(f.community_id)
-        if matched is None:  # a finding of a community the communities table does not list
-            matched = routed[f.community_id] = routes_for(Community(f.community_id), alerts)
-        if not matched and f.community_id not in report.unrouted:
-            report.unrouted.append(f.community_id)
-        for route in matched:
-            by_route.setdefault(route.name, []).append(f)
+    by_route, covered = _findings_by_route(findings, communities, alerts, report)
     messages: list[NewMessage] = []
     decided: list[tuple[Decision, str | None]] = []
-    link = report_url_for(alerts, as_of)
-    for name, route in routes.items():
+    for name, route in {r.name: r for r in all_routes(alerts)}.items():
         decisions = decide(
             route,
             by_route.get(name, []),
@@ -159,53 +241,17 @@ def plan_messages(
         if not decisions:
             continue
         report.routes.append(name)
-        carried: dict[str, str] = {}
-        by_manager: dict[str | None, list[Notice]] = {}
-        for d in decisions:
-            if not d.send:
-                report.held_reasons[d.reason] += 1
-                continue
-            report.sent_reasons[d.reason] += 1
-            community = communities.get(d.community_id) or Community(d.community_id)
-            by_manager.setdefault(community.manager, []).append(Notice(d.reason, community, d.finding, d.previous))
+        by_manager = _notices_by_manager(decisions, communities, report)
+        route_messages: list[NewMessage] = []
         for manager, notices in sorted(by_manager.items(), key=lambda kv: kv[0] or ""):
-            mobiles = list(route.mention_mobiles)
-            if route.mention_managers:
-                mobiles += sorted({n.community.manager_mobile for n in notices if n.community.manager_mobile})
-            mentions = Mentions(tuple(dict.fromkeys(mobiles)), tuple(route.mention_userids))
             key = _group_key(run_id or now.isoformat(), name, manager or "")
             report.groups += 1
-            for channel_name in route.channels:
-                channel = channels[channel_name]
-                parts = render_group(
-                    channel,
-                    notices,
-                    manager=manager,
-                    as_of=as_of,
-                    templates=alerts.templates,
-                    report_url=link,
-                    mentions=mentions,
-                    run_id=run_id,
-                )
-                for k, part in enumerate(parts, start=1):
-                    msg = NewMessage(
-                        kind=part.kind,
-                        route=name,
-                        channel=channel_name,
-                        manager=manager,
-                        group_key=key,
-                        part=k,
-                        parts=len(parts),
-                        title=part.title,
-                        payload=part.payload,
-                        finding_ids=part.finding_ids,
-                        run_id=run_id,
-                    )
-                    messages.append(msg)
-                    for fid in part.finding_ids:
-                        carried.setdefault(fid, msg.message_id)  # the first channel's message
-        for d in decisions:
-            decided.append((d, carried.get(d.finding_id)))
+            route_messages += _group_messages(
+                route, manager, notices, group_key=key, channels=channels, alerts=alerts, as_of=as_of, run_id=run_id
+            )
+        carried = _carriers(route_messages)
+        messages += route_messages
+        decided += [(d, carried.get(d.finding_id)) for d in decisions]
     report.messages = len(messages)
     return messages, decided, report
 

@@ -252,6 +252,101 @@ def _truncate(text: str, fits) -> str:
     return text[:lo] + "…"
 
 
+def _label(k: int, total: int) -> str:
+    return f"（{k}/{total}）" if total > 1 else ""
+
+
+def _advice(templates: TemplatesConfig, notices: list[Notice]) -> list[str]:
+    """The advice section for these notices: one line per metric and change, once each."""
+    kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in notices if n.finding is not None)
+    if not kinds:
+        return []
+    lines = [
+        templates.advice_line.format_map(
+            {
+                "metric": METRIC_SHORT_ZH.get(m, m),
+                "change": CHANGE_ZH.get(k, k),
+                "advice": templates.advice.get(f"{m}.{k}") or DEFAULT_ADVICE.get(f"{m}.{k}", "提前排查并安排人手"),
+            }
+        )
+        for m, k in kinds
+    ]
+    return ["**建议**\n" + "\n".join(lines)]
+
+
+@dataclass
+class _Group:
+    """One message group's text, in blocks (one per unit of notices), and how a part of it is built."""
+
+    channel: Notifier
+    templates: TemplatesConfig
+    units: list[list[Notice]]
+    blocks: list[str]
+    title: str
+    header: str
+    footer: str
+    manager: str | None
+    as_of: dt.date
+    report_url: str | None
+    mentions: Mentions
+    run_id: str | None
+
+    def members(self, items: list[int]) -> list[Notice]:
+        return [n for i in items for n in self.units[i]]
+
+    def payload(self, items: list[int], k: int, total: int) -> dict[str, Any]:
+        """Part ``k`` of ``total``, holding the blocks ``items``, as the platform's payload."""
+        label = _label(k, total)
+        members = self.members(items)
+        footer = [self.footer] if self.footer else []
+        text = "\n\n".join([self.header + label] + [self.blocks[i] for i in items] + _advice(self.templates, members) + footer)
+        worst = max(members, key=lambda n: severity_rank(n.severity))
+        data = {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "manager": self.manager,
+            "part": k,
+            "parts": total,
+            "findings": [_data(n) for n in members],
+        }
+        return self.channel.build(
+            self.title + label,
+            text,
+            mentions=self.mentions if k == 1 else Mentions(),
+            link=self.report_url,
+            severity=worst.severity,
+            data=data,
+        )
+
+    def fits(self, items: list[int]) -> bool:
+        return self.channel.fits(self.payload(items, 99, 99))  # the widest label a part can have
+
+    def fits_as(self, i: int, text: str) -> bool:
+        """Whether block ``i`` alone fits when it reads ``text`` (it is left reading ``text``)."""
+        self.blocks[i] = text
+        return self.fits([i])
+
+
+def _pack(group: _Group, cap: int) -> list[list[int]]:
+    """The blocks into parts, in order, between blocks: at most ``cap`` a part and as many as the
+    platform's size limit allows; a block too big on its own is shortened until it fits."""
+    packed: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(group.blocks)):
+        if len(current) < cap and group.fits(current + [i]):
+            current.append(i)
+            continue
+        if current:
+            packed.append(current)
+            current = []
+        if not group.fits([i]):
+            group.blocks[i] = _truncate(group.blocks[i], lambda t, i=i: group.fits_as(i, t))
+        current = [i]
+    if current:
+        packed.append(current)
+    return packed
+
+
 def render_group(
     channel: Notifier,
     notices: list[Notice],
@@ -267,83 +362,36 @@ def render_group(
     if not notices:
         return []
     notices = sorted(notices, key=Notice.sort_key)
-    communities = len({n.community.community_id for n in notices})
     head_fields = {
         "count": str(len(notices)),
-        "communities": str(communities),
+        "communities": str(len({n.community.community_id for n in notices})),
         "manager": manager or "未指定经理",
         "date": f"{as_of.month}月{as_of.day}日",
     }
-    title = templates.title.format_map(head_fields)
-    header = templates.header.format_map(head_fields)
-    footer = templates.footer.format_map({"report_url": report_url}) if report_url else ""
     units = _units(notices)
-    blocks = [_block(unit, channel, templates) for unit in units]
-
-    def members(items: list[int]) -> list[Notice]:
-        return [n for i in items for n in units[i]]
-
-    def advice(items: list[int]) -> list[str]:
-        kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in members(items) if n.finding is not None)
-        if not kinds:
-            return []
-        lines = [
-            templates.advice_line.format_map(
-                {
-                    "metric": METRIC_SHORT_ZH.get(m, m),
-                    "change": CHANGE_ZH.get(k, k),
-                    "advice": templates.advice.get(f"{m}.{k}") or DEFAULT_ADVICE.get(f"{m}.{k}", "提前排查并安排人手"),
-                }
-            )
-            for m, k in kinds
-        ]
-        return ["**建议**\n" + "\n".join(lines)]
-
-    def build(items: list[int], k: int, total: int) -> dict[str, Any]:
-        label = f"（{k}/{total}）" if total > 1 else ""
-        text = "\n\n".join([header + label] + [blocks[i] for i in items] + advice(items) + ([footer] if footer else []))
-        worst = max(members(items), key=lambda n: severity_rank(n.severity))
-        data = {
-            "run_id": run_id,
-            "as_of": as_of.isoformat(),
-            "manager": manager,
-            "part": k,
-            "parts": total,
-            "findings": [_data(n) for n in members(items)],
-        }
-        return channel.build(
-            title + label,
-            text,
-            mentions=mentions if k == 1 else Mentions(),
-            link=report_url,
-            severity=worst.severity,
-            data=data,
-        )
-
+    group = _Group(
+        channel=channel,
+        templates=templates,
+        units=units,
+        blocks=[_block(unit, channel, templates) for unit in units],
+        title=templates.title.format_map(head_fields),
+        header=templates.header.format_map(head_fields),
+        footer=templates.footer.format_map({"report_url": report_url}) if report_url else "",
+        manager=manager,
+        as_of=as_of,
+        report_url=report_url,
+        mentions=mentions,
+        run_id=run_id,
+    )
     # People read on a phone; a system reading the webhook takes everything its size limit allows.
-    cap = templates.max_per_message if channel.for_people else len(blocks)
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in range(len(blocks)):
-        if len(current) < cap and channel.fits(build(current + [i], 99, 99)):
-            current.append(i)
-            continue
-        if current:
-            groups.append(current)
-            current = []
-        if not channel.fits(build([i], 99, 99)):
-            original = blocks[i]
-            blocks[i] = _truncate(original, lambda t: (blocks.__setitem__(i, t), channel.fits(build([i], 99, 99)))[1])
-        current = [i]
-    if current:
-        groups.append(current)
+    packed = _pack(group, templates.max_per_message if channel.for_people else len(group.blocks))
     parts = [
         Part(
-            title=title + (f"（{k}/{len(groups)}）" if len(groups) > 1 else ""),
-            payload=build(items, k, len(groups)),
-            finding_ids=tuple(n.finding_id for n in members(items)),
+            title=group.title + _label(k, len(packed)),
+            payload=group.payload(items, k, len(packed)),
+            finding_ids=tuple(n.finding_id for n in group.members(items)),
         )
-        for k, items in enumerate(groups, start=1)
+        for k, items in enumerate(packed, start=1)
     ]
     follow = channel.build_mention(mentions, f"请{manager or '相关负责人'}查看以上{len(notices)}条物业预警")
     if follow is not None:
