@@ -300,7 +300,7 @@ def _when(moment, zone=None) -> str:
 def cmd_outbox(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from forecaster.alerts.outbox import Outbox
+    from forecaster.alerts.queue import MessageQueue
     from forecaster.store import Store
     from forecaster.summary import format_delivery
     from forecaster.util.clock import SystemClock
@@ -309,7 +309,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     zone = ZoneInfo(config.timezone)
     store = Store(config.store.url.get())
     try:
-        outbox = Outbox(store)
+        outbox = MessageQueue(store)
         if args.show:
             msg = outbox.get(args.show)
             if msg is None:
@@ -382,8 +382,9 @@ def _message_text(payload: dict) -> str:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from forecaster.alerts.notify import all_routes, channels_from
-    from forecaster.alerts.outbox import NewMessage, Outbox
+    from forecaster.alerts.notify import all_routes, channels_from, notify_test_messages
+    from forecaster.alerts.outbox import enqueue
+    from forecaster.alerts.queue import MessageQueue
     from forecaster.store import Store
     from forecaster.util.clock import SystemClock
 
@@ -395,17 +396,11 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     clock = SystemClock()
     now = clock.now()
     channels = channels_from(config.alerts)
-    messages = []
-    for name in route.channels:
-        text = f"**物业预警 · 测试消息**\n\n线路「{route.name}」经通道「{name}」发送于 {now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。"
-        payload = channels[name].build("物业预警 测试", text)
-        messages.append(
-            NewMessage(kind="test", route=route.name, channel=name, manager=None, group_key=f"test-{now.timestamp():.0f}-{name}", part=1, parts=1, title="物业预警 测试", payload=payload)
-        )
+    messages = notify_test_messages(config, route, now)
     store = Store(config.store.url.get())
     try:
-        outbox = Outbox(store)
-        outbox.enqueue(messages, now=now)
+        enqueue(store, messages, now=now)
+        outbox = MessageQueue(store)
         _send(config, config.alerts.delivery.wait_s, store)
         ok = True
         for m in messages:
@@ -445,7 +440,7 @@ def _until(args: argparse.Namespace, timezone: str, now: dt.datetime) -> dt.date
 def cmd_silence(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from forecaster.alerts.outbox import Outbox
+    from forecaster.alerts.silences import Silences
     from forecaster.store import Store
     from forecaster.util.clock import SystemClock
 
@@ -454,25 +449,25 @@ def cmd_silence(args: argparse.Namespace) -> int:
     zone = ZoneInfo(config.timezone)
     store = Store(config.store.url.get())
     try:
-        outbox = Outbox(store)
+        silences = Silences(store)
         if args.action == "add":
             if args.route and args.route not in {r.name for r in _routes(config)}:
                 raise ConfigError(f"--route {args.route!r}: no such route")
             ends = _until(args, config.timezone, now)
             if ends <= now:
                 raise ConfigError(f"the silence would end in the past ({ends.astimezone(zone):%Y-%m-%d %H:%M})")
-            sid = outbox.add_silence(
+            sid = silences.add(
                 ends_at=ends, reason=args.reason, now=now, community_id=args.community, metric=args.metric, route=args.route, created_by=args.by
             )
             print(f"silence {sid} added until {ends.astimezone(zone):%Y-%m-%d %H:%M} ({config.timezone})")
             return 0
         if args.action == "remove":
-            if not outbox.remove_silence(args.id, now=now):
+            if not silences.remove(args.id, now=now):
                 print(f"error: no active silence {args.id}", file=sys.stderr)
                 return 2
             print(f"silence {args.id} removed")
             return 0
-        rows = outbox.silences(now, include_ended=args.all)
+        rows = silences.list(now, include_ended=args.all)
         if not rows:
             print("no silences")
         for s in rows:

@@ -418,10 +418,6 @@ class EngineConfig(_Model):
     address: str | None = None
 
 
-# Per-platform defaults (DESIGN.md): messages per minute per robot and the largest request body.
-CHANNEL_RATE_PER_MINUTE = {"dingtalk": 20, "wecom": 20, "feishu": 100, "webhook": 60, "console": 100_000}
-
-
 class ChannelConfig(_Model):
     type: Literal["dingtalk", "wecom", "feishu", "webhook", "console"]
     url: SecretUrl | None = None
@@ -431,7 +427,7 @@ class ChannelConfig(_Model):
     style: Literal["markdown", "card", "post"] | None = None
     # A DingTalk/Feishu "custom keyword" security setting: the keyword every message must contain.
     keyword: str | None = None
-    # Messages per rate window (default: the platform's limit, 20/min for DingTalk and WeCom).
+    # Messages per rate window (default: the platform's limit, its notifier's rate_per_minute).
     rate_limit: int | None = Field(None, ge=1)
     rate_window_s: float = Field(60.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
@@ -451,7 +447,9 @@ class ChannelConfig(_Model):
 
     @property
     def messages_per_window(self) -> int:
-        return self.rate_limit or CHANNEL_RATE_PER_MINUTE[self.type]
+        from forecaster.alerts.notifiers import notifier_class  # the platform's own default
+
+        return self.rate_limit or notifier_class(self.type).rate_per_minute
 
 
 _QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

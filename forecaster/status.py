@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
 from forecaster.config import Config
 from forecaster.store import Store, instance_name, job_slots, jobs_table, series_status
 
@@ -77,7 +77,7 @@ def format_status(config: Config, *, runs: int = 5) -> tuple[str, int]:
             )
         if records and records[0].status == "failed":
             healthy = False
-        counts = Outbox(store).counts()
+        counts = MessageQueue(store).counts()
         order = ("pending", "sending", "sent", "failed")
         lines.append("outbox     " + (" · ".join(f"{k} {counts[k]}" for k in order if counts.get(k)) or "empty"))
         if counts.get("failed"):

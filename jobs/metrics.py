@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import sqlalchemy as sa
 
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
 from forecaster.store import Store, job_slots, series_status
 
 __all__ = ["health", "start_metrics_server", "render_metrics"]
@@ -31,7 +31,7 @@ def _last_nightly(store: Store):
 def health(store: Store) -> tuple[bool, dict]:
     slot = _last_nightly(store)
     runs = store.last_runs(1)
-    counts = Outbox(store).counts()
+    counts = MessageQueue(store).counts()
     last = runs[0] if runs else None
     body = {
         "last_nightly": None
@@ -86,7 +86,7 @@ def render_metrics(store: Store) -> bytes:
                 g.add_metric([severity], n)
             yield g
             g = GaugeMetricFamily("wuye_outbox_messages", "Alert messages in the outbox by status", labels=["status"])
-            for status, n in Outbox(store).counts().items():
+            for status, n in MessageQueue(store).counts().items():
                 g.add_metric([status], n)
             yield g
 

@@ -34,8 +34,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from forecaster.alerts.notify import all_routes, channels_from, send_pending
-from forecaster.alerts.outbox import NewMessage, Outbox
+from forecaster.alerts.notify import all_routes, ops_messages, send_pending
+from forecaster.alerts.outbox import enqueue
 from forecaster.config import Config, load_config
 from forecaster.store import Store, instance_name, job_slots, jobs_table
 from forecaster.util.clock import Clock, SystemClock
@@ -365,19 +365,8 @@ class Service:
         route = next((r for r in all_routes(config.alerts) if r.name == route_name), None)
         if route is None:
             return
-        channels = channels_from(config.alerts)
         now = self.clock.now()
-        title = "物业预警服务 运维提醒"
-        body = f"**{title}**\n\n{text}\n\n实例：{self.instance}"
-        messages = [
-            NewMessage(
-                kind="ops", route=route.name, channel=name, manager=None, group_key=f"ops-{uuid.uuid4().hex[:20]}",
-                part=1, parts=1, title=title, payload=channels[name].build(title, body),
-            )
-            for name in route.channels
-            if name in channels
-        ]
-        Outbox(self.store).enqueue(messages, now=now)
+        enqueue(self.store, ops_messages(config, route, text, instance=self.instance), now=now)
 
 
 def serve(config_path: str | Path | None = None) -> int:

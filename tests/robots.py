@@ -14,7 +14,7 @@ It checks what the platforms check (DESIGN.md) and answers with their error code
   receipts are deduplicated by ``Idempotency-Key`` the way a careful receiver would.
 
 The signature checks are written here from the platforms' documentation, independently of
-``forecaster.alerts.channels``. The server's clock is a function, so a test can share its
+``forecaster.alerts.notifiers``. The server's clock is a function, so a test can share its
 `FixedClock` with the sender.
 """
 

@@ -1,4 +1,4 @@
-"""Channels: signatures against the platforms' known answers, payload shapes, answer classes."""
+"""Notifiers: signatures against the platforms' known answers, payload shapes, answer classes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,21 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import socket
 
 import pytest
+import requests
 
-from forecaster.alerts.channels import Mentions, body_bytes, dingtalk_sign, feishu_sign, make_channel, webhook_signature
+from forecaster.alerts.notifiers import (
+    NOTIFIERS,
+    Mentions,
+    body_bytes,
+    dingtalk_sign,
+    feishu_sign,
+    make_notifier,
+    notifier_class,
+    webhook_signature,
+)
 from forecaster.config import ChannelConfig, parse_config
 from forecaster.util.errors import ConfigError
 
@@ -39,7 +50,7 @@ def test_webhook_signature_covers_timestamp_and_body():
 
 def channel(type_, **extra):
     url = extra.pop("url", "https://robot.example.com/send?access_token=TOKEN123")
-    return make_channel("c", ChannelConfig(type=type_, url=url, **extra))
+    return make_notifier("c", ChannelConfig(type=type_, url=url, **extra))
 
 
 NOW = dt.datetime(2026, 1, 20, 10, 0, tzinfo=dt.timezone.utc)
@@ -125,17 +136,83 @@ def test_keyword_is_added_when_the_robot_requires_one():
         ("webhook", 429, "slow down", "retry", "HTTP 429", 0),
         ("webhook", 404, "", "failed", "HTTP 404", 0),
         ("dingtalk", 200, "<html>proxy error</html>", "retry", "HTTP 200", 0),
+        ("dingtalk", 200, '{"errcode":300005,"errmsg":"token not exist"}', "failed", "300005", 0),
+        ("dingtalk", 200, '{"errcode":460101,"errmsg":"message too long"}', "failed", "460101", 0),
+        ("dingtalk", 200, '{"errcode":999999,"errmsg":"something new"}', "failed", "999999", 0),
+        ("dingtalk", 200, '{"errcode":"oops","errmsg":"odd"}', "failed", "oops", 0),
+        ("dingtalk", 200, "[1, 2]", "retry", "HTTP 200", 0),
+        ("dingtalk", 503, "busy", "retry", "HTTP 503", 0),
+        ("dingtalk", 403, "", "failed", "HTTP 403", 0),
+        ("wecom", 200, '{"errcode":0,"errmsg":"ok"}', "delivered", "0", 0),
+        ("wecom", 200, '{"errcode":130101,"errmsg":"a DingTalk code"}', "failed", "130101", 0),
+        ("wecom", 500, "", "retry", "HTTP 500", 0),
+        ("feishu", 200, '{"code":0,"msg":"success"}', "delivered", "0", 0),
+        ("feishu", 200, '{"code":9499,"msg":"too many request"}', "retry", "9499", 60),
+        ("feishu", 200, '{"code":19024,"msg":"Key Words Not Found"}', "failed", "19024", 0),
+        ("feishu", 200, '{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}', "failed", "19001", 0),
+        ("webhook", 200, "not json at all", "delivered", "HTTP 200", 0),
+        ("webhook", 413, "", "failed", "HTTP 413", 0),
     ],
 )
 def test_answers_are_classified_with_the_platforms_code_and_message(type_, status, text, outcome, code, pause):
     d = channel(type_).classify(status, text)
     assert (d.outcome, d.code, d.pause_s) == (outcome, code, pause)
+    assert d.retryable == (outcome == "retry")
     if outcome == "failed" and text.startswith("{"):
         assert json.loads(text).get("errmsg", json.loads(text).get("msg")) in d.detail
 
 
 def test_retry_after_header_pauses_the_channel():
     assert channel("webhook").classify(429, "", "120").pause_s == 120
+
+
+def test_an_http_status_without_a_body_says_what_it_means():
+    assert channel("webhook").classify(404, "").detail == "no such webhook (check the url)"
+    assert channel("wecom").classify(413, "").detail == "body too large"
+    assert channel("dingtalk").classify(200, '{"errcode":130101,"errmsg":"send too fast"}').detail == (
+        "send too fast (too fast: the robot is throttled for 10 minutes)"
+    )
+
+
+def test_network_failures_are_retryable_and_say_what_happened():
+    with socket.socket() as idle:
+        idle.bind(("127.0.0.1", 0))
+        port = idle.getsockname()[1]  # bound, not listening: the connection is refused
+        ch = channel("webhook", url=f"http://127.0.0.1:{port}/hook")
+        with requests.Session() as session:
+            refused = ch.send({"a": 1}, message_id="m1", session=session, now=NOW)
+    assert (refused.outcome, refused.code, refused.detail, refused.retryable) == ("retry", "connection", "connection refused", True)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # accepts the connection, never answers
+        ch = channel("dingtalk", url=f"http://127.0.0.1:{silent.getsockname()[1]}/robot/send?access_token=T", timeout_s=0.2)
+        with requests.Session() as session:
+            late = ch.send({"a": 1}, message_id="m2", session=session, now=NOW)
+    assert (late.outcome, late.code, late.detail, late.retryable) == ("retry", "timeout", "no answer within 0.2 s", True)
+
+
+def test_every_channel_type_has_a_notifier_holding_its_default_rate_and_size():
+    types = set(ChannelConfig.model_fields["type"].annotation.__args__)
+    assert set(NOTIFIERS) == types
+    rates = {t: notifier_class(t).rate_per_minute for t in types}
+    assert rates == {"dingtalk": 20, "wecom": 20, "feishu": 100, "webhook": 60, "console": 100_000}
+    sizes = {t: notifier_class(t).max_bytes for t in types}
+    assert sizes == {"dingtalk": 20_000, "wecom": 4_096, "feishu": 19_500, "webhook": 256_000, "console": None}
+    assert ChannelConfig(type="wecom", url="https://q/send?key=K").messages_per_window == 20
+    assert ChannelConfig(type="feishu", url="https://f/hook/H", rate_limit=7).messages_per_window == 7
+
+
+def test_console_prints_the_title_and_text_and_is_always_delivered():
+    import io
+
+    out = io.StringIO()
+    ch = make_notifier("console", ChannelConfig(type="console"), stream=out)
+    payload = ch.build("物业预警", "**严重** 阳光花园", mentions=Mentions(("13800000001",)))
+    assert payload == {"title": "物业预警", "text": "**严重** 阳光花园"}
+    with requests.Session() as session:
+        d = ch.send(payload, message_id="m", session=session, now=NOW)
+    assert (d.outcome, d.retryable) == ("delivered", False)
+    assert out.getvalue() == "\n── 物业预警 ──\n**严重** 阳光花园\n"
 
 
 def test_body_bytes_is_compact_utf8():

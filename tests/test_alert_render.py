@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from forecaster.alerts.channels import Mentions, make_channel
+from forecaster.alerts.notifiers import Mentions, make_notifier
 from forecaster.alerts.policy import Alerted, Community
-from forecaster.alerts.render import Notice, format_span, render_group
+from forecaster.alerts.render import Notice, format_span, render_group, render_ops, render_test
 from forecaster.config import ChannelConfig, TemplatesConfig
 from forecaster.detect import Finding
 
@@ -29,7 +29,7 @@ def notice(i: int, severity="警告", metric="satisfaction", reason="new", estim
 
 def ch(type_, **extra):
     url = {"wecom": "https://q/send?key=K", "feishu": "https://f/hook/H"}.get(type_, "https://d/send?access_token=T")
-    return make_channel("c", ChannelConfig(type=type_, url=url, **extra))
+    return make_notifier("c", ChannelConfig(type=type_, url=url, **extra))
 
 
 def texts(parts):
@@ -150,3 +150,23 @@ def test_separate_dips_of_one_communitys_metric_are_said_once_with_each_period()
     # The webhook still gets every finding as its own record.
     hook = render_group(ch("webhook"), group, manager="李芳", as_of=AS_OF, templates=TemplatesConfig())
     assert [f["finding_id"] for f in hook[0].payload["findings"]] == ["d4", "d1", "d2", "d3"]
+
+
+def test_the_test_message_names_the_route_and_channel_and_goes_through_the_notifier():
+    now = dt.datetime(2026, 1, 20, 10, 0, tzinfo=dt.timezone.utc)
+    part = render_test(ch("dingtalk", keyword="wuye"), route="华北", now=now)
+    assert (part.kind, part.title, part.finding_ids) == ("test", "物业预警 测试", ())
+    text = part.payload["markdown"]["text"]
+    assert text.startswith("**物业预警 · 测试消息**\n\n线路「华北」经通道「c」发送于 ")
+    assert f"{now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。" in text  # the sender's local time
+    assert part.payload["markdown"]["title"] == "wuye 物业预警 测试" and text.endswith("\n\nwuye")  # the robot's keyword is added
+    assert render_test(ch("wecom"), route="华北", now=now).payload["msgtype"] == "markdown"
+
+
+def test_an_operations_message_says_what_happened_and_where():
+    part = render_ops(ch("feishu"), "数据任务 broken 失败（退出码 3）", instance="cmd")
+    assert (part.kind, part.title, part.finding_ids) == ("ops", "物业预警服务 运维提醒", ())
+    card = part.payload["card"]
+    assert card["header"]["title"]["content"] == "物业预警服务 运维提醒"
+    assert card["elements"][0]["text"]["content"] == "**物业预警服务 运维提醒**\n\n数据任务 broken 失败（退出码 3）\n\n实例：cmd"
+

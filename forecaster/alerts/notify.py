@@ -1,4 +1,5 @@
-"""A run's findings → decisions → messages in the outbox; and the channels built from config.
+"""A run's findings → decisions → messages in the outbox; the test and operations messages; and
+the channels built from config.
 
 This is the only alerts module that touches both config and the store; the decisions come from
 `policy` (pure), the words from `render` (pure), the sending from `outbox.drain`.
@@ -9,16 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 import pandas as pd
 
-from forecaster.alerts.channels import Channel, Mentions, make_channel
-from forecaster.alerts.outbox import NewMessage, Outbox, drain
+from forecaster.alerts.memory import AlertMemory
+from forecaster.alerts.notifiers import Mentions, Notifier, make_notifier
+from forecaster.alerts.outbox import drain, enqueue
 from forecaster.alerts.policy import CONSOLE, Community, Decision, decide, routes_for
-from forecaster.alerts.render import Notice, render_group
+from forecaster.alerts.queue import NewMessage
+from forecaster.alerts.render import Notice, Part, render_group, render_ops, render_test
+from forecaster.alerts.silences import Silences
 from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
 from forecaster.detect import Finding
 from forecaster.store import Store
@@ -29,6 +34,8 @@ __all__ = [
     "all_routes",
     "communities_from",
     "plan_messages",
+    "notify_test_messages",
+    "ops_messages",
     "queue_alerts",
     "report_url_for",
     "send_pending",
@@ -54,11 +61,11 @@ class QueueReport:
         }
 
 
-def channels_from(alerts: AlertsConfig, *, stream: TextIO | None = None) -> dict[str, Channel]:
+def channels_from(alerts: AlertsConfig, *, stream: TextIO | None = None) -> dict[str, Notifier]:
     """Every configured channel by name, plus the console channel when none is configured."""
-    out = {name: make_channel(name, cfg, stream=stream) for name, cfg in alerts.channels.items()}
+    out = {name: make_notifier(name, cfg, stream=stream) for name, cfg in alerts.channels.items()}
     if not alerts.channels:
-        out[CONSOLE] = make_channel(CONSOLE, ChannelConfig(type="console"), stream=stream)
+        out[CONSOLE] = make_notifier(CONSOLE, ChannelConfig(type="console"), stream=stream)
     return out
 
 
@@ -103,25 +110,13 @@ def _group_key(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-def plan_messages(
-    config: Config,
-    *,
-    run_id: str | None,
-    as_of: dt.date,
-    findings: list[Finding],
-    communities: dict[str, Community],
-    alerted: dict,
-    silences: list,
-    now: dt.datetime,
-    forecast_series: set[tuple[str, str]],
-    channels: dict[str, Channel],
-) -> tuple[list[NewMessage], list[tuple[Decision, str | None]], QueueReport]:
-    """Pure: the messages to queue and the decisions behind them."""
-    alerts = config.alerts
-    report = QueueReport()
+def _findings_by_route(
+    findings: list[Finding], communities: dict[str, Community], alerts: AlertsConfig, report: QueueReport
+) -> tuple[dict[str, list[Finding]], dict[str, set[str]]]:
+    """Tonight's findings per route, and the communities each route covers (for all-clears);
+    a finding no route takes is counted in ``report.unrouted``."""
     by_route: dict[str, list[Finding]] = {}
     covered: dict[str, set[str]] = {}
-    routes = {r.name: r for r in all_routes(alerts)}
     routed = {cid: routes_for(community, alerts) for cid, community in communities.items()}
     for cid, matched in routed.items():
         for route in matched:
@@ -134,10 +129,104 @@ def plan_messages(
             report.unrouted.append(f.community_id)
         for route in matched:
             by_route.setdefault(route.name, []).append(f)
+    return by_route, covered
+
+
+def _notices_by_manager(
+    decisions: list[Decision], communities: dict[str, Community], report: QueueReport
+) -> dict[str | None, list[Notice]]:
+    """What to tell, per manager; each decision is counted in ``report`` as sent or held."""
+    by_manager: dict[str | None, list[Notice]] = {}
+    for d in decisions:
+        if not d.send:
+            report.held_reasons[d.reason] += 1
+            continue
+        report.sent_reasons[d.reason] += 1
+        community = communities.get(d.community_id) or Community(d.community_id)
+        by_manager.setdefault(community.manager, []).append(Notice(d.reason, community, d.finding, d.previous))
+    return by_manager
+
+
+def _mentions(route: RouteConfig, notices: list[Notice]) -> Mentions:
+    mobiles = list(route.mention_mobiles)
+    if route.mention_managers:
+        mobiles += sorted({n.community.manager_mobile for n in notices if n.community.manager_mobile})
+    return Mentions(tuple(dict.fromkeys(mobiles)), tuple(route.mention_userids))
+
+
+def _group_messages(
+    route: RouteConfig,
+    manager: str | None,
+    notices: list[Notice],
+    *,
+    group_key: str,
+    channels: dict[str, Notifier],
+    alerts: AlertsConfig,
+    as_of: dt.date,
+    run_id: str | None,
+) -> list[NewMessage]:
+    """One group's messages on each of the route's channels, parts in order."""
+    mentions = _mentions(route, notices)
+    messages: list[NewMessage] = []
+    for channel_name in route.channels:
+        parts = render_group(
+            channels[channel_name],
+            notices,
+            manager=manager,
+            as_of=as_of,
+            templates=alerts.templates,
+            report_url=report_url_for(alerts, as_of),
+            mentions=mentions,
+            run_id=run_id,
+        )
+        messages += [
+            NewMessage(
+                kind=part.kind,
+                route=route.name,
+                channel=channel_name,
+                manager=manager,
+                group_key=group_key,
+                part=k,
+                parts=len(parts),
+                title=part.title,
+                payload=part.payload,
+                finding_ids=part.finding_ids,
+                run_id=run_id,
+            )
+            for k, part in enumerate(parts, start=1)
+        ]
+    return messages
+
+
+def _carriers(messages: list[NewMessage]) -> dict[str, str]:
+    """Per finding id, the message that carries it to the route (its first channel's)."""
+    carried: dict[str, str] = {}
+    for msg in messages:
+        for fid in msg.finding_ids:
+            carried.setdefault(fid, msg.message_id)
+    return carried
+
+
+def plan_messages(
+    config: Config,
+    *,
+    run_id: str | None,
+    as_of: dt.date,
+    findings: list[Finding],
+    communities: dict[str, Community],
+    alerted: dict,
+    silences: list,
+    now: dt.datetime,
+    forecast_series: set[tuple[str, str]],
+    channels: dict[str, Notifier],
+) -> tuple[list[NewMessage], list[tuple[Decision, str | None]], QueueReport]:
+    """Pure: the messages to queue and the decisions behind them."""
+    alerts = config.alerts
+    report = QueueReport()
+    by_route, covered = _findings_by_route(findings, communities, alerts, report)
     messages: list[NewMessage] = []
     decided: list[tuple[Decision, str | None]] = []
-    link = report_url_for(alerts, as_of)
-    for name, route in routes.items():
+    for name, route in {r.name: r for r in all_routes(alerts)}.items():
         decisions = decide(
             route,
             by_route.get(name, []),
@@ -152,55 +241,53 @@ def plan_messages(
         if not decisions:
             continue
         report.routes.append(name)
-        carried: dict[str, str] = {}
-        by_manager: dict[str | None, list[Notice]] = {}
-        for d in decisions:
-            if not d.send:
-                report.held_reasons[d.reason] += 1
-                continue
-            report.sent_reasons[d.reason] += 1
-            community = communities.get(d.community_id) or Community(d.community_id)
-            by_manager.setdefault(community.manager, []).append(Notice(d.reason, community, d.finding, d.previous))
+        by_manager = _notices_by_manager(decisions, communities, report)
+        route_messages: list[NewMessage] = []
         for manager, notices in sorted(by_manager.items(), key=lambda kv: kv[0] or ""):
-            mobiles = list(route.mention_mobiles)
-            if route.mention_managers:
-                mobiles += sorted({n.community.manager_mobile for n in notices if n.community.manager_mobile})
-            mentions = Mentions(tuple(dict.fromkeys(mobiles)), tuple(route.mention_userids))
             key = _group_key(run_id or now.isoformat(), name, manager or "")
             report.groups += 1
-            for channel_name in route.channels:
-                channel = channels[channel_name]
-                parts = render_group(
-                    channel,
-                    notices,
-                    manager=manager,
-                    as_of=as_of,
-                    templates=alerts.templates,
-                    report_url=link,
-                    mentions=mentions,
-                    run_id=run_id,
-                )
-                for k, part in enumerate(parts, start=1):
-                    msg = NewMessage(
-                        kind=part.kind,
-                        route=name,
-                        channel=channel_name,
-                        manager=manager,
-                        group_key=key,
-                        part=k,
-                        parts=len(parts),
-                        title=part.title,
-                        payload=part.payload,
-                        finding_ids=part.finding_ids,
-                        run_id=run_id,
-                    )
-                    messages.append(msg)
-                    for fid in part.finding_ids:
-                        carried.setdefault(fid, msg.message_id)  # the first channel's message
-        for d in decisions:
-            decided.append((d, carried.get(d.finding_id)))
+            route_messages += _group_messages(
+                route, manager, notices, group_key=key, channels=channels, alerts=alerts, as_of=as_of, run_id=run_id
+            )
+        carried = _carriers(route_messages)
+        messages += route_messages
+        decided += [(d, carried.get(d.finding_id)) for d in decisions]
     report.messages = len(messages)
     return messages, decided, report
+
+
+def _single(route: RouteConfig, channel: str, part: Part, group_key: str) -> NewMessage:
+    """A message of one part, to no manager in particular."""
+    return NewMessage(
+        kind=part.kind,
+        route=route.name,
+        channel=channel,
+        manager=None,
+        group_key=group_key,
+        part=1,
+        parts=1,
+        title=part.title,
+        payload=part.payload,
+    )
+
+
+def notify_test_messages(config: Config, route: RouteConfig, now: dt.datetime) -> list[NewMessage]:
+    """Pure: one test message for each of the route's channels (`forecaster notify-test`)."""
+    channels = channels_from(config.alerts)
+    return [
+        _single(route, name, render_test(channels[name], route=route.name, now=now), f"test-{now.timestamp():.0f}-{name}")
+        for name in route.channels
+    ]
+
+
+def ops_messages(config: Config, route: RouteConfig, text: str, *, instance: str) -> list[NewMessage]:
+    """An operations message for each of the route's channels (``alerts.ops_route``), each its own group."""
+    channels = channels_from(config.alerts)
+    return [
+        _single(route, name, render_ops(channels[name], text, instance=instance), f"ops-{uuid.uuid4().hex[:20]}")
+        for name in route.channels
+        if name in channels
+    ]
 
 
 def queue_alerts(
@@ -215,20 +302,19 @@ def queue_alerts(
     now: dt.datetime,
 ) -> QueueReport:
     """Decide, render and store tonight's messages (they are sent by `outbox.drain`)."""
-    outbox = Outbox(store)
     messages, decided, report = plan_messages(
         config,
         run_id=run_id,
         as_of=as_of,
         findings=findings,
         communities=communities_from(communities),
-        alerted=outbox.alerted(),
-        silences=outbox.silences(now),
+        alerted=AlertMemory(store).alerted(),
+        silences=Silences(store).list(now),
         now=now,
         forecast_series=forecast_series,
         channels=channels_from(config.alerts),
     )
-    outbox.enqueue(messages, now=now, decisions=decided)
+    enqueue(store, messages, now=now, decisions=decided)
     return report
 
 

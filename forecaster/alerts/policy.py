@@ -25,8 +25,9 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from forecaster.config import SEVERITY_NAMES, AlertPolicyConfig, AlertsConfig, RouteConfig
+from forecaster.config import AlertPolicyConfig, AlertsConfig, RouteConfig
 from forecaster.detect import Finding
+from forecaster.vocab import severity_rank
 
 __all__ = [
     "Community",
@@ -38,7 +39,6 @@ __all__ = [
     "decide",
     "active_silence",
     "release_time",
-    "severity_rank",
 ]
 
 CONSOLE = "console"  # the implicit channel and route when no channel is configured
@@ -116,10 +116,6 @@ class Decision:
     def changes_state(self) -> bool:
         """Whether the route's memory of this finding changes (sent, or closed)."""
         return self.send or self.reason == "expired"
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITY_NAMES.index(severity) if severity in SEVERITY_NAMES else 0
 
 
 def _matches(route: RouteConfig, community: Community) -> bool:

@@ -1,4 +1,5 @@
-"""Findings → short Chinese messages a manager reads on a phone. Pure.
+"""Findings → short Chinese messages a manager reads on a phone; and the test and operations
+messages. Pure.
 
 One message group per route, channel and manager per run: their communities' findings, most
 severe first and, within a severity, soonest first; then any all-clears. Several separate dips
@@ -13,30 +14,39 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.alerts.channels import Channel, Mentions
-from forecaster.alerts.policy import Alerted, Community, severity_rank
+from forecaster.alerts.notifiers import Mentions, Notifier
+from forecaster.alerts.policy import Alerted, Community
 from forecaster.config import TemplatesConfig
-from forecaster.detect import DIP_METRICS, Finding
+from forecaster.detect import Finding
+from forecaster.vocab import DIP_METRICS, KIND_ZH, METRICS, metric_name_zh, severity_of, severity_rank
 
-__all__ = ["Notice", "Part", "render_group", "METRIC_SHORT_ZH", "DEFAULT_ADVICE", "format_day", "format_span"]
+__all__ = [
+    "Notice",
+    "Part",
+    "render_group",
+    "render_test",
+    "render_ops",
+    "format_day",
+    "format_span",
+]
 
-METRIC_SHORT_ZH = {
-    "satisfaction": "满意度",
-    "ticket_count": "工单量",
-    "complaint_count": "投诉量",
-    "resolution_hours": "处理时长",
-}
-UNITS_ZH = {"satisfaction": "分", "ticket_count": "单/天", "complaint_count": "件/天", "resolution_hours": "小时"}
-CHANGE_ZH = {"dip": "下降", "surge": "上升"}
-ICONS = {"严重": "🔴", "警告": "🟠", "提醒": "🟡"}
 REASONS_ZH = {"new": "", "unsent": "", "worse": "（升级）", "moved": "（时间有变）", "repeat": "（仍未缓解）"}
 WEEKDAYS_ZH = "一二三四五六日"
-DEFAULT_ADVICE = {
-    "satisfaction.dip": "提前回访近期报修、投诉的住户，检查保洁、安保、电梯等重点服务，确认节假日值班",
-    "ticket_count.surge": "提前增排维修人手和值班，备足常用配件，请外包单位待命",
-    "complaint_count.surge": "提前公告停水停电、施工等安排，安排专人接听并回访投诉",
-    "resolution_hours.surge": "清理积压工单，确认假期维修值班和外包响应时限",
-}
+FALLBACK_ADVICE = "提前排查并安排人手"
+
+
+def _unit(metric: str) -> str:
+    known = METRICS.get(metric)
+    return known.unit_zh if known else ""
+
+
+def _advice_for(templates: TemplatesConfig, metric: str, kind: str) -> str:
+    """The configured advice for ``metric.kind``, else the metric's own (vocab), else a general line."""
+    configured = templates.advice.get(f"{metric}.{kind}")
+    if configured:
+        return configured
+    known = METRICS.get(metric)
+    return known.advice_zh if known and known.worse == kind else FALLBACK_ADVICE
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class Part:
     title: str
     payload: dict[str, Any]
     finding_ids: tuple[str, ...]
-    kind: str = "alert"  # alert | mention
+    kind: str = "alert"  # alert | mention | test | ops
 
 
 def format_day(day: dt.date) -> str:
@@ -107,8 +117,8 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
             "severity": prev.severity,
             "community": name,
             "community_id": c.community_id,
-            "metric": METRIC_SHORT_ZH.get(prev.metric, prev.metric),
-            "change": CHANGE_ZH.get(prev.kind, prev.kind),
+            "metric": metric_name_zh(prev.metric),
+            "change": KIND_ZH.get(prev.kind, prev.kind),
             "when": format_span(prev.first_day, prev.last_day),
             "window": "",
             "expected": "",
@@ -121,22 +131,22 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
             "reason": "",
         }
     f = n.finding
-    unit = UNITS_ZH.get(f.metric, "")
+    unit = _unit(f.metric)
     side = "低于" if f.metric in DIP_METRICS else "高于"
     window = f.window
     if f.estimated:
         window = f"{window}，假期安排为推算" if window else "假期安排为推算"
-    advice = templates.advice.get(f"{f.metric}.{f.kind}") or DEFAULT_ADVICE.get(f"{f.metric}.{f.kind}", "提前排查并安排人手")
+    advice = _advice_for(templates, f.metric, f.kind)
     reference = f"{side}{f.reference}"
     if f.baseline == f.baseline:  # not NaN
         reference += f"（近4周水平 {_number(f.baseline)}{unit}）"
     return {
-        "icon": ICONS.get(f.severity, ""),
+        "icon": level.icon if (level := severity_of(f.severity)) else "",
         "severity": f.severity,
         "community": name,
         "community_id": c.community_id,
-        "metric": METRIC_SHORT_ZH.get(f.metric, f.metric),
-        "change": CHANGE_ZH.get(f.kind, f.kind),
+        "metric": metric_name_zh(f.metric),
+        "change": KIND_ZH.get(f.kind, f.kind),
         "when": format_span(f.first_day, f.last_day, f.peak_day),
         "window": f"（{window}）" if window else "",
         "expected": f"{_number(f.expected)}{unit}",
@@ -150,7 +160,7 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
     }
 
 
-def _block(unit: list[Notice], channel: Channel, templates: TemplatesConfig) -> str:
+def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig) -> str:
     """One block of text: a finding, an all-clear, or several separate dips (or surges) of one
     community's metric at one severity, said once with each period ("3段")."""
     n = unit[0]
@@ -241,8 +251,103 @@ def _truncate(text: str, fits) -> str:
     return text[:lo] + "…"
 
 
+def _label(k: int, total: int) -> str:
+    return f"（{k}/{total}）" if total > 1 else ""
+
+
+def _advice(templates: TemplatesConfig, notices: list[Notice]) -> list[str]:
+    """The advice section for these notices: one line per metric and change, once each."""
+    kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in notices if n.finding is not None)
+    if not kinds:
+        return []
+    lines = [
+        templates.advice_line.format_map(
+            {
+                "metric": metric_name_zh(m),
+                "change": KIND_ZH.get(k, k),
+                "advice": _advice_for(templates, m, k),
+            }
+        )
+        for m, k in kinds
+    ]
+    return ["**建议**\n" + "\n".join(lines)]
+
+
+@dataclass
+class _Group:
+    """One message group's text, in blocks (one per unit of notices), and how a part of it is built."""
+
+    channel: Notifier
+    templates: TemplatesConfig
+    units: list[list[Notice]]
+    blocks: list[str]
+    title: str
+    header: str
+    footer: str
+    manager: str | None
+    as_of: dt.date
+    report_url: str | None
+    mentions: Mentions
+    run_id: str | None
+
+    def members(self, items: list[int]) -> list[Notice]:
+        return [n for i in items for n in self.units[i]]
+
+    def payload(self, items: list[int], k: int, total: int) -> dict[str, Any]:
+        """Part ``k`` of ``total``, holding the blocks ``items``, as the platform's payload."""
+        label = _label(k, total)
+        members = self.members(items)
+        footer = [self.footer] if self.footer else []
+        text = "\n\n".join([self.header + label] + [self.blocks[i] for i in items] + _advice(self.templates, members) + footer)
+        worst = max(members, key=lambda n: severity_rank(n.severity))
+        data = {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "manager": self.manager,
+            "part": k,
+            "parts": total,
+            "findings": [_data(n) for n in members],
+        }
+        return self.channel.build(
+            self.title + label,
+            text,
+            mentions=self.mentions if k == 1 else Mentions(),
+            link=self.report_url,
+            severity=worst.severity,
+            data=data,
+        )
+
+    def fits(self, items: list[int]) -> bool:
+        return self.channel.fits(self.payload(items, 99, 99))  # the widest label a part can have
+
+    def fits_as(self, i: int, text: str) -> bool:
+        """Whether block ``i`` alone fits when it reads ``text`` (it is left reading ``text``)."""
+        self.blocks[i] = text
+        return self.fits([i])
+
+
+def _pack(group: _Group, cap: int) -> list[list[int]]:
+    """The blocks into parts, in order, between blocks: at most ``cap`` a part and as many as the
+    platform's size limit allows; a block too big on its own is shortened until it fits."""
+    packed: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(group.blocks)):
+        if len(current) < cap and group.fits(current + [i]):
+            current.append(i)
+            continue
+        if current:
+            packed.append(current)
+            current = []
+        if not group.fits([i]):
+            group.blocks[i] = _truncate(group.blocks[i], lambda t, i=i: group.fits_as(i, t))
+        current = [i]
+    if current:
+        packed.append(current)
+    return packed
+
+
 def render_group(
-    channel: Channel,
+    channel: Notifier,
     notices: list[Notice],
     *,
     manager: str | None,
@@ -256,85 +361,54 @@ def render_group(
     if not notices:
         return []
     notices = sorted(notices, key=Notice.sort_key)
-    communities = len({n.community.community_id for n in notices})
     head_fields = {
         "count": str(len(notices)),
-        "communities": str(communities),
+        "communities": str(len({n.community.community_id for n in notices})),
         "manager": manager or "未指定经理",
         "date": f"{as_of.month}月{as_of.day}日",
     }
-    title = templates.title.format_map(head_fields)
-    header = templates.header.format_map(head_fields)
-    footer = templates.footer.format_map({"report_url": report_url}) if report_url else ""
     units = _units(notices)
-    blocks = [_block(unit, channel, templates) for unit in units]
-
-    def members(items: list[int]) -> list[Notice]:
-        return [n for i in items for n in units[i]]
-
-    def advice(items: list[int]) -> list[str]:
-        kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in members(items) if n.finding is not None)
-        if not kinds:
-            return []
-        lines = [
-            templates.advice_line.format_map(
-                {
-                    "metric": METRIC_SHORT_ZH.get(m, m),
-                    "change": CHANGE_ZH.get(k, k),
-                    "advice": templates.advice.get(f"{m}.{k}") or DEFAULT_ADVICE.get(f"{m}.{k}", "提前排查并安排人手"),
-                }
-            )
-            for m, k in kinds
-        ]
-        return ["**建议**\n" + "\n".join(lines)]
-
-    def build(items: list[int], k: int, total: int) -> dict[str, Any]:
-        label = f"（{k}/{total}）" if total > 1 else ""
-        text = "\n\n".join([header + label] + [blocks[i] for i in items] + advice(items) + ([footer] if footer else []))
-        worst = max(members(items), key=lambda n: severity_rank(n.severity))
-        data = {
-            "run_id": run_id,
-            "as_of": as_of.isoformat(),
-            "manager": manager,
-            "part": k,
-            "parts": total,
-            "findings": [_data(n) for n in members(items)],
-        }
-        return channel.build(
-            title + label,
-            text,
-            mentions=mentions if k == 1 else Mentions(),
-            link=report_url,
-            severity=worst.severity,
-            data=data,
-        )
-
+    group = _Group(
+        channel=channel,
+        templates=templates,
+        units=units,
+        blocks=[_block(unit, channel, templates) for unit in units],
+        title=templates.title.format_map(head_fields),
+        header=templates.header.format_map(head_fields),
+        footer=templates.footer.format_map({"report_url": report_url}) if report_url else "",
+        manager=manager,
+        as_of=as_of,
+        report_url=report_url,
+        mentions=mentions,
+        run_id=run_id,
+    )
     # People read on a phone; a system reading the webhook takes everything its size limit allows.
-    cap = templates.max_per_message if channel.type != "webhook" else len(blocks)
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in range(len(blocks)):
-        if len(current) < cap and channel.fits(build(current + [i], 99, 99)):
-            current.append(i)
-            continue
-        if current:
-            groups.append(current)
-            current = []
-        if not channel.fits(build([i], 99, 99)):
-            original = blocks[i]
-            blocks[i] = _truncate(original, lambda t: (blocks.__setitem__(i, t), channel.fits(build([i], 99, 99)))[1])
-        current = [i]
-    if current:
-        groups.append(current)
+    packed = _pack(group, templates.max_per_message if channel.for_people else len(group.blocks))
     parts = [
         Part(
-            title=title + (f"（{k}/{len(groups)}）" if len(groups) > 1 else ""),
-            payload=build(items, k, len(groups)),
-            finding_ids=tuple(n.finding_id for n in members(items)),
+            title=group.title + _label(k, len(packed)),
+            payload=group.payload(items, k, len(packed)),
+            finding_ids=tuple(n.finding_id for n in group.members(items)),
         )
-        for k, items in enumerate(groups, start=1)
+        for k, items in enumerate(packed, start=1)
     ]
     follow = channel.build_mention(mentions, f"请{manager or '相关负责人'}查看以上{len(notices)}条物业预警")
     if follow is not None:
         parts.append(Part(title="@提醒", payload=follow, finding_ids=(), kind="mention"))
     return parts
+
+
+TEST_TITLE = "物业预警 测试"
+OPS_TITLE = "物业预警服务 运维提醒"
+
+
+def render_test(channel: Notifier, *, route: str, now: dt.datetime) -> Part:
+    """The message `forecaster notify-test` sends: which route and channel, and when (local time)."""
+    text = f"**物业预警 · 测试消息**\n\n线路「{route}」经通道「{channel.name}」发送于 {now.astimezone():%Y-%m-%d %H:%M}，收到即表示配置正确。"
+    return Part(title=TEST_TITLE, payload=channel.build(TEST_TITLE, text), finding_ids=(), kind="test")
+
+
+def render_ops(channel: Notifier, text: str, *, instance: str) -> Part:
+    """An operations message from the service (a failed or missed night, a failed data job)."""
+    body = f"**{OPS_TITLE}**\n\n{text}\n\n实例：{instance}"
+    return Part(title=OPS_TITLE, payload=channel.build(OPS_TITLE, body), finding_ids=(), kind="ops")

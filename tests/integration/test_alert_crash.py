@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from forecaster.alerts.channels import make_channel
-from forecaster.alerts.outbox import NewMessage, Outbox
+from forecaster.alerts.notifiers import make_notifier
+from forecaster.alerts.outbox import enqueue
+from forecaster.alerts.queue import MessageQueue, NewMessage
 from forecaster.config import ChannelConfig
 from forecaster.store import Store
 from tests.conftest import wait_for
@@ -48,7 +49,7 @@ def _config(tmp_path: Path, channel: dict, claim_timeout_s: float = 120) -> Path
 
 def _enqueue(tmp_path: Path, channel: dict, n: int) -> list[str]:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    ch = make_channel("robot", ChannelConfig(**channel))
+    ch = make_notifier("robot", ChannelConfig(**channel))
     messages = [
         NewMessage(
             kind="alert", route="华北", channel="robot", manager="张三", group_key="g1", part=i + 1, parts=n,
@@ -56,7 +57,7 @@ def _enqueue(tmp_path: Path, channel: dict, n: int) -> list[str]:
         )
         for i in range(n)
     ]
-    Outbox(store).enqueue(messages, now=dt.datetime.now(dt.timezone.utc))
+    enqueue(store, messages, now=dt.datetime.now(dt.timezone.utc))
     store.close()
     return [m.message_id for m in messages]
 
@@ -72,7 +73,7 @@ def _sender(config: Path) -> subprocess.Popen:
 def _status(tmp_path: Path) -> dict[str, int]:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
-        return Outbox(store).counts()
+        return MessageQueue(store).counts()
     finally:
         store.close()
 
@@ -118,7 +119,7 @@ def test_a_sender_killed_with_a_request_in_flight_sends_it_again_with_the_same_i
         assert _status(tmp_path) == {"sent": 2, "sending": 1, "pending": 3}
 
         store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        [claimed] = [m for m in Outbox(store).messages() if m.status == "sending"]
+        [claimed] = [m for m in MessageQueue(store).messages() if m.status == "sending"]
         store.close()
         wait_for(lambda: dt.datetime.now(dt.timezone.utc) > claimed.claimed_at + dt.timedelta(seconds=0.5), "the claim to expire")
 
@@ -130,7 +131,7 @@ def test_a_sender_killed_with_a_request_in_flight_sends_it_again_with_the_same_i
         assert server.seen_keys[ids[2]] == 2 and all(server.seen_keys[i] == 1 for i in ids if i != ids[2])
         assert _status(tmp_path) == {"sent": 6}
         store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        codes = [a["code"] for a in Outbox(store).attempts(ids[2])]
+        codes = [a["code"] for a in MessageQueue(store).attempts(ids[2])]
         store.close()
         assert codes == ["interrupted", "HTTP 200"]
     finally:

@@ -15,7 +15,8 @@ import requests
 import sqlalchemy as sa
 
 from forecaster.alerts.notify import queue_alerts, send_pending
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
+from forecaster.alerts.silences import Silences
 from forecaster.cli import main
 from forecaster.config import parse_config
 from forecaster.detect import Finding
@@ -133,12 +134,12 @@ def test_sixty_findings_for_one_manager_arrive_complete_in_order_signed_and_with
     assert "[查看报告与图表](https://intranet.example.com/wuye/2026-01-21/report.html)" in dingtalk[-1].text()
     wecom = [r for r in server.delivered if r.platform == "wecom"]
     assert wecom[-1].payload["msgtype"] == "text" and wecom[-1].payload["text"]["mentioned_mobile_list"] == ["13800000000"]
-    assert Outbox(store).counts() == {"sent": 8 * 3 + 1 + 1}  # 8 parts × 3 robots, 1 webhook, 1 WeCom @
+    assert MessageQueue(store).counts() == {"sent": 8 * 3 + 1 + 1}  # 8 parts × 3 robots, 1 webhook, 1 WeCom @
 
 
 def _ids_of(receipt, store) -> list[str]:
     """The finding ids a received message carries, looked up by its message id in the outbox."""
-    msg = Outbox(store).get(receipt.message_id)
+    msg = MessageQueue(store).get(receipt.message_id)
     assert msg is not None and msg.status == "sent"
     return msg.finding_ids
 
@@ -188,7 +189,7 @@ def test_webhook_down_for_an_hour_then_everything_is_delivered(server, clock, tm
         minute += 1
     assert sum(r.delivered for r in reports) == 3 and sum(r.failed for r in reports) == 0
     assert len(server.delivered) == 3 and sum(len(r.payload["findings"]) for r in server.delivered) == 30
-    outbox = Outbox(store)
+    outbox = MessageQueue(store)
     attempts = [a for m in outbox.messages() for a in outbox.attempts(m.message_id)]
     assert {"connection", "HTTP 502"} <= {a["code"] for a in attempts}
     assert any(a["detail"] == "connection refused" for a in attempts)
@@ -209,7 +210,7 @@ def test_a_bad_token_fails_once_with_the_platforms_words_and_shows_in_the_outbox
     assert "300001" in format_delivery(result) and "token is not exist" in format_delivery(result)
     again = drain(config, store, clock)
     assert again.attempted == 0 and len(server.requests) == 1  # not retried forever
-    [msg] = Outbox(store).messages()
+    [msg] = MessageQueue(store).messages()
     assert msg.status == "failed" and msg.last_code == "300001" and "access_token is not valid" in msg.last_error
 
     cfg = tmp_path / "config.yaml"
@@ -244,8 +245,7 @@ def test_the_same_findings_tomorrow_are_not_sent_again_but_changes_and_all_clear
 def test_silenced_communities_and_quiet_hours(server, clock, tmp_path):
     config = alerts_config(server, tmp_path, routes=[{"name": "华北", "channels": ["wh"], "quiet_hours": "22:00-07:30"}])
     store = Store(config.store.url.get())
-    outbox = Outbox(store)
-    outbox.add_silence(ends_at=clock.now() + dt.timedelta(days=2), reason="外墙施工", now=clock.now(), community_id="C001")
+    Silences(store).add(ends_at=clock.now() + dt.timedelta(days=2), reason="外墙施工", now=clock.now(), community_id="C001")
     report = queue(config, store, findings(4, 4), communities(4), clock)
     assert report.held_reasons == {"silenced": 1} and report.sent_reasons == {"new": 3}
     result = drain(config, store, clock, max_wait_s=60)  # 02:00: quiet until 07:30

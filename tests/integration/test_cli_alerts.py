@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
 from forecaster.cli import main
 from forecaster.store import Store
 from tests.conftest import write_config
@@ -73,7 +73,7 @@ def test_a_bad_token_makes_run_exit_1_and_outbox_shows_why_until_fixed_and_retri
     listing = capsys.readouterr().out
     assert "300001" in listing and BAD not in listing
     store = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}")
-    failed = Outbox(store).messages(status="failed")
+    failed = MessageQueue(store).messages(status="failed")
     store.close()
     assert main(["outbox", "--config", cfg, "--show", failed[0].message_id[:10]]) == 0
     shown = capsys.readouterr().out

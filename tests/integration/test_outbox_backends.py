@@ -8,7 +8,8 @@ import pandas as pd
 import requests
 
 from forecaster.alerts.notify import queue_alerts, send_pending
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
+from forecaster.alerts.silences import Silences
 from forecaster.config import parse_config
 from forecaster.detect import Finding
 from forecaster.store import Store
@@ -38,8 +39,8 @@ def test_queue_send_dedup_and_silence_on_each_backend(db_url):
                     "阈值 85", 90.0, 0.11, 0.8, "警告", "春节前后", False, 5, finding_id=f"id-{c}")
             for c in ("C1", "C2", "C3", "C4")
         ]
-        outbox = Outbox(store)
-        outbox.add_silence(ends_at=START + dt.timedelta(days=1), reason="维修中，已知", now=START, community_id="C4")
+        outbox, silences = MessageQueue(store), Silences(store)
+        silences.add(ends_at=START + dt.timedelta(days=1), reason="维修中，已知", now=START, community_id="C4")
         series = {(c, "satisfaction") for c in ("C1", "C2", "C3", "C4")}
         report = queue_alerts(config, store, run_id="r1", as_of=dt.date(2026, 1, 21), findings=found, communities=comms, forecast_series=series, now=clock.now())
         assert report.sent_reasons == {"new": 3} and report.held_reasons == {"silenced": 1}
@@ -51,8 +52,8 @@ def test_queue_send_dedup_and_silence_on_each_backend(db_url):
         again = queue_alerts(config, store, run_id="r2", as_of=dt.date(2026, 1, 22), findings=found[:2], communities=comms, forecast_series=series, now=clock.now())
         assert again.held_reasons["duplicate"] == 2 and again.sent_reasons == {"resolved": 1}
         assert {m.finding_ids[0] for m in outbox.messages(run_id="r2")} == {"id-C3"}
-        assert [s.reason for s in outbox.silences(clock.now(), include_ended=True)] == ["维修中，已知"]
-        assert outbox.silences(clock.now()) == []  # ended
+        assert [s.reason for s in silences.list(clock.now(), include_ended=True)] == ["维修中，已知"]
+        assert silences.list(clock.now()) == []  # ended
         msg = outbox.messages(run_id="r1")[0]
         assert msg.created_at == START  # sub-second times survive (rate windows depend on them)
         store.close()

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from forecaster.alerts.outbox import Outbox
+from forecaster.alerts.queue import MessageQueue
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.store import Store, job_slots
 from forecaster.util.clock import FixedClock, SystemClock, today_in
@@ -217,7 +217,7 @@ def test_a_failed_run_and_a_missed_night_alert_operations_once(tmp_path, demo_db
     assert len(missed) == 1
     store_url = svc.config.store.url.get()
     assert any(s["status"] == "missed" for s in slots_of(store_url))
-    assert Outbox(svc.store).counts() == {"sent": len(server.delivered)}
+    assert MessageQueue(svc.store).counts() == {"sent": len(server.delivered)}
     svc.store.close()
 
 
@@ -281,7 +281,7 @@ def test_a_service_stopped_mid_run_and_restarted_leaves_a_consistent_store(tmp_p
 def outbox_counts(store_url: str) -> dict[str, int]:
     store = Store(store_url)
     try:
-        return Outbox(store).counts()
+        return MessageQueue(store).counts()
     finally:
         store.close()
 

@@ -105,3 +105,26 @@ def test_a_store_made_before_loses_the_day_sums_ds_index(db_url):
     engine.dispose()
     assert "ix_day_parts_ds" not in names
     Store(db_url).close()  # and opening it again is fine
+
+
+def test_a_fresh_store_gets_every_table_even_when_nothing_imported_the_alerts(db_url):
+    # A new interpreter that imports only the store (as `forecaster status` on a new database
+    # might): the alert tables, declared beside their code, are created too, with their indexes.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from forecaster.store import Store; Store(sys.argv[1]).close(); "
+        "print(any(m.startswith('forecaster.alerts') for m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, cwd=root, check=True)
+    assert done.stdout.strip() == "True"  # the store imported the alert tables itself
+    store = Store(db_url, create=False)
+    inspector = sa.inspect(store.engine)
+    tables = set(inspector.get_table_names())
+    assert {"alert_messages", "alert_attempts", "alert_state", "silences", "channel_state", "runs", "job_slots"} <= tables
+    indexes = {ix["name"] for ix in inspector.get_indexes("alert_attempts")}
+    assert "ix_alert_attempts_channel_at" in indexes
+    store.close()
