@@ -9,6 +9,7 @@ import pytest
 from forecaster.alerts.policy import Alerted, Community, Silence, decide, release_time, routes_for
 from forecaster.config import AlertPolicyConfig, RouteConfig, parse_config
 from forecaster.detect import Finding
+from tests.conftest import make_finding
 
 NOW = dt.datetime(2026, 1, 20, 18, 0, tzinfo=dt.timezone.utc)  # 02:00 in Shanghai
 TODAY = dt.date(2026, 1, 21)
@@ -17,10 +18,7 @@ ROUTE = RouteConfig(name="华北", channels=["dt"])
 
 
 def finding(fid="f1", severity="警告", first=dt.date(2026, 2, 10), days=5, community="C001", metric="satisfaction"):
-    return Finding(
-        community, metric, "dip", first, first + dt.timedelta(days=days - 1), first, 80.0, 85.0, "阈值 85",
-        90.0, 0.11, 0.8, severity, "春节前后", False, days, finding_id=fid,
-    )
+    return make_finding(community_id=community, metric=metric, kind="dip", first_day=first, days=days, severity=severity, finding_id=fid)
 
 
 def told(f: Finding, *, at=NOW - dt.timedelta(days=1), severity=None, state="open", ok=True, first=None, last=None):

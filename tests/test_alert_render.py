@@ -11,7 +11,7 @@ from forecaster.alerts.notifiers import Mentions, make_notifier
 from forecaster.alerts.policy import Alerted, Community
 from forecaster.alerts.render import Notice, format_span, render_group, render_ops, render_test
 from forecaster.config import ChannelConfig, TemplatesConfig
-from forecaster.detect import Finding
+from tests.conftest import make_finding
 
 AS_OF = dt.date(2026, 1, 21)
 
@@ -19,10 +19,10 @@ AS_OF = dt.date(2026, 1, 21)
 def notice(i: int, severity="警告", metric="satisfaction", reason="new", estimated=False, name=None) -> Notice:
     first = dt.date(2026, 2, 1) + dt.timedelta(days=i % 9)
     kind = "dip" if metric == "satisfaction" else "surge"
-    f = Finding(
-        f"C{i:03d}", metric, kind, first, first + dt.timedelta(days=6), first + dt.timedelta(days=2),
-        78.4 if kind == "dip" else 14.2, 85.0, "阈值 85", 91.2, 0.14, 0.6 + (i % 4) / 10, severity,
-        "春节前后", estimated, 7, finding_id=f"fid{i:03d}",
+    f = make_finding(
+        community_id=f"C{i:03d}", metric=metric, kind=kind, first_day=first, days=7, peak_day=first + dt.timedelta(days=2),
+        expected=78.4 if kind == "dip" else 14.2, baseline=91.2, depth=0.14, probability=0.6 + (i % 4) / 10,
+        severity=severity, estimated=estimated, finding_id=f"fid{i:03d}",
     )
     return Notice(reason, Community(f"C{i:03d}", name or f"阳光花园{i}期", "北京", "华北", "张三", "13800000001"), f)
 
@@ -133,8 +133,9 @@ def test_format_span():
 
 def test_separate_dips_of_one_communitys_metric_are_said_once_with_each_period():
     def dip(i, first, expected, severity="提醒", prob=0.7):
-        f = Finding("C007", "satisfaction", "dip", first, first + dt.timedelta(days=2), first + dt.timedelta(days=1),
-                    expected, 85.0, "阈值 85", 81.8, 0.03, prob, severity, "春节前后" if i == 1 else "", False, 3, finding_id=f"d{i}")
+        f = make_finding(community_id="C007", first_day=first, days=3, peak_day=first + dt.timedelta(days=1), expected=expected,
+                         baseline=81.8, depth=0.03, probability=prob, severity=severity, window="春节前后" if i == 1 else "",
+                         finding_id=f"d{i}")
         return Notice("new", Community("C007", "上海·锦绣公馆", manager="李芳"), f)
 
     group = [dip(1, dt.date(2026, 1, 28), 79.9), dip(2, dt.date(2026, 3, 11), 79.2, prob=0.8), dip(3, dt.date(2026, 3, 18), 79.8),

@@ -24,6 +24,7 @@ from forecaster.store import Store
 from forecaster.summary import format_delivery
 from forecaster.util.clock import FixedClock
 from forecaster.util.secret import RedactingFilter
+from tests.conftest import make_finding
 from tests.robots import RobotServer
 
 AS_OF = dt.date(2026, 1, 21)
@@ -90,10 +91,10 @@ def findings(n: int, n_communities: int) -> list[Finding]:
         first = dt.date(2026, 2, 1) + dt.timedelta(days=i % 12)
         metric = ("satisfaction", "ticket_count", "complaint_count")[i % 3]
         out.append(
-            Finding(
-                f"C{i % n_communities:03d}", metric, "dip" if metric == "satisfaction" else "surge", first,
-                first + dt.timedelta(days=5), first + dt.timedelta(days=2), 80.0, 85.0, "阈值 85", 90.0, 0.12,
-                0.6 + (i % 5) / 20, ("提醒", "警告", "严重")[i % 3], "春节前后", False, 6, finding_id=f"f{i:03d}",
+            make_finding(
+                community_id=f"C{i % n_communities:03d}", metric=metric, first_day=first, days=6,
+                peak_day=first + dt.timedelta(days=2), depth=0.12, probability=0.6 + (i % 5) / 20,
+                severity=("提醒", "警告", "严重")[i % 3], finding_id=f"f{i:03d}",
             )
         )
     return out

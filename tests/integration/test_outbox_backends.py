@@ -11,9 +11,9 @@ from forecaster.alerts.notify import queue_alerts, send_pending
 from forecaster.alerts.queue import MessageQueue
 from forecaster.alerts.silences import Silences
 from forecaster.config import parse_config
-from forecaster.detect import Finding
 from forecaster.store import Store
 from forecaster.util.clock import FixedClock
+from tests.conftest import make_finding
 from tests.robots import RobotServer
 
 START = dt.datetime(2026, 1, 20, 18, 0, 0, 250_000, tzinfo=dt.timezone.utc)
@@ -35,8 +35,7 @@ def test_queue_send_dedup_and_silence_on_each_backend(db_url):
         store = Store(db_url)
         comms = pd.DataFrame({"community_id": ["C1", "C2", "C3", "C4"], "name": ["甲", "乙", "丙", "丁"], "manager": ["王", "李", "赵", "孙"]})
         found = [
-            Finding(c, "satisfaction", "dip", dt.date(2026, 2, 5), dt.date(2026, 2, 9), dt.date(2026, 2, 7), 80.0, 85.0,
-                    "阈值 85", 90.0, 0.11, 0.8, "警告", "春节前后", False, 5, finding_id=f"id-{c}")
+            make_finding(community_id=c, first_day=dt.date(2026, 2, 5), peak_day=dt.date(2026, 2, 7), finding_id=f"id-{c}")
             for c in ("C1", "C2", "C3", "C4")
         ]
         outbox, silences = MessageQueue(store), Silences(store)
