@@ -35,7 +35,7 @@ from pydantic import (
 
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import Secret, mask_url
-from forecaster.vocab import AUTO, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
+from forecaster.vocab import AUTO, CHANNEL_TYPES, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
 
 __all__ = [
     "Config",
@@ -419,7 +419,7 @@ class EngineConfig(_Model):
 
 
 class ChannelConfig(_Model):
-    type: Literal["dingtalk", "wecom", "feishu", "webhook", "console"]
+    type: Literal[CHANNEL_TYPES]  # type: ignore[valid-type]
     url: SecretUrl | None = None
     # DingTalk 加签 secret (SEC…), Feishu signing secret, or the webhook's HMAC key.
     secret: SecretStr | None = None
@@ -444,12 +444,6 @@ class ChannelConfig(_Model):
         if self.style is not None and self.style not in allowed:
             raise ValueError(f"@style: {self.type} channels take {' or '.join(allowed) or 'no style'}, not {self.style!r}")
         return self
-
-    @property
-    def messages_per_window(self) -> int:
-        from forecaster.alerts.notifiers import notifier_class  # the platform's own default
-
-        return self.rate_limit or notifier_class(self.type).rate_per_minute
 
 
 _QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

@@ -198,8 +198,8 @@ def test_every_channel_type_has_a_notifier_holding_its_default_rate_and_size():
     assert rates == {"dingtalk": 20, "wecom": 20, "feishu": 100, "webhook": 60, "console": 100_000}
     sizes = {t: notifier_class(t).max_bytes for t in types}
     assert sizes == {"dingtalk": 20_000, "wecom": 4_096, "feishu": 19_500, "webhook": 256_000, "console": None}
-    assert ChannelConfig(type="wecom", url="https://q/send?key=K").messages_per_window == 20
-    assert ChannelConfig(type="feishu", url="https://f/hook/H", rate_limit=7).messages_per_window == 7
+    assert make_notifier("q", ChannelConfig(type="wecom", url="https://q/send?key=K")).messages_per_window == 20
+    assert make_notifier("f", ChannelConfig(type="feishu", url="https://f/hook/H", rate_limit=7)).messages_per_window == 7
 
 
 def test_console_prints_the_title_and_text_and_is_always_delivered():

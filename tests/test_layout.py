@@ -36,7 +36,7 @@ def test_forecaster_never_imports_jobs_except_the_cli_loading_serve_lazily():
     assert offenders == []
 
 
-def test_models_and_the_pure_stages_touch_no_database_source_or_delivery():
+def test_models_and_the_pure_stages_import_no_database_source_or_http_directly():
     pure = [*modules("forecaster/models"), ROOT / "forecaster/detect.py", ROOT / "forecaster/calendar.py",
             ROOT / "forecaster/vocab.py", ROOT / "forecaster/alerts/policy.py", ROOT / "forecaster/alerts/render.py"]
     banned = ("forecaster.store", "forecaster.ingest", "forecaster.pipeline", "forecaster.util.db", "sqlalchemy", "requests")
@@ -46,3 +46,9 @@ def test_models_and_the_pure_stages_touch_no_database_source_or_delivery():
 
 def test_the_vocabulary_depends_on_nothing_of_the_project():
     assert [m for m, _ in imports_of(ROOT / "forecaster/vocab.py") if m.startswith(("forecaster", "jobs"))] == []
+
+
+def test_the_config_schema_sits_below_every_stage():
+    """config.py holds the defaults every stage reads; it imports only the vocabulary and helpers."""
+    found = [m for m, _ in imports_of(ROOT / "forecaster/config.py") if m.startswith("forecaster")]
+    assert [m for m in found if not m.startswith(("forecaster.vocab", "forecaster.util"))] == []

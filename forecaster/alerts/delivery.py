@@ -16,7 +16,7 @@ gate is tested by passing values in (as `policy.decide` is). The gates, in order
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
@@ -40,7 +40,9 @@ class ChannelView:
     messages_per_window: int
     window_s: float
     blocked_until: dt.datetime | None = None  # the robot throttled us until then
-    recent: tuple[dt.datetime, ...] = ()  # its attempts, oldest first (those before the window are ignored)
+    # Its attempts, oldest first (those before the window are ignored). Read only by the last gate:
+    # the sender passes an iterable that asks the store when it is first iterated.
+    recent: Iterable[dt.datetime] = ()
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Rules:
     """The delivery settings that hold for every message of one drain."""
 
     give_up_after_h: float
-    timezone: str = "Asia/Shanghai"
+    timezone: str  # the company's (config.timezone): quiet hours and report times read in it
     quiet: Mapping[str, tuple[dt.time, dt.time] | None] = field(default_factory=dict)  # per route
 
     def local(self, moment: dt.datetime) -> dt.datetime:

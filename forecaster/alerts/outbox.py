@@ -94,8 +94,9 @@ class _Sender:
         if channel is None:
             return None
         config = channel.config
-        recent = self.queue.recent_attempts(name, now - dt.timedelta(seconds=config.rate_window_s))
-        return gates.ChannelView(config.messages_per_window, config.rate_window_s, blocked.get(name), tuple(recent))
+        since = now - dt.timedelta(seconds=config.rate_window_s)
+        recent = _Attempts(lambda: self.queue.recent_attempts(name, since))
+        return gates.ChannelView(channel.messages_per_window, config.rate_window_s, blocked.get(name), recent)
 
     def one_pass(self) -> tuple[list[OutboxMessage], list[tuple[dt.datetime, str]], bool]:
         """Each group's next message once: sent, failed or left waiting. Returns the queue as it
@@ -146,6 +147,19 @@ class _Sender:
             self.report.failures.append(f"{msg.channel}: {result.describe()}")
 
 
+class _Attempts:
+    """A channel's recent attempts, read from the store only if a gate looks at them (most
+    waiting messages stop at an earlier gate: quiet hours, backoff, a throttle)."""
+
+    def __init__(self, load: Callable[[], list[dt.datetime]]):
+        self.load, self.rows = load, None
+
+    def __iter__(self):
+        if self.rows is None:
+            self.rows = self.load()
+        return iter(self.rows)
+
+
 def drain(
     store: Store,
     channels: dict[str, Notifier],
@@ -153,8 +167,8 @@ def drain(
     session: requests.Session,
     clock: Clock,
     delivery: DeliveryConfig,
+    timezone: str,
     quiet: dict[str, tuple[dt.time, dt.time] | None] | None = None,
-    timezone: str = "Asia/Shanghai",
     max_wait_s: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Callable[[], bool] = lambda: False,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TextIO
 import requests
 
 from forecaster.util.secret import redact
+from forecaster.vocab import SEVERITY_NAMES
 
 if TYPE_CHECKING:
     from forecaster.config import ChannelConfig
@@ -71,6 +72,9 @@ class Notifier(Protocol):
     name: str
     config: ChannelConfig
 
+    @property
+    def messages_per_window(self) -> int: ...
+
     def fits(self, payload: dict[str, Any]) -> bool: ...
 
     def emphasis(self, text: str, severity: str) -> str: ...
@@ -82,7 +86,7 @@ class Notifier(Protocol):
         *,
         mentions: Mentions = ...,
         link: str | None = None,
-        severity: str = "提醒",
+        severity: str = SEVERITY_NAMES[0],
         data: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
@@ -96,13 +100,18 @@ class BaseNotifier:
     """What the notifiers share: the keyword, the size check and no mention follow-up."""
 
     type: ClassVar[str] = ""
-    rate_per_minute: ClassVar[int] = 60
+    rate_per_minute: ClassVar[int]  # each notifier states its platform's own
     max_bytes: ClassVar[int | None] = None
     for_people: ClassVar[bool] = True
 
     name: str
     config: ChannelConfig
     stream: TextIO | None = field(default=None, repr=False)  # console output (default stdout)
+
+    @property
+    def messages_per_window(self) -> int:
+        """Messages per ``rate_window_s``: the channel's ``rate_limit``, else the platform's limit."""
+        return self.config.rate_limit or self.rate_per_minute
 
     def fits(self, payload: dict[str, Any]) -> bool:
         return self.max_bytes is None or len(body_bytes(payload)) <= self.max_bytes
@@ -118,7 +127,7 @@ class BaseNotifier:
         *,
         mentions: Mentions = Mentions(),
         link: str | None = None,
-        severity: str = "提醒",
+        severity: str = SEVERITY_NAMES[0],
         data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The platform payload for one message (markdown ``text``; no tables or HTML)."""
