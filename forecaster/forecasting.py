@@ -1,10 +1,10 @@
 """Forecasts and backtests of many series given as a long frame ``series_id, ds, y``.
 
-The edge between frames and the per-series numpy work in `forecaster.models`: validates the
-input (errors name the file, line and column), completes every series to consecutive days
-(absent days are missing, or zero for count data when asked), builds the calendar features
-once per location, and runs each series on its own, so that one failing series never stops
-the others.
+The edge between frames and the per-series numpy work in `forecaster.models`: the night's
+fan-out of every community's series over the engine (`forecast_communities`, in chunks, with
+reused model choices), and `forecast_long` / `backtest_long`, which build the calendar features
+once per location and run each series on its own, so that one failing series never stops the
+others. The ad-hoc long CSV is read and validated in `forecaster.ingest.longcsv`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from forecaster.models.base import SeriesSpec
 from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
 from forecaster.util.engine import chunked, map_chunks, resolve_workers
 from forecaster.util.progress import Progress
-from forecaster.vocab import METRICS, SINGLE_MODELS
+from forecaster.vocab import METRICS
 
 __all__ = [
     "spec_for_metric",
@@ -156,7 +156,7 @@ def backtest_long(
     folds: int,
     level: float = _DEFAULTS.level,
     step: int | None = None,
-    models: Iterable[str] = SINGLE_MODELS,
+    models: Iterable[str],
     country: str = _DEFAULTS.country,
     calendar: CalendarConfig | None = None,
     locations: dict[str, Location] | None = None,

@@ -142,12 +142,13 @@ def run_once(
     as_of = as_of or today_in(clock, config.timezone)
     result = RunResult(run_id=run_id or uuid.uuid4().hex, as_of=as_of, status="failed", exit_code=2, dry_run=dry_run)
     night = _Night(config, as_of, clock, result, _Timer(clock, result.timings), should_stop)
+    started = clock.now()  # before the store opens (it may create tables or drop old indexes first)
     try:
         if not dry_run:
             with night.timer("store"):
                 night.store = Store(config.store.url.get())
                 result.store = night.store.describe
-                night.store.start_run(result.run_id, as_of, trigger, clock.now(), source=describe_source(config))
+                night.store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
         night.check()
         data = _ingest(night, session)
         series = _aggregate(night, data)

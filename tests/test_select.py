@@ -80,7 +80,8 @@ def test_holiday_window_days_get_their_own_wider_calibration():
 def test_backtest_auto_chooses_from_earlier_folds_only():
     ds, y, hist, _ = inputs(end="2026-10-20")
     points = backtest_series(
-        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "arima"), h=14, folds=2, step=14, level=80, min_train=56
+        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "arima"), h=14, folds=2, step=14, level=80, min_train=56,
+        selection_folds=2,
     )
     assert set(points["model"]) == {"naive", "arima", "auto"}
     assert points.groupby("model")["fold"].nunique().eq(2).all()
@@ -95,7 +96,7 @@ def test_each_named_auto_chooses_only_from_its_own_candidates():
     forecasts with it, and each fold's auto forecast is one of its candidates' forecasts."""
     ds, y, hist, _ = inputs(end="2026-10-20")
     points = backtest_series(
-        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56,
+        y, ds, SeriesSpec.for_values(y), hist, models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56, selection_folds=2,
         autos={"auto": ("linear", "linear_naive"), "auto_naive": ("naive",)},
     )
     assert {"naive", "linear", "linear_naive", "auto", "auto_naive"} <= set(points["model"])
@@ -175,7 +176,7 @@ def test_a_reused_choice_refits_the_earlier_nights_model_at_tonights_origin():
     """``reused_after`` scores what a night reusing an older choice forecasts: the model chosen
     then, fitted on tonight's history (each fold's forecast is one of the candidates' tonight)."""
     ds, y, hist, _ = inputs(end="2026-10-20")
-    args = dict(models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56, autos={"auto": ("linear", "linear_naive")})
+    args = dict(models=("naive", "linear"), h=14, folds=3, step=14, level=80, min_train=56, selection_folds=2, autos={"auto": ("linear", "linear_naive")})
     plain = backtest_series(y, ds, SeriesSpec.for_values(y), hist, **args)
     points = backtest_series(y, ds, SeriesSpec.for_values(y), hist, **args, reused_after=6)
     assert "auto_reused6d" not in set(plain["model"])
