@@ -580,7 +580,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from forecaster.forecasting import backtest_long
     from forecaster.models.backtest import summarise_backtest
     from forecaster.models.select import MODELS
-    from forecaster.vocab import COMBINATIONS
+    from forecaster.vocab import BASELINE, COMBINATIONS
 
     config = _load_optional(args)
     if args.horizon is None:
@@ -597,7 +597,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     level = args.level or config.forecast.level
     # auto chooses as the nightly run would: among forecast.candidates that were scored (all
     # scored models when none of them was).
-    scored = {*models, "naive", *(c for c, parts in COMBINATIONS.items() if set(parts) <= {*models, "naive"})}
+    scored = {*models, BASELINE, *(c for c, parts in COMBINATIONS.items() if set(parts) <= {*models, BASELINE})}
     pool = tuple(c for c in config.forecast.candidates if c in scored) or tuple(scored)
     points = backtest_long(
         frame,

@@ -2,7 +2,8 @@
 
 Metrics (what each is, how it aggregates, which way is worse, how it reads in Chinese), the
 severities (rank, icon, colours per platform), the kinds of finding, the models and the holiday
-keys. Adding a metric is one `Metric` entry here plus its computation in ``ingest/aggregate.py``;
+keys. Adding a metric is one `Metric` entry here plus its computation in ``ingest/aggregate.py``
+(and, if it should warn by default, its limit in the config schema's ``thresholds.defaults``);
 config, detection, alerts, the report and the CSVs read their names from here.
 
 Identifiers (metric keys, model names, holiday keys) are a contract: CSVs, the store and config
@@ -31,6 +32,8 @@ __all__ = [
     "COMBINATIONS",
     "MODEL_NAMES",
     "AUTO",
+    "BASELINE",
+    "CHANNEL_TYPES",
     "HOLIDAY_NAMES_ZH",
     "HOLIDAY_KEYS",
     "MAJOR_HOLIDAYS",
@@ -129,6 +132,12 @@ COMBINATIONS: dict[str, tuple[str, ...]] = {"ensemble": ("arima", "prophet"), "l
 MODEL_NAMES: tuple[str, ...] = ("naive", "linear", "linear_naive", "arima", "prophet", "ensemble")
 assert set(MODEL_NAMES) == {*SINGLE_MODELS, *COMBINATIONS}  # the order is how config lists them
 AUTO = "auto"  # choose per series by backtest among forecast.candidates
+BASELINE = "naive"  # the seasonal-naive baseline: every score's scale and every failing series' fallback
+
+
+# ----------------------------------------------------------------------------------- channels
+# The platforms alerts go to (alerts.channels[].type); each has one notifier in alerts/notifiers.
+CHANNEL_TYPES: tuple[str, ...] = ("dingtalk", "wecom", "feishu", "webhook", "console")
 
 
 # ----------------------------------------------------------------------------------- holidays

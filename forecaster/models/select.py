@@ -37,7 +37,7 @@ from forecaster.models.base import FIT_ERRORS, Forecast, SeriesSpec, predict_wit
 from forecaster.models.linear import LinearModel
 from forecaster.models.naive import SeasonalNaive
 from forecaster.models.prophet import ProphetModel
-from forecaster.vocab import AUTO, COMBINATIONS, SINGLE_MODELS
+from forecaster.vocab import AUTO, BASELINE, COMBINATIONS, SINGLE_MODELS
 
 __all__ = [
     "MODELS",
@@ -290,7 +290,7 @@ def rank_candidates(scores: dict[str, float]) -> list[str]:
 def make_fallback(series: SeriesInput, settings: Settings, reason: str) -> SeriesForecast:
     """The seasonal-naive baseline's forecast, marked as a fallback for ``reason``."""
     fc = series.forecast(SeasonalNaive(), settings)
-    return SeriesForecast(fc.mean, fc.lower, fc.upper, "naive", "fallback", reason)
+    return SeriesForecast(fc.mean, fc.lower, fc.upper, BASELINE, "fallback", reason)
 
 
 def can_reuse(
@@ -427,7 +427,7 @@ def choose_replayed(
     recent, choose, _ = deciding
     ranked = rank_candidates(score_candidates({name: at[name].values() for name in candidates}, set(recent + choose)))
     usable = [name for name in ranked if at[name][usable_at].forecast is not None]
-    choice = usable[0] if usable else "naive"
+    choice = usable[0] if usable else BASELINE
     return choice, calibrate_on(at[choice], deciding, level, ratio)
 
 
@@ -483,8 +483,8 @@ def backtest_series(
     Columns: ``model, fold, ds, y, yhat, lo, hi, scale, holiday_window`` (``yhat`` NaN where
     the model failed, with the error in ``error``).
     """
-    if "naive" not in models:
-        models = ("naive", *models)
+    if BASELINE not in models:
+        models = (BASELINE, *models)
     masks = window_masks(features)
     hw = masks["any"] if masks else np.zeros(len(y), bool)
     scored = fold_origins(len(y), h, folds, step, min_train)

@@ -15,6 +15,7 @@ from forecaster.alerts.notifiers.dingtalk import DingTalk, dingtalk_sign
 from forecaster.alerts.notifiers.feishu import Feishu, feishu_sign
 from forecaster.alerts.notifiers.webhook import Webhook, webhook_signature
 from forecaster.alerts.notifiers.wecom import WeCom
+from forecaster.vocab import CHANNEL_TYPES
 
 if TYPE_CHECKING:
     from forecaster.config import ChannelConfig
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 NOTIFIERS: dict[str, type] = {cls.type: cls for cls in (DingTalk, WeCom, Feishu, Webhook, Console)}
+assert tuple(NOTIFIERS) == CHANNEL_TYPES  # one notifier for every channel type config accepts
 
 
 def notifier_class(type_: str) -> type:
