@@ -1,4 +1,5 @@
-"""CSV output that planners open in Excel.
+"""CSV output that planners open in Excel: the forecast table (DESIGN.md's contract), the findings
+table and the recent series, and how every CSV is written:
 
 * UTF-8 with BOM, so Excel shows Chinese without an import dialog;
 * written atomically (a temporary file in the same folder, then renamed), so a planner never

@@ -49,6 +49,7 @@ __all__ = [
     "day_parts",
     "day_parts_state",
     "utc_naive",
+    "aware",
     "bulk_insert",
     "RunRecord",
 ]
@@ -313,9 +314,15 @@ def _as_date(value: Any) -> dt.date:
 
 
 def utc_naive(moment: dt.datetime) -> dt.datetime:
+    """A moment as stored: UTC, no zone (portable across the three databases)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return moment
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored time (UTC, no zone) as an aware datetime: the inverse of `utc_naive`."""
+    return None if value is None else value.replace(tzinfo=dt.timezone.utc)
 
 
 # Indexes earlier versions made that only slow writing down: (table, index, column).

@@ -12,8 +12,8 @@ import datetime as dt
 import sqlalchemy as sa
 
 from forecaster.alerts.policy import Alerted, Decision
-from forecaster.alerts.tables import alert_messages, alert_state, aware
-from forecaster.store import Store
+from forecaster.alerts.tables import alert_messages, alert_state
+from forecaster.store import Store, aware
 
 __all__ = ["AlertMemory", "remember"]
 

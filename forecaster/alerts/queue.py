@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from forecaster.alerts.notifiers import Delivery
-from forecaster.alerts.tables import alert_attempts, alert_messages, aware, channel_state
-from forecaster.store import Store, utc_naive
+from forecaster.alerts.tables import alert_attempts, alert_messages, channel_state
+from forecaster.store import Store, aware, utc_naive
 
 __all__ = ["NewMessage", "OutboxMessage", "MessageQueue", "insert_messages", "message_rows", "new_message_id"]
 

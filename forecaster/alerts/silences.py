@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 from forecaster.alerts import tables
 from forecaster.alerts.policy import Silence
-from forecaster.alerts.tables import aware
-from forecaster.store import Store, utc_naive
+from forecaster.store import Store, aware, utc_naive
 
 __all__ = ["Silences"]
 

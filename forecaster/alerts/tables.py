@@ -11,13 +11,11 @@ Times are UTC without a zone, like the rest of the store.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
 
 from forecaster.store import Moment, metadata
 
-__all__ = ["alert_messages", "alert_attempts", "alert_state", "silences", "channel_state", "aware"]
+__all__ = ["alert_messages", "alert_attempts", "alert_state", "silences", "channel_state"]
 
 # The outbox: every message is written here before it is sent (forecaster.alerts.queue).
 # ``body`` is the platform's JSON without any signature or token (those are added when sending).
@@ -103,6 +101,3 @@ channel_state = sa.Table(
 )
 
 
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """A stored time (UTC, no zone) as an aware datetime."""
-    return None if value is None else value.replace(tzinfo=dt.timezone.utc)

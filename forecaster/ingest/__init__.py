@@ -18,7 +18,7 @@ from forecaster.config import Config
 from forecaster.ingest.aggregate import combine_day_sums, day_sums
 from forecaster.ingest.incremental import DaySumsState, ReadPlan, day_sums_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
-from forecaster.ingest.request import ReadRequest
+from forecaster.ingest.request import ReadRequest, moment
 from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
 from forecaster.ingest.validate import TableReport
 from forecaster.util.errors import EmptySourceError
@@ -48,7 +48,7 @@ def describe_source(config: Config) -> str:
 def check_source(config: Config, session: requests.Session | None = None, days: int = 7) -> list[str]:
     """Open the source and read each table (tickets and surveys of the last ``days`` days only):
     proves the connection, the table names and the column mapping. One line per table."""
-    since = dt.datetime.combine(dt.date.today() - dt.timedelta(days=days), dt.time())
+    since = moment(dt.date.today() - dt.timedelta(days=days))
     reader = make_source(config, session)
     lines = []
     try:
