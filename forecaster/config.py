@@ -35,7 +35,7 @@ from pydantic import (
 
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import Secret, mask_url
-from forecaster.vocab import AUTO, CHANNEL_TYPES, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
+from forecaster.vocab import AUTO, CHANNEL_STYLES, CHANNEL_TYPES, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
 
 __all__ = [
     "Config",
@@ -424,7 +424,7 @@ class ChannelConfig(_Model):
     # DingTalk 加签 secret (SEC…), Feishu signing secret, or the webhook's HMAC key.
     secret: SecretStr | None = None
     # dingtalk: markdown | card (actionCard with a 查看报告 button); feishu: card | post.
-    style: Literal["markdown", "card", "post"] | None = None
+    style: Literal[tuple(dict.fromkeys(s for styles in CHANNEL_STYLES.values() for s in styles))] | None = None  # type: ignore[valid-type]
     # A DingTalk/Feishu "custom keyword" security setting: the keyword every message must contain.
     keyword: str | None = None
     # Messages per rate window (default: the platform's limit, its notifier's rate_per_minute).
@@ -440,7 +440,7 @@ class ChannelConfig(_Model):
             raw = self.url.get()
             if not raw.startswith(("http://", "https://")):
                 raise ValueError(f"@url: must start with http:// or https:// (got {mask_url(raw)})")
-        allowed = {"dingtalk": ("markdown", "card"), "feishu": ("card", "post")}.get(self.type, ())
+        allowed = CHANNEL_STYLES.get(self.type, ())
         if self.style is not None and self.style not in allowed:
             raise ValueError(f"@style: {self.type} channels take {' or '.join(allowed) or 'no style'}, not {self.style!r}")
         return self

@@ -34,6 +34,7 @@ __all__ = [
     "AUTO",
     "BASELINE",
     "CHANNEL_TYPES",
+    "CHANNEL_STYLES",
     "HOLIDAY_NAMES_ZH",
     "HOLIDAY_KEYS",
     "MAJOR_HOLIDAYS",
@@ -138,6 +139,8 @@ BASELINE = "naive"  # the seasonal-naive baseline: every score's scale and every
 # ----------------------------------------------------------------------------------- channels
 # The platforms alerts go to (alerts.channels[].type); each has one notifier in alerts/notifiers.
 CHANNEL_TYPES: tuple[str, ...] = ("dingtalk", "wecom", "feishu", "webhook", "console")
+# The message styles a platform offers (alerts.channels[].style), its default first; others have one.
+CHANNEL_STYLES: dict[str, tuple[str, ...]] = {"dingtalk": ("markdown", "card"), "feishu": ("card", "post")}
 
 
 # ----------------------------------------------------------------------------------- holidays
