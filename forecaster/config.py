@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from forecaster.util.errors import ConfigError
-from forecaster.util.secret import Secret, mask_url
+from forecaster.util.secret import Secret, mask_url, register_env_value
 from forecaster.vocab import AUTO, CHANNEL_STYLES, CHANNEL_TYPES, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
 
 __all__ = [
@@ -720,6 +720,7 @@ def _interpolate(node: Any, path: str, environ: dict[str, str]) -> Any:
         def repl(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in environ:
+                register_env_value(environ[name])  # a secret wherever it ends up, whatever its shape
                 return environ[name]
             if default is not None:
                 return default

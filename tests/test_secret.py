@@ -66,3 +66,50 @@ def test_tokens_in_a_webhook_path_are_masked_and_registered():
     # Paths of files and plain words are left alone.
     assert mask_url("sqlite:////tmp/pytest-of-root/test_store_keeps_runs0/store.db").endswith("test_store_keeps_runs0/store.db")
     assert mask_url("https://ops.example.com/hooks/wuye-alerts") == "https://ops.example.com/hooks/wuye-alerts"
+
+
+def _forms(value: str) -> list[str]:
+    from urllib.parse import quote, quote_plus
+
+    return [value, quote(value, safe=""), quote_plus(value, safe="")]
+
+
+def test_a_database_password_from_the_environment_never_shows_whatever_its_shape():
+    """A base64-style password has / and + and =: the URL parser splits it at the /, so it used to
+    show in the run's error, status, the store and check-config --show."""
+    import sqlalchemy as sa
+
+    from forecaster.config import describe_config, parse_config
+    from forecaster.ingest import describe_source
+
+    for password in ("Zq9/Xk2+Lm8=", "p@ss:w/rd#1"):
+        url = "postgresql+psycopg://wuye:${WUYE_DB_PASSWORD}@db.example.com/wuye"
+        config = parse_config({"source": {"sql": {"url": url}}}, environ={"WUYE_DB_PASSWORD": password})
+        try:  # as SQLAlchemy renders it, or what it says when it cannot parse it
+            rendered = sa.engine.make_url(config.source.sql.url.get()).render_as_string(hide_password=False)
+        except ValueError as exc:
+            rendered = f"{exc}: {config.source.sql.url.get()}"
+        error = f"cannot connect to {config.source.sql.url.get()} ({rendered}): password {password} refused"
+        shown = [describe_config(config), describe_source(config), redact(error), mask_url(config.source.sql.url.get())]
+        for text in shown:
+            assert not any(form in text for form in _forms(password)), (password, text)
+        assert "db.example.com" in describe_source(config)  # where it connects stays readable
+
+
+def test_any_value_from_the_environment_in_a_channel_url_is_masked():
+    from forecaster.config import describe_config, parse_config
+
+    env = {"WUYE_HOOK_TOKEN": "k9Xq2mP4zL", "HOOK_PW": "s3cr3t/pw?x"}  # short token; a password with / and ?
+    config = parse_config(
+        {"alerts": {"channels": {
+            "ops": {"type": "webhook", "url": "https://ops.example.com/hooks/${WUYE_HOOK_TOKEN}"},
+            "basic": {"type": "webhook", "url": "https://wuye:${HOOK_PW}@hooks.example.com/in"},
+        }}},
+        environ=env,
+    )
+    shown = describe_config(config)
+    log = redact(f"POST {config.alerts.channels['ops'].url.get()} and {config.alerts.channels['basic'].url.get()} failed")
+    for value in env.values():
+        for text in (shown, log):
+            assert not any(form in text for form in _forms(value)), (value, text)
+    assert "ops.example.com/hooks/***" in shown and "hooks.example.com/in" in log

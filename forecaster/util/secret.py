@@ -1,5 +1,8 @@
 """Secrets that never show: a `Secret` prints as ``<secret>``, and every secret value seen is
 registered so that `redact` (and the logging filter built on it) masks it wherever it appears.
+Every value the config took from an environment variable is registered too, whatever its
+shape (`register_env_value`): a password with ``/`` or ``?`` in it breaks URL parsing, and a
+short token in a URL path does not look like one.
 
 URLs get a dedicated `mask_url`: the password and credential-like query parameters
 (``access_token``, ``key``, ``token``, ``sign``, ``secret``…) are replaced by ``***``.
@@ -10,12 +13,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "Secret",
     "register",
     "register_url_credentials",
+    "register_env_value",
     "redact",
     "mask_url",
     "RedactingFilter",
@@ -36,6 +40,15 @@ def register(value: str | None) -> None:
     if value and len(value) >= 4:
         with _lock:
             _known.add(value)
+
+
+def register_env_value(value: str) -> None:
+    """A value substituted from the environment: a secret as it is and as it reads percent-encoded
+    (in a URL SQLAlchemy or requests rendered), with ``+`` for spaces or not."""
+    register(value)
+    register(quote(value, safe=""))
+    register(quote_plus(value, safe=""))
+    register(quote(value, safe="/"))
 
 
 def register_url_credentials(url: str) -> None:
@@ -72,19 +85,26 @@ def redact(text: str) -> str:
     """Mask every registered secret value and any URL credentials in ``text``."""
     if not text:
         return text
+    return _URL_RE.sub(lambda m: mask_url(m.group(0)), _mask_known(text))
+
+
+def _mask_known(text: str) -> str:
+    """Every registered secret value in ``text`` replaced, the longest first."""
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for value in known:
         if value in text:
             text = text.replace(value, MASK)
-    return _URL_RE.sub(lambda m: mask_url(m.group(0)), text)
+    return text
 
 
 _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; ``…?access_token=T`` → ``…?access_token=***``."""
+    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; ``…?access_token=T`` → ``…?access_token=***``;
+    and every registered secret value in it (an environment variable's, whatever its shape)."""
+    url = _mask_known(url)
     try:
         parts = urlsplit(url)
     except ValueError:
