@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pandas as pd
 import requests
@@ -32,6 +32,23 @@ __all__ = ["HttpSource"]
 BATCH_ROWS = 100_000
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def stays_on(base_url: str, url: str) -> bool:
+    """Whether ``url`` is on ``base_url``'s server (scheme, host and port, not a string prefix:
+    ``:1808`` is not ``:18082``) and under its path: only then may it get the token."""
+    base, other = urlsplit(base_url), urlsplit(url)
+    try:
+        ports = [p.port or _DEFAULT_PORTS.get(p.scheme) for p in (base, other)]
+    except ValueError:  # a port that is no number
+        return False
+    if base.scheme.lower() != other.scheme.lower() or (base.hostname or "") != (other.hostname or "") or ports[0] != ports[1]:
+        return False
+    root = base.path.rstrip("/") + "/"
+    return (other.path.rstrip("/") + "/").startswith(root)
 
 class HttpSource(BatchedSource):
     def __init__(
@@ -138,7 +155,7 @@ class HttpSource(BatchedSource):
                 if nxt.startswith(("http://", "https://", "/", "?")):
                     # A link: it carries its own query (and must stay on the configured server).
                     next_url, next_params = urljoin(url, nxt), None
-                    if not next_url.startswith(cfg.base_url):
+                    if not stays_on(cfg.base_url, next_url):
                         raise SourceError(f"GET {mask_url(url)}: next page link leaves {mask_url(cfg.base_url)}")
                 else:
                     next_url, next_params = url, {**params, paging.cursor_param: nxt}

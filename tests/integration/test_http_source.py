@@ -153,3 +153,89 @@ def test_connection_refused_is_a_source_error():
     )
     with pytest.raises(SourceError, match="gave up after 2 attempts: connection failed"):
         load_daily(config, AS_OF)
+
+
+def _listen_on_prefix_ports():
+    """Two real servers whose base URLs are string prefixes of each other: ``127.0.0.1:P`` and
+    ``127.0.0.1:P·10+d`` (the attack: a next link to the second passed a string-prefix check)."""
+    import socket
+
+    for port in range(3100, 6500, 7):
+        for extra in range(10):
+            sockets = []
+            try:
+                for p in (port, port * 10 + extra):
+                    s = socket.socket()
+                    s.bind(("127.0.0.1", p))
+                    sockets.append(s)
+            except OSError:
+                for s in sockets:
+                    s.close()
+                continue
+            ports = [s.getsockname()[1] for s in sockets]
+            for s in sockets:
+                s.close()
+            return ports
+    pytest.skip("no free pair of ports P and P·10+d on 127.0.0.1")
+
+
+def test_a_next_link_to_another_port_never_gets_the_token(make_config):
+    api_port, evil_port = _listen_on_prefix_ports()
+    seen: list[str | None] = []
+
+    def handler_for(answer):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, body = answer(self)
+                data = json.dumps(body).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def api(request):
+        path = urlsplit(request.path).path
+        if path == "/tickets":
+            return 200, {"items": TICKETS[:5], "next": f"http://127.0.0.1:{evil_port}/tickets?cursor=5"}
+        return 200, {"items": COMMUNITIES if path == "/communities" else [], "next": None}
+
+    def evil(request):
+        seen.append(request.headers.get("Authorization"))
+        return 200, {"items": [], "next": None}
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", p), handler_for(f)) for p, f in ((api_port, api), (evil_port, evil))]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        class Base:
+            base = f"http://127.0.0.1:{api_port}"  # no path: as in the report, base_url is the server
+
+        config = http_config(make_config, Base, paging={"style": "next"})
+        link = f"http://127.0.0.1:{evil_port}/tickets"
+        assert link.startswith(Base.base)  # the base URL is a string prefix of the other server's link
+        with pytest.raises(SourceError, match="next page link leaves"):
+            load_daily(config, AS_OF)
+        assert seen == []  # the other server was never asked, so never got the token
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_stays_on_compares_scheme_host_port_and_path_not_strings():
+    from forecaster.ingest.httpapi import stays_on
+
+    base = "http://127.0.0.1:1808"
+    assert stays_on(base, "http://127.0.0.1:1808/tickets?page=2")
+    assert stays_on("https://t.example.com/v1", "https://t.example.com:443/v1/tickets")  # the default port
+    assert not stays_on(base, "http://127.0.0.1:18082/tickets")  # another port
+    assert not stays_on(base, "https://127.0.0.1:1808/tickets")  # another scheme
+    assert not stays_on(base, "http://127.0.0.1:1808.evil.example/tickets")  # another host
+    assert not stays_on("https://t.example.com/v1", "https://t.example.com/v10/tickets")  # outside the base path
+    assert not stays_on(base, "http://127.0.0.1:18o8/tickets")  # no port at all
