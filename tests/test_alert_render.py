@@ -171,3 +171,27 @@ def test_an_operations_message_says_what_happened_and_where():
     assert card["header"]["title"]["content"] == "物业预警服务 运维提醒"
     assert card["elements"][0]["text"]["content"] == "**物业预警服务 运维提醒**\n\n数据任务 broken 失败（退出码 3）\n\n实例：cmd"
 
+
+
+HOSTILE_NAME = "[点我](http://evil.example/phish)"
+HOSTILE_MANAGER = "张三\n## 伪造标题 \x1b]0;pwned\x07\x1b[31m红*粗*"
+
+
+@pytest.mark.parametrize("type_,style", [("dingtalk", None), ("dingtalk", "card"), ("wecom", None), ("feishu", None), ("feishu", "post"), ("webhook", None), ("console", None)])
+def test_names_from_the_source_stay_text_on_every_platform(type_, style):
+    """A community named like a markdown link must not become a link in the managers' group, a
+    manager's name must not start a fake heading, and no escape sequence reaches a terminal."""
+    channel = ch(type_, **({"style": style} if style else {}))
+    parts = render_group(channel, [notice(1, name=HOSTILE_NAME)], manager=HOSTILE_MANAGER, as_of=AS_OF,
+                         templates=TemplatesConfig(), mentions=Mentions(("13800000001",)))
+    from forecaster.cli import _message_text
+
+    for part in parts:
+        text = _message_text(part.payload) + part.title
+        assert "\x1b" not in text and "\x07" not in text  # no terminal escape
+        assert "\n## " not in text and "\n##" not in text  # no heading of the manager's making
+        if type_ != "console":  # markdown platforms: no link, no emphasis from a name
+            assert "](" not in text and "[点我]" not in text and "http://evil" not in text and "*粗*" not in text
+        assert "伪造标题" in text and "pwned" not in text and "31m" not in text  # readable; sequences gone whole
+    alert = _message_text(parts[0].payload)
+    assert "点我" in alert and ("［点我］" in alert or type_ == "console")

@@ -106,9 +106,11 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
+def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str) -> dict[str, str]:
+    """The template fields of one notice; ``clean`` makes text from the source safe for the
+    platform (a community named ``[点我](http://…)`` must not become a link)."""
     c = n.community
-    name = c.name or c.community_id
+    name = clean(c.name or c.community_id)
     if n.finding is None:
         prev = n.previous
         assert prev is not None
@@ -116,7 +118,7 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
             "icon": "✅",
             "severity": prev.severity,
             "community": name,
-            "community_id": c.community_id,
+            "community_id": clean(c.community_id),
             "metric": metric_name_zh(prev.metric),
             "change": KIND_ZH.get(prev.kind, prev.kind),
             "when": format_span(prev.first_day, prev.last_day),
@@ -144,11 +146,11 @@ def _finding_fields(n: Notice, templates: TemplatesConfig) -> dict[str, str]:
         "icon": level.icon if (level := severity_of(f.severity)) else "",
         "severity": f.severity,
         "community": name,
-        "community_id": c.community_id,
+        "community_id": clean(c.community_id),
         "metric": metric_name_zh(f.metric),
         "change": KIND_ZH.get(f.kind, f.kind),
         "when": format_span(f.first_day, f.last_day, f.peak_day),
-        "window": f"（{window}）" if window else "",
+        "window": f"（{clean(window)}）" if window else "",
         "expected": f"{_number(f.expected)}{unit}",
         "limit": _number(f.limit),
         "reference": reference,
@@ -164,20 +166,20 @@ def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig) ->
     """One block of text: a finding, an all-clear, or several separate dips (or surges) of one
     community's metric at one severity, said once with each period ("3段")."""
     n = unit[0]
-    fields = _finding_fields(n, templates)
+    fields = _finding_fields(n, templates, channel.text)
     if n.finding is None:
         return templates.resolved.format_map(fields)
     if len(unit) > 1:
         findings = [u.finding for u in unit]
         dip = n.finding.metric in DIP_METRICS
         worst = min(findings, key=lambda f: f.expected) if dip else max(findings, key=lambda f: f.expected)
-        fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates)
+        fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates, channel.text)
         fields["change"] += f"（{len(unit)}段）"
         fields["when"] = "；".join(format_span(f.first_day, f.last_day) for f in sorted(findings, key=lambda f: f.first_day))
         windows = dict.fromkeys(w for f in findings for w in f.window.split("、") if w)
         if any(f.estimated for f in findings):
             windows["假期安排为推算"] = None
-        fields["window"] = f"（{'、'.join(windows)}）" if windows else ""
+        fields["window"] = f"（{channel.text('、'.join(windows))}）" if windows else ""
         fields["expected"] = f"最{'低' if dip else '高'} {fields['expected']}"
         fields["probability"] = f"约{max(f.probability for f in findings):.0%}"
     fields["severity"] = channel.emphasis(fields["severity"], n.severity)
@@ -364,7 +366,7 @@ def render_group(
     head_fields = {
         "count": str(len(notices)),
         "communities": str(len({n.community.community_id for n in notices})),
-        "manager": manager or "未指定经理",
+        "manager": channel.text(manager) if manager else "未指定经理",
         "date": f"{as_of.month}月{as_of.day}日",
     }
     units = _units(notices)
@@ -392,7 +394,7 @@ def render_group(
         )
         for k, items in enumerate(packed, start=1)
     ]
-    follow = channel.build_mention(mentions, f"请{manager or '相关负责人'}查看以上{len(notices)}条物业预警")
+    follow = channel.build_mention(mentions, f"请{channel.text(manager) if manager else '相关负责人'}查看以上{len(notices)}条物业预警")
     if follow is not None:
         parts.append(Part(title="@提醒", payload=follow, finding_ids=(), kind="mention"))
     return parts

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TextIO
 
@@ -26,7 +27,7 @@ from forecaster.vocab import SEVERITY_NAMES
 if TYPE_CHECKING:
     from forecaster.config import ChannelConfig
 
-__all__ = ["Outcome", "Delivery", "Mentions", "Notifier", "BaseNotifier", "HttpNotifier", "body_bytes", "post"]
+__all__ = ["plain_text", "markdown_text", "Outcome", "Delivery", "Mentions", "Notifier", "BaseNotifier", "HttpNotifier", "body_bytes", "post"]
 
 Outcome = Literal["delivered", "retry", "failed"]
 
@@ -62,6 +63,29 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# Control characters (C0, DEL, C1: ESC and CSI/OSC sequences change a terminal's colours or window
+# title) go; line breaks and tabs become spaces, so a name cannot start a line of its own.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# Whole terminal sequences go with their parameters: OSC (ESC ] … BEL or ESC \\) and CSI (ESC [ …).
+_SEQUENCES = re.compile(r"(\x1b\]|\x9d)[^\x07\x1b\x9c]*(\x07|\x1b\\|\x9c)?|(\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
+_SPACES = re.compile(r"[\r\n\t\v\f]+")
+# What makes markdown out of text in the robots' apps (links, emphasis, code, WeCom's <font>),
+# replaced by the full-width forms Chinese text uses anyway: a name stays readable, never markup.
+_MARKDOWN = str.maketrans({"[": "［", "]": "］", "(": "（", ")": "）", "*": "＊", "_": "＿", "`": "｀",
+                           "<": "＜", ">": "＞", "|": "｜", "~": "～", "#": "＃"})
+
+
+def plain_text(value: object) -> str:
+    """Text from a source, fit for one line of a terminal: no control characters, no line breaks."""
+    return _CONTROLS.sub("", _SEQUENCES.sub("", _SPACES.sub(" ", str(value))))
+
+
+def markdown_text(value: object) -> str:
+    """Text from a source, fit for a robot's markdown: one line, no link, emphasis or tag, and no
+    address a phone would turn into a link (``://`` becomes ``：//``)."""
+    return plain_text(value).translate(_MARKDOWN).replace("://", "：//")
+
+
 class Notifier(Protocol):
     """One configured robot or webhook, as render and the outbox see it."""
 
@@ -78,6 +102,8 @@ class Notifier(Protocol):
     def fits(self, payload: dict[str, Any]) -> bool: ...
 
     def emphasis(self, text: str, severity: str) -> str: ...
+
+    def text(self, value: object) -> str: ...  # untrusted text (a name from the source) made safe
 
     def build(
         self,
@@ -119,6 +145,10 @@ class BaseNotifier:
     def emphasis(self, text: str, severity: str) -> str:
         """A severity word as the platform can colour it (plain text unless it can)."""
         return text
+
+    def text(self, value: object) -> str:
+        """A name or label from the source as this platform shows it: text, never markup."""
+        return markdown_text(value)
 
     def build(
         self,

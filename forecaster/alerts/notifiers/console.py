@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from forecaster.alerts.notifiers.base import BaseNotifier, Delivery, Mentions
+from forecaster.alerts.notifiers.base import BaseNotifier, Delivery, Mentions, plain_text
 
 __all__ = ["Console"]
 
@@ -18,6 +18,9 @@ __all__ = ["Console"]
 class Console(BaseNotifier):
     type: ClassVar[str] = "console"
     rate_per_minute: ClassVar[int] = 100_000
+
+    def text(self, value: object) -> str:
+        return plain_text(value)  # a terminal renders no markdown, but obeys escape sequences
 
     def payload(
         self, title: str, text: str, *, mentions: Mentions, link: str | None, severity: str, data: dict[str, Any] | None
