@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,14 +32,19 @@ def _date(text: str) -> dt.date:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The common options work before and after the command. Their defaults are SUPPRESS (filled in
+    # by parse_args): a subcommand's own default would overwrite what was given before it
+    # (`forecaster --config X check-config` read ./config.yaml). The parsers share these actions,
+    # so no parser may set_defaults them.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         "-c",
         metavar="PATH",
+        default=argparse.SUPPRESS,
         help="config file (default: $FORECASTER_CONFIG or ./config.yaml)",
     )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output (-vv for debug)")
 
     parser = argparse.ArgumentParser(
         prog="forecaster",
@@ -683,9 +689,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMON_DEFAULTS = {"config": None, "verbose": 0}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with the common options' defaults where neither position gave them."""
+    args = parser.parse_args(argv)
+    for name, value in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -700,3 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped reading (`forecaster status | head`): not an error of ours. Point
+        # stdout at /dev/null so that flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE

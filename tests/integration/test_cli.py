@@ -164,3 +164,33 @@ def test_installed_console_script_runs(workdir):
     helptext = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
     for command in ("run", "demo", "check-config"):
         assert command in helptext
+
+
+def test_the_common_options_work_before_and_after_the_command(tmp_path, capsys, monkeypatch):
+    """`forecaster --config X check-config` used to read ./config.yaml (the subcommand's default
+    overwrote the option given before it), and -v there was ignored."""
+    path = write_config(tmp_path, {"timezone": "Asia/Tokyo"})
+    monkeypatch.chdir(tmp_path.parent)  # no config.yaml here: the option must be what is read
+    for argv in (["--config", str(path), "check-config"], ["check-config", "--config", str(path)], ["-c", str(path), "-v", "check-config"]):
+        assert main(argv) == 0, argv
+        assert "timezone   Asia/Tokyo" in capsys.readouterr().out
+    from forecaster.cli import build_parser, parse_args
+
+    assert parse_args(build_parser(), ["-vv", "status"]).verbose == 2
+    assert parse_args(build_parser(), ["status", "-v"]).verbose == 1
+    assert parse_args(build_parser(), ["status"]).config is None
+
+
+def test_output_piped_to_a_reader_that_stops_early_is_no_traceback(tmp_path):
+    """`forecaster check-config --show | head -1`: the reader closes the pipe; the command ends
+    quietly with 141 (SIGPIPE's code in a shell) instead of a BrokenPipeError traceback."""
+    # Far more output than a pipe holds (64 KB), so the command is still writing when it closes.
+    events = {f"e{i}": {"label": f"检修{i}", "start": "2026-01-01", "end": "2026-01-02"} for i in range(3000)}
+    path = write_config(tmp_path, {"calendar": {"events": events}})
+    exe = shutil.which("forecaster", path=str(Path(sys.executable).parent))
+    proc = subprocess.Popen([exe, "check-config", "--show", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode("utf-8", "replace")
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
