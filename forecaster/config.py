@@ -241,6 +241,9 @@ class MetricsConfig(_Model):
     rating_scale: float = Field(5.0, gt=0)
     # Survey scores run from 0 to this value; they are rescaled to 0-100.
     survey_scale: float = Field(100.0, gt=0)
+    # A survey row's response count is a whole number up to this (more than a community can
+    # give: a typo or a unit error that would outweigh every other rating).
+    max_survey_responses: int = Field(100_000, ge=1)
     satisfaction_from: list[Literal["surveys", "ratings"]] = ["surveys", "ratings"]
 
 

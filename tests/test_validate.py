@@ -128,3 +128,20 @@ def test_communities_duplicates_and_missing_names():
     assert out["name"].tolist() == ["翠湖花园", "7"]  # the id stands in for a missing name
     assert problem(report, "duplicate community_id").examples == ["line 3: 'C1'"]
     assert problem(report, "missing community_id").count == 1
+
+
+def test_survey_responses_must_be_a_believable_whole_number():
+    """2.5 responses, or 1e12 (a unit or typing error), used to be taken and outweighed every
+    other rating of the day."""
+    rows = [
+        {"community_id": "C1", "date": "2026-03-01", "score": "90", "responses": "12"},
+        {"community_id": "C1", "date": "2026-03-02", "score": "10", "responses": "2.5"},
+        {"community_id": "C1", "date": "2026-03-03", "score": "10", "responses": "1e12"},
+        {"community_id": "C1", "date": "2026-03-04", "score": "80", "responses": "100000"},
+    ]
+    out, report = validate_surveys(raw("surveys", rows), {"C1"}, timezone="Asia/Shanghai", score_scale=100)
+    assert out["responses"].tolist() == [12.0, 100000.0]
+    assert problem(report, "responses is not a whole number").examples == ["line 3: '2.5'"]
+    assert problem(report, "responses over 100,000").examples == ["line 4: '1e12'"]
+    strict, report = validate_surveys(raw("surveys", rows), {"C1"}, timezone="Asia/Shanghai", score_scale=100, max_responses=50)
+    assert strict["responses"].tolist() == [12.0] and problem(report, "responses over 50").count == 2

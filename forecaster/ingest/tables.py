@@ -150,4 +150,7 @@ def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: Seen
 
 
 def _validate_surveys(raw: RawTable, known: set[str], config: Config):
-    return validate_surveys(_with_columns(raw), known, timezone=config.timezone, score_scale=config.metrics.survey_scale)
+    return validate_surveys(
+        _with_columns(raw), known, timezone=config.timezone, score_scale=config.metrics.survey_scale,
+        max_responses=config.metrics.max_survey_responses,
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from forecaster.config import TABLE_COLUMNS
+from forecaster.config import TABLE_COLUMNS, MetricsConfig
 from forecaster.ingest.mapping import KeyLabels
 from forecaster.util.distinct import map_distinct
 
@@ -347,8 +347,10 @@ def validate_surveys(
     *,
     timezone: str,
     score_scale: float,
+    max_responses: int = MetricsConfig().max_survey_responses,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """→ ``community_id, date, score, responses``; ``score`` rescaled to 0–100, ``date`` a local day."""
+    """→ ``community_id, date, score, responses``; ``score`` rescaled to 0–100, ``date`` a local day;
+    ``responses`` a whole number from 1 to ``max_responses`` (missing: one response)."""
     check = _Checker(raw)
     cid = _text(_column(raw, "community_id"))
     # A survey date is a calendar day: no timezone shift unless it carries an offset.
@@ -364,6 +366,8 @@ def validate_surveys(
     check.flag(((score < 0) | (score > score_scale)).fillna(False).to_numpy(), f"score outside 0–{score_scale:g}", "score")
     check.flag(responses.isna().to_numpy() | (responses < 0).fillna(False).to_numpy(), "responses is not a count ≥ 0", "responses")
     check.flag((responses == 0).fillna(False).to_numpy(), "no responses", "responses")
+    check.flag(((responses % 1) != 0).fillna(False).to_numpy(), "responses is not a whole number", "responses")
+    check.flag((responses > max_responses).fillna(False).to_numpy(), f"responses over {max_responses:,}", "responses")
     check.flag_unknown(cid, known_communities)
 
     out = pd.DataFrame(
