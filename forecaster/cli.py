@@ -8,7 +8,6 @@ store error (nothing could be done). Errors are one readable line naming what to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import logging
 import os
@@ -546,24 +545,38 @@ def _read_series(args: argparse.Namespace):
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from forecaster.export import write_csv
     from forecaster.models.select import Settings
 
     config = _load_optional(args)
-    frame = _read_series(args)
-    if args.horizon is not None and args.horizon < 1:
-        raise ConfigError("--horizon must be at least 1")
     changes = {k: v for k, v in (("horizon", args.horizon), ("model", args.model), ("level", args.level)) if v is not None}
-    settings = dataclasses.replace(Settings.from_config(config.forecast), **changes)
+    settings = Settings.from_config(_with_options(config.forecast, changes))
+    frame = _read_series(args)
     from forecaster.forecasting import forecast_long
 
     out, outcomes = forecast_long(frame, settings, country=args.country or config.forecast.country, calendar=config.calendar)
-    out["ds"] = out["ds"].dt.strftime("%Y-%m-%d")
+    if out.empty:  # every series failed: the file says so by its header alone
+        out = pd.DataFrame(columns=["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"])
+    out["ds"] = pd.to_datetime(out["ds"]).dt.strftime("%Y-%m-%d")
     for col in ("yhat", "yhat_lower", "yhat_upper"):
         out[col] = out[col].round(3)
     write_csv(out, args.output)
     _print_outcomes(outcomes, settings.horizon, args.output)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _with_options(forecast, changes: dict):
+    """``forecast`` settings with the command's options, held to the config schema's bounds
+    (--level 150, --level 0 or --horizon 100000 are refused as forecast.level / horizon would be)."""
+    from pydantic import ValidationError
+
+    try:
+        return type(forecast).model_validate({**forecast.model_dump(), **changes})
+    except ValidationError as exc:
+        problems = [f"--{err['loc'][0]}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
@@ -572,7 +585,7 @@ def _print_outcomes(outcomes, horizon: int, path: Path) -> None:
     done = [o for o in outcomes if o.status != "failed"]
     models = Counter(o.model for o in done)
     print(f"forecast: {len(done)} of {len(outcomes)} series × {horizon} days → {path}")
-    print("  models    " + ", ".join(f"{m} {n}" for m, n in models.most_common()))
+    print("  models    " + (", ".join(f"{m} {n}" for m, n in models.most_common()) or "none (every series failed)"))
     for status in ("fallback", "failed"):
         rows = [o for o in outcomes if o.status == status]
         for o in rows[:10]:
@@ -600,7 +613,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.horizon < 1 or args.folds < 1:
         raise ConfigError("--horizon and --folds must be at least 1")
     frame = _read_series(args)
-    level = args.level or config.forecast.level
+    level = _with_options(config.forecast, {"level": args.level} if args.level is not None else {}).level
     # auto chooses as the nightly run would: among forecast.candidates that were scored (all
     # scored models when none of them was).
     scored = {*models, BASELINE, *(c for c, parts in COMBINATIONS.items() if set(parts) <= {*models, BASELINE})}

@@ -63,3 +63,29 @@ def test_bad_input_exits_2_naming_line_and_column(tmp_path, capsys, monkeypatch)
     assert not (tmp_path / "o.csv").exists()
     assert main(["backtest", "-i", str(bad), "--models", "naive,lstm"]) == 2
     assert "unknown model(s) lstm" in capsys.readouterr().err
+
+
+def test_options_are_held_to_the_config_schemas_bounds(long_csv, tmp_path, capsys, monkeypatch):
+    """--level 150, -20 or 0 and --horizon 100000 used to be taken (tracebacks or zero-width
+    intervals); they are refused with the option named, as forecast.level / horizon would be."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o.csv"
+    for option, value, says in (("--level", "150", "less than 100"), ("--level", "-20", "greater than 0"),
+                                ("--level", "0", "greater than 0"), ("--horizon", "100000", "less than or equal to 730")):
+        assert main(["forecast", "-i", str(long_csv), "-o", str(out), option, value]) == 2, (option, value)
+        err = capsys.readouterr().err
+        assert f"error: {option}: Input should be {says}" in err and "Traceback" not in err
+        assert not out.exists()
+    assert main(["backtest", "-i", str(long_csv), "--level", "150"]) == 2
+    assert "--level: Input should be less than 100" in capsys.readouterr().err
+
+
+def test_every_series_failing_writes_the_header_and_exits_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "nan.csv"
+    empty.write_text("series_id,ds,y\na,2026-01-01,\na,2026-01-02,\nb,2026-01-01,\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    assert main(["forecast", "-i", str(empty), "-o", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "forecast: 0 of 2 series" in printed and "none (every series failed)" in printed and "failed    a:" in printed
+    assert pd.read_csv(out, encoding="utf-8-sig").columns.tolist() == ["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
