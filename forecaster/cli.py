@@ -126,6 +126,7 @@ def _add_alert_commands(sub, common: argparse.ArgumentParser) -> None:
     q.add_argument("--community", metavar="ID", help="only this community")
     q.add_argument("--metric", choices=list(METRIC_KEYS))
     q.add_argument("--route", metavar="NAME", help="only this route")
+    q.add_argument("--everything", action="store_true", help="pause every alert (needed when no community, metric or route is named)")
     until = q.add_mutually_exclusive_group(required=True)
     until.add_argument("--until", metavar="WHEN", help="end: a date (silenced through that day) or YYYY-MM-DDTHH:MM, local time")
     until.add_argument("--for", dest="duration", metavar="DURATION", help="length: 12h, 3d, 2w")
@@ -429,7 +430,10 @@ def _until(args: argparse.Namespace, timezone: str, now: dt.datetime) -> dt.date
         if not m:
             raise ConfigError(f"--for {args.duration!r}: use a number and h, d or w (12h, 3d, 2w)")
         hours = float(m.group(1)) * {"h": 1, "d": 24, "w": 168}[m.group(2)]
-        return now + dt.timedelta(hours=hours)
+        try:
+            return now + dt.timedelta(hours=hours)
+        except OverflowError:
+            raise ConfigError(f"--for {args.duration!r}: too long; give an end date with --until") from None
     text = args.until.strip()
     zone = ZoneInfo(timezone)
     try:
@@ -456,9 +460,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
     try:
         silences = Silences(store)
         if args.action == "add":
-            if args.route and args.route not in {r.name for r in _routes(config)}:
-                raise ConfigError(f"--route {args.route!r}: no such route")
             ends = _until(args, config.timezone, now)
+            _check_silence_scope(args, config, store)
             if ends <= now:
                 raise ConfigError(f"the silence would end in the past ({ends.astimezone(zone):%Y-%m-%d %H:%M})")
             sid = silences.add(
@@ -484,6 +487,18 @@ def cmd_silence(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _check_silence_scope(args: argparse.Namespace, config, store) -> None:
+    """What a silence names must exist, and a silence of everything must be asked for."""
+    if args.route and args.route not in {r.name for r in _routes(config)}:
+        raise ConfigError(f"--route {args.route!r}: no such route")
+    if not (args.community or args.metric or args.route or args.everything):
+        raise ConfigError("silence add: name a --community, --metric or --route, or pass --everything to pause every alert")
+    known = store.known_communities()
+    if args.community and known and args.community not in known:
+        sample = ", ".join(sorted(known)[:5])
+        raise ConfigError(f"--community {args.community!r}: the last run saw no such community ({len(known)} known: {sample}…)")
 
 
 def _routes(config):

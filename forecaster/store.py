@@ -640,6 +640,15 @@ class Store:
             row = conn.execute(query.limit(1)).mappings().first()
         return None if row is None else _record(row)
 
+    def known_communities(self) -> set[str]:
+        """The communities the newest completed run had series for (empty before the first run)."""
+        last = self.last_completed_run()
+        if last is None:
+            return set()
+        query = sa.select(series_status.c.community_id).where(series_status.c.run_id == last.run_id).distinct()
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(query)}
+
     def findings_frame(self, run_id: str) -> pd.DataFrame:
         with self.engine.connect() as conn:
             frame = pd.read_sql(sa.select(findings).where(findings.c.run_id == run_id), conn)

@@ -114,3 +114,24 @@ def test_silence_add_list_remove(tmp_path, server, capsys):
     assert main(["silence", "add", "--config", cfg, "--route", "nope", "--for", "1d", "--reason", "x"]) == 2
     assert main(["silence", "add", "--config", cfg, "--for", "3 weeks", "--reason", "x"]) == 2
     assert "use a number and h, d or w" in capsys.readouterr().err
+
+
+def test_a_silence_names_what_exists_and_everything_must_be_asked_for(tmp_path, server, capsys):
+    """`silence add --for 3d` with no target silenced every alert without asking; an unknown
+    community was accepted; --for 99999999d raised OverflowError."""
+    cfg = config(tmp_path, server)
+    assert main(["demo", "--config", cfg, "--as-of", "2026-11-23"]) == 0
+    assert main(["run", "--config", cfg, "--as-of", "2026-11-23", "--no-send"]) in (0, 1)
+    capsys.readouterr()
+    assert main(["silence", "add", "--config", cfg, "--for", "3d", "--reason", "x"]) == 2
+    assert "pass --everything to pause every alert" in capsys.readouterr().err
+    assert main(["silence", "add", "--config", cfg, "--community", "NOPE", "--for", "3d", "--reason", "x"]) == 2
+    assert "--community 'NOPE': the last run saw no such community (8 known: C001" in capsys.readouterr().err
+    assert main(["silence", "add", "--config", cfg, "--for", "99999999d", "--community", "C003", "--reason", "x"]) == 2
+    assert "too long; give an end date with --until" in capsys.readouterr().err
+    assert main(["silence", "add", "--config", cfg, "--community", "C003", "--for", "3d", "--reason", "施工"]) == 0
+    assert main(["silence", "add", "--config", cfg, "--everything", "--for", "2h", "--reason", "系统升级"]) == 0
+    capsys.readouterr()
+    assert main(["silence", "list", "--config", cfg]) == 0
+    listing = capsys.readouterr().out
+    assert "community=C003" in listing and "everything  — 系统升级" in listing
