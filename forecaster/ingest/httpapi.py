@@ -12,6 +12,7 @@ function are passed in so tests control them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -171,4 +172,9 @@ class HttpSource(BatchedSource):
             # An empty answer has no keys to check; the caller reports the empty table.
             return RawTable(name, origin, pd.DataFrame(), pd.Series([], dtype=object))
         frame = select_columns(pd.DataFrame.from_records(rows), name, tmap, origin)
+        for column in frame.columns:  # a JSON object or list where a value belongs: its text (then judged as text)
+            values = frame[column]
+            nested = values.map(lambda v: isinstance(v, (dict, list))).to_numpy(dtype=bool)
+            if nested.any():
+                frame[column] = values.where(~nested, values[nested].map(lambda v: json.dumps(v, ensure_ascii=False)))
         return RawTable(name, origin, frame, pd.Series(labels, index=frame.index, dtype=object))

@@ -239,3 +239,21 @@ def test_stays_on_compares_scheme_host_port_and_path_not_strings():
     assert not stays_on(base, "http://127.0.0.1:1808.evil.example/tickets")  # another host
     assert not stays_on("https://t.example.com/v1", "https://t.example.com/v10/tickets")  # outside the base path
     assert not stays_on(base, "http://127.0.0.1:18o8/tickets")  # no port at all
+
+
+def test_an_item_with_a_nested_object_is_a_bad_row_not_a_crash(api, make_config, monkeypatch):
+    """A field holding a JSON object raised TypeError: unhashable type: 'dict' and ended the night."""
+    import tests.integration.test_http_source as here
+
+    nested = [
+        {"id": "N01", "community": {"code": "A01"}, "created": "2026-03-02T09:00:00+08:00", "rating": 5},
+        {"id": "N02", "community": "A01", "created": "2026-03-02T10:00:00+08:00", "rating": 5, "category": ["维修", "水电"]},
+    ]
+    monkeypatch.setattr(here, "TICKETS", TICKETS[:5] + nested)
+    config = http_config(make_config, api)
+    config.source.tables.tickets.columns["category"] = "category"
+    data = read_rows(config, AS_OF)
+    assert sorted(data.tickets["ticket_id"]) == ["N02", *sorted(t["id"] for t in TICKETS[:5])]
+    assert data.tickets.set_index("ticket_id").loc["N02", "category"] == '["维修", "水电"]'  # its text
+    problems = {p.reason: p for r in data.reports for p in r.problems}
+    assert problems["unknown community_id (not in communities)"].examples == ["""page 1 item 6: '{"code": "A01"}'"""]
