@@ -50,14 +50,12 @@ class Api:
         return 200, {"items": rows[start : start + 10], "next": None if nxt is None else str(nxt)}
 
 
-@pytest.fixture
-def api():
-    state = Api()
+def json_handler(answer):
+    """A request handler class that answers each GET with ``answer(request) -> (status, body)`` as JSON."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            parts = urlsplit(self.path)
-            status, body = state.handle(parts.path, parse_qs(parts.query), self.headers)
+            status, body = answer(self)
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -68,7 +66,18 @@ def api():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+@pytest.fixture
+def api():
+    state = Api()
+
+    def answer(request):
+        parts = urlsplit(request.path)
+        return state.handle(parts.path, parse_qs(parts.query), request.headers)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), json_handler(answer))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     state.base = f"http://127.0.0.1:{server.server_address[1]}/api"
@@ -183,22 +192,6 @@ def test_a_next_link_to_another_port_never_gets_the_token(make_config):
     api_port, evil_port = _listen_on_prefix_ports()
     seen: list[str | None] = []
 
-    def handler_for(answer):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                status, body = answer(self)
-                data = json.dumps(body).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
-
     def api(request):
         path = urlsplit(request.path).path
         if path == "/tickets":
@@ -209,7 +202,7 @@ def test_a_next_link_to_another_port_never_gets_the_token(make_config):
         seen.append(request.headers.get("Authorization"))
         return 200, {"items": [], "next": None}
 
-    servers = [ThreadingHTTPServer(("127.0.0.1", p), handler_for(f)) for p, f in ((api_port, api), (evil_port, evil))]
+    servers = [ThreadingHTTPServer(("127.0.0.1", p), json_handler(f)) for p, f in ((api_port, api), (evil_port, evil))]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
