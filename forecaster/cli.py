@@ -712,8 +712,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print()
         print(describe_config(config), end="")
     if args.connect:
+        from forecaster.export import check_output_dir
+
         for line in check_source(config):
             print(f"  checked    {line}")
+        print(f"  checked    {check_output_dir(config.output.dir)}")
     return 0
 
 

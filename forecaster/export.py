@@ -20,8 +20,9 @@ import pandas as pd
 from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
 from forecaster.detect import Finding, findings_frame
 from forecaster.util.distinct import map_distinct
+from forecaster.util.errors import OutputError
 
-__all__ = ["write_csv", "write_text", "neutralise_cell", "write_series_csv", "forecast_table", "findings_table", "FINDINGS_HEADERS_ZH"]
+__all__ = ["check_output_dir", "write_csv", "write_text", "neutralise_cell", "write_series_csv", "forecast_table", "findings_table", "FINDINGS_HEADERS_ZH"]
 
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 _UMASK = os.umask(0o022)
@@ -37,8 +38,11 @@ def neutralise_cell(value: object) -> object:
 def _atomic_write(path: Path, encoding: str, write) -> Path:
     """Write through ``write(handle)`` into a temporary file beside ``path``, then rename it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write it ({exc.strerror or exc}); check output.dir") from None
     try:
         # mkstemp makes the file private (0600); give it the permissions a plain write would.
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -47,13 +51,27 @@ def _atomic_write(path: Path, encoding: str, write) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a folder gone meanwhile
+            raise OutputError(f"{path}: cannot write it ({exc.strerror or exc}); check output.dir") from None
         raise
     return path
+
+
+def check_output_dir(folder: Path) -> str:
+    """Prove that the nightly outputs can be written under ``folder`` (for check-config --connect)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output.dir {folder}: cannot write there ({exc.strerror or exc})") from None
+    return f"outputs {folder}: writable"
 
 
 def write_csv(frame: pd.DataFrame, path: Path, *, neutralise: bool = True, float_format: str | None = None) -> Path:

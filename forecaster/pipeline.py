@@ -34,7 +34,7 @@ from forecaster.report import make_report_html
 from forecaster.store import Store
 from forecaster.util.clock import Clock, SystemClock, today_in
 from forecaster.util.engine import Interrupted
-from forecaster.util.errors import ForecasterError
+from forecaster.util.errors import ForecasterError, OutputError
 from forecaster.util.secret import redact
 
 __all__ = ["RunResult", "run_once"]
@@ -63,6 +63,7 @@ class RunResult:
     alerts: "QueueReport | None" = None
     reused_choices: int = 0  # series refit with the model chosen on an earlier night
     read: str = ""  # how the source was read: full (why) or incremental (since when)
+    output_error: str | None = None  # the outputs could not be written (the rest of the night went on)
     error: str | None = None
 
     @property
@@ -160,6 +161,8 @@ def run_once(
             _write_and_queue(night, data, series.frame, forecasts, outcomes, found, book)
         failed = result.status_counts.get("failed", 0)
         result.status, result.exit_code = ("partial", 1) if failed else ("ok", 0)
+        if result.output_error:
+            result.status, result.exit_code, result.error = "partial", 2, result.output_error
     except Interrupted:
         result.error, result.exit_code, result.status = "stopped: the service is shutting down", 1, "interrupted"
     except ForecasterError as exc:
@@ -259,7 +262,11 @@ def _write_and_queue(
     """The outputs, the night's record in the store, and the alerts queued in the outbox."""
     config, as_of, store, result = night.config, night.as_of, night.store, night.result
     with night.timer("outputs"):
-        _write_outputs(config, as_of, data, frame, forecasts, found, book, result)
+        try:
+            _write_outputs(config, as_of, data, frame, forecasts, found, book, result)
+        except OutputError as exc:  # the files are lost for tonight; the record and the alerts are not
+            result.output_error = redact(str(exc))
+            log.error("outputs not written: %s", result.output_error)
     with night.timer("store"):
         store.add_series_status(result.run_id, result.series_stats)
         store.add_ingest_problems(result.run_id, data.reports)

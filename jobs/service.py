@@ -256,7 +256,7 @@ class Service:
                 status = result.status
                 if result.status in ("failed", "partial"):
                     failed = result.status_counts.get("failed", 0)
-                    what = f"{failed} 个序列失败" if result.status == "partial" else (result.error or "运行失败")
+                    what = result.error or (f"{failed} 个序列失败" if result.status == "partial" else "运行失败")
                     self.ops_alert(f"夜间预测（{result.as_of}）{'部分完成' if status == 'partial' else '失败'}：{what}")
         except Exception:
             log.exception("nightly run %s crashed", run_id[:8])

@@ -25,5 +25,11 @@ class SourceError(ForecasterError):
     exit_code = 2
 
 
+class OutputError(ForecasterError):
+    """An output file cannot be written (output.dir missing rights, a file where a folder must be, a full disk)."""
+
+    exit_code = 2
+
+
 class EmptySourceError(SourceError):
     """A source was read but holds nothing usable (no communities, no tickets or surveys)."""

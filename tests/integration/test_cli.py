@@ -194,3 +194,25 @@ def test_output_piped_to_a_reader_that_stops_early_is_no_traceback(tmp_path):
     proc.stdout.close()  # as head does after its line
     err = proc.stderr.read().decode("utf-8", "replace")
     assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_an_unwritable_output_dir_loses_the_files_but_not_the_night(workdir, capsys):
+    """output.dir where a file stands: the CSVs and report cannot be written. That used to be a
+    PermissionError traceback, exit 1 and no alerts; now the run says which path and why, exits 2,
+    and still records the night and queues the alerts. check-config --connect says so first."""
+    (workdir / "blocked").write_text("a file where the output folder should be", encoding="utf-8")
+    write_config(workdir, {"demo": SMALL_DEMO, "forecast": FAST, "output": {"dir": "blocked"}})
+    assert run_cli(workdir, "demo", "--as-of", "2026-11-23") == 0
+    capsys.readouterr()
+    assert run_cli(workdir, "check-config", "--connect") == 2
+    assert f"output.dir {workdir / 'blocked'}: cannot write there" in capsys.readouterr().err
+    assert run_cli(workdir, "run", "--as-of", "2026-11-23", "--no-send") == 2
+    out = capsys.readouterr().out
+    assert f"error      {workdir / 'blocked' / '2026-11-23' / 'forecast.csv'}: cannot write it" in out
+    assert "check output.dir" in out and "Traceback" not in out and "status     partial (exit 2)" in out
+    store = Store(f"sqlite:///{workdir / 'data' / 'forecaster.db'}")
+    [run] = store.last_runs()
+    assert run.status == "partial" and "cannot write it" in run.error
+    with store.engine.connect() as conn:
+        queued = conn.execute(sa.text("select count(*) from alert_messages")).scalar()
+    assert queued > 0  # the managers still hear of tonight's findings
