@@ -213,8 +213,6 @@ def _add_series_options(p: argparse.ArgumentParser) -> None:
 
 def _load_optional(args: argparse.Namespace):
     """The config when one is given or present; the defaults otherwise (ad-hoc CSV commands)."""
-    import os
-
     from forecaster.config import DEFAULT_CONFIG_PATH, Config, load_config
 
     if args.config or os.environ.get("FORECASTER_CONFIG") or Path(DEFAULT_CONFIG_PATH).is_file():

@@ -31,6 +31,7 @@ from scipy.special import ndtr, ndtri
 
 from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
 from forecaster.config import Config, DetectConfig, Threshold, ThresholdsConfig
+from forecaster.util.arrays import true_runs
 from forecaster.vocab import COUNT_METRICS, DIP_METRICS, SEVERITY_NAMES, severity_rank
 
 __all__ = [
@@ -178,12 +179,6 @@ def _bridged(flagged: np.ndarray, bridge_days: int) -> np.ndarray:
     return bridged
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) positions of each run of True."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
-
-
 def _depth(metric: str, expected: float, base: float) -> float:
     """How much worse than the baseline ``expected`` is, as a share of it (never negative)."""
     if not (base and np.isfinite(base)):
@@ -229,7 +224,7 @@ def find_in_series(
     flagged = p >= rules.min_probability
     kind = "dip" if metric in DIP_METRICS else "surge"
     findings = []
-    for i, j in _runs(_bridged(flagged, rules.bridge_days)):
+    for i, j in true_runs(_bridged(flagged, rules.bridge_days)):
         if int(flagged[i : j + 1].sum()) < rules.min_days:
             continue
         span = range(i, j + 1)

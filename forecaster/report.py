@@ -20,6 +20,7 @@ import pandas as pd
 
 from forecaster.calendar import Location, locations_of
 from forecaster.detect import Finding
+from forecaster.util.arrays import true_runs
 from forecaster.vocab import KIND_ZH, METRICS, SEVERITIES, SEVERITY_NAMES, severity_of, severity_rank
 
 __all__ = ["make_report_html", "make_chart_svg"]
@@ -42,20 +43,6 @@ LEFT, RIGHT, TOP, BOTTOM = 48, 12, 22, 26
 
 def _e(text: object) -> str:
     return html.escape("" if text is None else str(text))
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    out, i, n = [], 0, len(mask)
-    while i < n:
-        if mask[i]:
-            j = i
-            while j + 1 < n and mask[j + 1]:
-                j += 1
-            out.append((i, j))
-            i = j + 1
-        else:
-            i += 1
-    return out
 
 
 def _polyline(xs: Sequence[float], ys: Sequence[float], **attrs: str) -> str:
@@ -100,7 +87,7 @@ def make_chart_svg(
     # Bands: seasons (blue) under holiday windows (red), labelled once each.
     for labels, fill, text_fill in ((season_labels, "#e3effd", "#2c5d99"), (holiday_labels, "#fbdada", "#a93226")):
         arr = np.array([bool(v) for v in labels])
-        for a, b in _runs(arr):
+        for a, b in true_runs(arr):
             x0, x1 = x(a) - 0.5 * (x(1) - x(0)), x(b) + 0.5 * (x(1) - x(0))
             out.append(f'<rect class="band" x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{H - TOP - BOTTOM}" fill="{fill}"/>')
             out.append(f'<text x="{x0 + 3:.1f}" y="{TOP - 6}" font-size="11" fill="{text_fill}">{_e(labels[a])}</text>')

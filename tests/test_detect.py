@@ -185,3 +185,10 @@ def test_severity_follows_the_configured_cuts():
     strict = DetectConfig(severity={"严重": SeverityCut(depth=0.30, probability=0.9)})
     assert severity_for(0.20, 0.90, strict) == "提醒"  # no 警告 cut configured: below 严重 is 提醒
     assert severity_for(0.35, 0.95, strict) == "严重"
+
+
+def test_true_runs_gives_each_run_of_flagged_days_once():
+    from forecaster.util.arrays import true_runs
+
+    assert true_runs(np.array([False, True, True, False, True])) == [(1, 2), (4, 4)]
+    assert true_runs([True, True]) == [(0, 1)] and true_runs(np.array([], dtype=bool)) == []
