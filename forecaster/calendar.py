@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from forecaster.util.text import optional_text
 from forecaster.vocab import HOLIDAY_NAMES_ZH, MAJOR_HOLIDAYS, WINDOW_LABELS
 
 if TYPE_CHECKING:
@@ -301,13 +302,9 @@ class FeatureBook:
 
 def locations_of(communities: pd.DataFrame) -> dict[str, Location]:
     return {
-        r.community_id: Location(r.community_id, _text(r.city), _text(r.region))
+        r.community_id: Location(r.community_id, optional_text(r.city), optional_text(r.region))
         for r in communities[["community_id", "city", "region"]].itertuples(index=False)
     }
-
-
-def _text(value) -> str | None:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
 
 
 def day_positions(feats: pd.DataFrame, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

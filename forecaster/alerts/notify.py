@@ -27,6 +27,7 @@ from forecaster.alerts.silences import Silences
 from forecaster.config import AlertsConfig, ChannelConfig, Config, RouteConfig
 from forecaster.detect import Finding
 from forecaster.store import Store
+from forecaster.util.text import optional_text
 
 __all__ = [
     "QueueReport",
@@ -78,24 +79,17 @@ def all_routes(alerts: AlertsConfig) -> list[RouteConfig]:
     return routes
 
 
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def communities_from(frame: pd.DataFrame) -> dict[str, Community]:
     cols = ["community_id", "name", "city", "region", "manager", "manager_mobile"]
     frame = frame.reindex(columns=cols)
     return {
         str(r.community_id): Community(
             community_id=str(r.community_id),
-            name=_text(r.name) or str(r.community_id),
-            city=_text(r.city),
-            region=_text(r.region),
-            manager=_text(r.manager),
-            manager_mobile=_text(r.manager_mobile),
+            name=optional_text(r.name) or str(r.community_id),
+            city=optional_text(r.city),
+            region=optional_text(r.region),
+            manager=optional_text(r.manager),
+            manager_mobile=optional_text(r.manager_mobile),
         )
         for r in frame.itertuples(index=False)
     }
