@@ -685,8 +685,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  timezone   {config.timezone}")
     print(f"  source     {describe_source(config)} (timestamps without a zone read as {config.source_timezone})")
     inc = config.source.incremental
-    if config.source.type != "sql":
-        reading = f"all {config.source.history_days} days every night, in batches ({config.source.type} sources are read in full)"
+    if config.source.type != "sql" and inc.enabled:
+        whole = "the whole file" if config.source.type == "csv" else "the whole window"
+        reading = (
+            f"{config.source.history_days} days; {whole} every night, in batches (a {config.source.type} source cannot "
+            f"pick rows by date), but only the last {inc.reread_days} days and a slice of the older ones are summed "
+            f"from it afresh (all of them over {inc.history_reread_nights} nights); the rest comes from the saved day totals"
+        )
     elif inc.enabled:
         reading = (
             f"{config.source.history_days} days; nightly only tickets created or closed in the last {inc.reread_days} days "

@@ -208,6 +208,15 @@ class IncrementalConfig(_Model):
     history_reread_nights: int = Field(7, ge=1, le=366)
 
 
+class DropGuardConfig(_Model):
+    # A night whose read holds less than this share of what earlier nights saw for the same days
+    # (or the last full read) is refused, and the saved day totals kept: a source that suddenly
+    # delivers little is broken, not quiet. 0 lets a real drop (a purged table) through for a night.
+    min_share: float = Field(0.5, ge=0, le=1)
+    # Judged only where earlier nights saw at least this many rows (a tiny source varies by more).
+    min_rows: int = Field(50, ge=1)
+
+
 class SourceConfig(_Model):
     type: Literal["sql", "csv", "http"] = "sql"
     # Timezone of timestamps the source stores without one ("UTC" if it stores UTC).
@@ -216,6 +225,7 @@ class SourceConfig(_Model):
     # Only this many days of history before the as-of date are read.
     history_days: int = Field(3 * 366, ge=28)
     incremental: IncrementalConfig = IncrementalConfig()
+    drop_guard: DropGuardConfig = DropGuardConfig()
     tables: Tables = Tables()
     sql: SqlSourceConfig | None = None
     csv: CsvSourceConfig | None = None

@@ -198,7 +198,7 @@ def _ingest(night: _Night, session: requests.Session | None) -> DailyData:
     """Read the source (incrementally where the saved day sums allow) and keep tonight's sums."""
     config, store, result = night.config, night.store, night.result
     with night.timer("ingest"):
-        saved = None if store is None else SavedDaySums(store.day_sums_state(), store.load_day_sums)
+        saved = None if store is None else SavedDaySums(store.day_sums_state(), store.load_day_sums, _last_full_rows(store))
         data = load_daily(config, night.as_of, session=session, saved=saved)
     result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
     result.read = data.plan.describe()
@@ -206,6 +206,15 @@ def _ingest(night: _Night, session: requests.Session | None) -> DailyData:
         with night.timer("store"):
             _save_day_sums(store, config, night.as_of, data, saved.state, night.clock)
     return data
+
+
+def _last_full_rows(store: Store) -> dict[str, int] | None:
+    """Rows kept per table by the last completed night, if it read the source in full (what a
+    full read tonight is judged by: `forecaster.ingest.volume`)."""
+    last = store.last_completed_run()
+    if last is None or not str(last.summary.get("read", "")).startswith("full"):
+        return None
+    return {name: int(t.get("kept", 0)) for name, t in last.summary.get("tables", {}).items()}
 
 
 def _aggregate(night: _Night, data: DailyData):

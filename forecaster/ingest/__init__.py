@@ -21,6 +21,7 @@ from forecaster.ingest.partitions import PartitionedTickets, read_workers
 from forecaster.ingest.request import ReadRequest, moment
 from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
 from forecaster.ingest.validate import TableReport
+from forecaster.ingest.volume import Usual, judge_read
 from forecaster.util.errors import EmptySourceError
 from forecaster.util.secret import mask_url
 
@@ -79,6 +80,7 @@ class SavedDaySums:
 
     state: DaySumsState | None
     load: Callable[[dt.date], pd.DataFrame]
+    last_full_rows: dict[str, int] | None = None  # rows kept per table by the last full read
 
 
 def load_daily(
@@ -94,7 +96,9 @@ def load_daily(
     closed in recent days, and recent surveys, are read; earlier days come from ``saved`` (see
     `forecaster.ingest.incremental`). Rows on or after ``as_of`` (incomplete days) and before
     the history window are left out. Raises `SourceError` when a source cannot be read and
-    `EmptySourceError` when it holds no usable communities or no tickets and surveys."""
+    `EmptySourceError` when it holds no usable communities or no tickets and surveys, and
+    `ShortReadError` when it delivers far less than usual (`forecaster.ingest.volume`): both
+    before anything is saved."""
     start = history_start(config, as_of)
     reader = make_source(config, session)
     try:
@@ -131,6 +135,12 @@ def load_daily(
     sums = fresh
     if plan.incremental:
         fresh, sums = _with_saved(fresh, old, plan, set(known))
+    usual = Usual(
+        saved=old[old["community_id"].isin(known).to_numpy()] if plan.incremental else None,
+        through=saved.state.through if plan.incremental else None,
+        last_full_rows=None if saved is None else saved.last_full_rows,
+    )
+    judge_read(reports, fresh, plan, usual, config.source.drop_guard, window=(start, as_of))
     describe = describe_source(config)
     if not (sums["created"] > 0).any() and not (sums["surveyed"] > 0).any():
         raise _nothing_read(config, as_of, describe)

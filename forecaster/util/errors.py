@@ -4,7 +4,7 @@ Each names what is at fault (the config key, the file and row, the table and col
 that the person reading it knows what to change. The CLI maps them to exit codes.
 """
 
-__all__ = ["ForecasterError", "ConfigError", "SourceError", "EmptySourceError"]
+__all__ = ["ForecasterError", "ConfigError", "SourceError", "EmptySourceError", "ShortReadError"]
 
 
 class ForecasterError(Exception):
@@ -33,3 +33,8 @@ class OutputError(ForecasterError):
 
 class EmptySourceError(SourceError):
     """A source was read but holds nothing usable (no communities, no tickets or surveys)."""
+
+
+class ShortReadError(SourceError):
+    """A source delivered far less than it usually does (every row rejected, an empty export, a
+    cut-short table): the night is refused so that the saved day totals are not overwritten."""

@@ -93,6 +93,11 @@ def test_demo_as_csv_then_run_on_the_csv_source(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "source     csv" in out and "tickets.csv" not in out.split("problems")[0]
     assert "surveys: 1 skipped, score outside 0–100 (e.g. line " in out
+    # check-config says how the night reads a file: all of it, but only recent days summed afresh
+    # (it used to say "read in full" while the night took the rest from the saved totals).
+    assert run_cli(tmp_path, "check-config") == 0
+    reading = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("reading"))
+    assert "the whole file every night" in reading and "the rest comes from the saved day totals" in reading
 
 
 def test_demo_never_overwrites_real_data(tmp_path, capsys):
