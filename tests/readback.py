@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from forecaster.config import Config
-from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, make_source, read_communities
+from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, latest_credible, make_source, read_communities
 from forecaster.ingest.validate import TableReport
 from forecaster.store import Store
 
@@ -31,13 +31,15 @@ class Rows:
         return sum(r.rows_skipped for r in self.reports)
 
 
-def read_rows(config: Config, as_of: dt.date) -> Rows:
-    """Every table of the history window read in full (no saved day sums), validated."""
+def read_rows(config: Config, as_of: dt.date, now: dt.datetime | None = None) -> Rows:
+    """Every table of the history window read in full (no saved day sums), validated; rows
+    after ``now`` (aware) reported as in the future."""
     reader = make_source(config)
     try:
         communities, report = read_communities(reader, config)
         reports = [report]
-        read = TableReader(reader, config, set(communities["community_id"]), as_of)
+        latest = None if now is None else latest_credible(now, config.timezone)
+        read = TableReader(reader, config, set(communities["community_id"]), as_of, latest=latest)
         tickets = _concat(list(read.tickets(reports)), empty_tickets())
         surveys = _concat(list(read.surveys(reports)), empty_surveys())
     finally:

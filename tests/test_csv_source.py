@@ -114,6 +114,33 @@ def test_rows_outside_the_window_are_left_out(tmp_path, make_config):
     assert data.tickets["closed_at"].isna().all()
 
 
+def test_rows_dated_in_the_future_are_reported_not_dropped_silently(tmp_path, make_config):
+    """A re-run of an old night leaves later rows out quietly (they are not wrong); rows dated
+    after now are wrong (a typo in the year, a wrong timezone) and are counted and shown."""
+    write(tmp_path / "communities.csv", "community_id\nA01\n")
+    write(
+        tmp_path / "tickets.csv",
+        "ticket_id,community_id,created_at,closed_at\n"
+        "1,A01,2026-03-09 10:00,2026-03-10 07:50\n"  # closed today, before now: fine (still open on the as-of date)
+        "2,A01,2062-03-09 10:00,\n"  # line 3: the year typed wrong
+        "3,A01,2026-03-08 10:00,2026-03-11 09:00\n",  # line 4: closed tomorrow
+    )
+    write(tmp_path / "surveys.csv", "community_id,date,score\nA01,2026-03-09,90\nA01,2026-03-12,80\n")
+    now = dt.datetime(2026, 3, 10, 0, 0, tzinfo=dt.timezone.utc)  # 08:00 in Asia/Shanghai
+    data = read_rows(csv_config(make_config, tmp_path), AS_OF, now=now)
+    reports = {r.table: {p.reason: p for p in r.problems} for r in data.reports}
+    future = reports["tickets"]["created_at in the future (after 2026-03-10 08:15)"]
+    assert (future.count, future.action, future.examples) == (1, "skipped", ["line 3: '2062-03-09 10:00'"])
+    closed = reports["tickets"]["closed_at in the future (after 2026-03-10 08:15)"]
+    assert (closed.action, closed.examples) == ("cleared", ["line 4: '2026-03-11 09:00'"])
+    assert reports["surveys"]["date in the future (after 2026-03-10)"].examples == ["line 3: '2026-03-12'"]
+    assert sorted(data.tickets["ticket_id"]) == ["1", "3"]
+    # Read as of an old night: the rows after it but before now are not wrong, only left out.
+    old = read_rows(csv_config(make_config, tmp_path), dt.date(2026, 3, 5), now=now)
+    counts = lambda rows: {(r.table, p.reason): p.count for r in rows.reports for p in r.problems}  # noqa: E731
+    assert counts(old) == counts(data) and old.tickets.empty
+
+
 def test_a_file_is_read_in_full_and_refuses_a_shard(tmp_path, make_config):
     """CSV applies none of a read request's cuts (it says so), and a shard it cannot give."""
     write(tmp_path / "communities.csv", "community_id\nA01\n")

@@ -19,9 +19,18 @@ from forecaster.ingest.aggregate import combine_day_sums, day_sums
 from forecaster.ingest.incremental import DaySumsState, ReadPlan, day_sums_fingerprint, plan_read
 from forecaster.ingest.partitions import PartitionedTickets, read_workers
 from forecaster.ingest.request import ReadRequest, moment
-from forecaster.ingest.tables import TableReader, empty_surveys, empty_tickets, history_start, make_source, read_communities
+from forecaster.ingest.tables import (
+    TableReader,
+    empty_surveys,
+    empty_tickets,
+    history_start,
+    latest_credible,
+    make_source,
+    read_communities,
+)
 from forecaster.ingest.validate import TableReport
 from forecaster.ingest.volume import Usual, judge_read
+from forecaster.util.clock import SystemClock
 from forecaster.util.errors import EmptySourceError
 from forecaster.util.secret import mask_url
 
@@ -88,6 +97,7 @@ def load_daily(
     as_of: dt.date,
     session: requests.Session | None = None,
     saved: SavedDaySums | None = None,
+    now: dt.datetime | None = None,
 ) -> DailyData:
     """Read the source into day sums per community, batch by batch: validated rows are summed
     and let go, so memory holds one batch of rows and the sums, not every ticket.
@@ -95,7 +105,8 @@ def load_daily(
     With ``saved`` day sums (and ``source.incremental.enabled``) only the tickets created or
     closed in recent days, and recent surveys, are read; earlier days come from ``saved`` (see
     `forecaster.ingest.incremental`). Rows on or after ``as_of`` (incomplete days) and before
-    the history window are left out. Raises `SourceError` when a source cannot be read and
+    the history window are left out; rows dated after ``now`` (aware; default: the system
+    clock) are reported as in the future and skipped. Raises `SourceError` when a source cannot be read and
     `EmptySourceError` when it holds no usable communities or no tickets and surveys, and
     `ShortReadError` when it delivers far less than usual (`forecaster.ingest.volume`): both
     before anything is saved."""
@@ -105,14 +116,15 @@ def load_daily(
         communities, comm_report = read_communities(reader, config)
         known = communities["community_id"].tolist()
         plan = _plan(config, as_of, known, saved)
-        read = TableReader(reader, config, set(known), as_of, plan)
+        latest = latest_credible(now or SystemClock().now(), config.timezone)
+        read = TableReader(reader, config, set(known), as_of, plan, latest)
         workers = read_workers(config) if reader.capabilities.shards else 1
         tickets = None
         if workers > 1:
             # Shards of the tickets table read by a pool of processes; the saved sums and the
             # surveys here meanwhile.
             reader.close()  # no connection of this process is carried into the workers
-            tickets = PartitionedTickets(config, as_of, plan, set(known), start, workers)
+            tickets = PartitionedTickets(config, as_of, plan, set(known), start, workers, latest)
         try:
             old = saved.load(start) if plan.incremental else None
             ticket_reports: list[TableReport] = []

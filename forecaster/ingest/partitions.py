@@ -81,6 +81,7 @@ class _ShardJob:
     plan: ReadPlan | None
     known: frozenset[str]
     shard: Shard
+    latest: pd.Timestamp | None = None
 
 
 @dataclass
@@ -97,7 +98,7 @@ def read_shard(job: _ShardJob, seen: SeenKeys | None = None) -> ShardRead:
     reader = make_source(job.config)
     reports: list[TableReport] = []
     try:
-        read = TableReader(reader, job.config, set(job.known), job.as_of, job.plan)
+        read = TableReader(reader, job.config, set(job.known), job.as_of, job.plan, job.latest)
         pieces = [day_sums(f, empty_surveys(), job.config.metrics) for f in read.tickets(reports, job.shard, seen)]
     finally:
         reader.close()
@@ -108,10 +109,19 @@ class PartitionedTickets:
     """The tickets read by a pool of processes: started on construction; `collect` waits for
     the shards and gives their day sums and the tickets' report; `close` stops the pool."""
 
-    def __init__(self, config: Config, as_of: dt.date, plan: ReadPlan | None, known: set[str], start: dt.date, workers: int):
+    def __init__(
+        self,
+        config: Config,
+        as_of: dt.date,
+        plan: ReadPlan | None,
+        known: set[str],
+        start: dt.date,
+        workers: int,
+        latest: pd.Timestamp | None = None,
+    ):
         cuts = [moment(d) for d in shard_cuts(start, as_of, plan, workers * SHARDS_PER_WORKER)]
         bounds = [None, *cuts, None]
-        self.jobs = [_ShardJob(config, as_of, plan, frozenset(known), (lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
+        self.jobs = [_ShardJob(config, as_of, plan, frozenset(known), (lo, hi), latest) for lo, hi in zip(bounds, bounds[1:])]
         self.rereads = 0  # shards read again here, for an id in an earlier shard
         self.pool = ProcessPoolExecutor(max_workers=min(workers, len(self.jobs)))
         self.futures: list[Future] = [self.pool.submit(read_shard, job) for job in self.jobs]

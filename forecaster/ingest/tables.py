@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import requests
@@ -25,7 +26,7 @@ from forecaster.ingest.validate import RawTable, SeenKeys, TableReport, validate
 from forecaster.util.errors import EmptySourceError
 from forecaster.util.prefetch import prefetch
 
-__all__ = ["TableReader", "make_source", "read_communities", "history_start", "empty_tickets", "empty_surveys"]
+__all__ = ["TableReader", "latest_credible", "make_source", "read_communities", "history_start", "empty_tickets", "empty_surveys"]
 
 
 def make_source(config: Config, session: requests.Session | None = None):
@@ -57,9 +58,19 @@ class TableReader:
     """Tickets and surveys of the history window, batch by batch, validated; each table's
     report (all its batches) is appended to ``reports`` when its first batch arrives."""
 
-    def __init__(self, reader, config: Config, known: set[str], as_of: dt.date, plan: ReadPlan | None = None):
+    def __init__(
+        self,
+        reader,
+        config: Config,
+        known: set[str],
+        as_of: dt.date,
+        plan: ReadPlan | None = None,
+        latest: pd.Timestamp | None = None,
+    ):
+        """``latest``: the latest credible local time (`latest_credible`); rows dated after it
+        are reported as in the future."""
         self.reader, self.config, self.as_of = reader, config, as_of
-        self.known = known
+        self.known, self.latest = known, latest
         self.start = history_start(config, as_of)
         self.plan = plan if plan is not None and plan.incremental else None
 
@@ -87,7 +98,7 @@ class TableReader:
         ``seen``: the ticket ids met before (in earlier shards), duplicates here."""
         lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
         seen = SeenKeys() if seen is None else seen
-        validate = lambda raw: _validate_tickets(raw, self.known, self.config, seen)  # noqa: E731
+        validate = lambda raw: _validate_tickets(raw, self.known, self.config, seen, self.latest)  # noqa: E731
         for frame in self._batches("tickets", reports, validate, shard):
             frame = frame[(frame["created_at"] >= lo) & (frame["created_at"] < hi)].reset_index(drop=True)
             # A ticket closed after the as-of date was still open then, and not rated yet (a
@@ -101,7 +112,8 @@ class TableReader:
         if self.config.source.tables.surveys is None:
             return
         lo, hi = pd.Timestamp(self.start), pd.Timestamp(self.as_of)
-        for frame in self._batches("surveys", reports, lambda raw: _validate_surveys(raw, self.known, self.config)):
+        validate = lambda raw: _validate_surveys(raw, self.known, self.config, self.latest)  # noqa: E731
+        for frame in self._batches("surveys", reports, validate):
             yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
 
 
@@ -138,7 +150,7 @@ def _with_columns(raw: RawTable) -> RawTable:
     return raw
 
 
-def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: SeenKeys | None = None):
+def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: SeenKeys | None, latest: pd.Timestamp | None):
     return validate_tickets(
         _with_columns(raw),
         known,
@@ -146,11 +158,22 @@ def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: Seen
         timezone=config.timezone,
         rating_scale=config.metrics.rating_scale,
         seen=seen,
+        latest=latest,
     )
 
 
-def _validate_surveys(raw: RawTable, known: set[str], config: Config):
+def _validate_surveys(raw: RawTable, known: set[str], config: Config, latest: pd.Timestamp | None):
     return validate_surveys(
         _with_columns(raw), known, timezone=config.timezone, score_scale=config.metrics.survey_scale,
-        max_responses=config.metrics.max_survey_responses,
+        max_responses=config.metrics.max_survey_responses, latest=latest,
     )
+
+
+# Clocks differ a little (the database server's, the ticket system's, this one's).
+CLOCK_SLACK = dt.timedelta(minutes=15)
+
+
+def latest_credible(now: dt.datetime, timezone: str) -> pd.Timestamp:
+    """The latest time a row can carry, in naive local time as validated rows are: ``now``
+    (aware) plus `CLOCK_SLACK`."""
+    return pd.Timestamp((now + CLOCK_SLACK).astimezone(ZoneInfo(timezone)).replace(tzinfo=None))

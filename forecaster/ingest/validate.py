@@ -295,12 +295,15 @@ def validate_tickets(
     timezone: str,
     rating_scale: float,
     seen: SeenKeys | None = None,
+    latest: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """→ ``ticket_id, community_id, created_at, closed_at, category, rating`` with times in
     naive local time of ``timezone`` and ``rating`` rescaled to 0–100.
 
     ``seen`` holds the ticket ids of earlier batches of the same read: a ticket id seen there
-    is a duplicate too (and the ids of this batch are remembered in it)."""
+    is a duplicate too (and the ids of this batch are remembered in it). ``latest``: the
+    latest credible time (now, in local time, with a little slack for clocks): a ticket created
+    after it is skipped, a closing after it cleared (a wrong timezone or a typo in the year)."""
     check = _Checker(raw)
     tid = _text(_column(raw, "ticket_id"))
     cid = _text(_column(raw, "community_id"))
@@ -313,13 +316,18 @@ def validate_tickets(
         dup |= seen.mark(tid)
     check.flag(dup, "duplicate ticket_id (first kept)", "ticket_id")
     check.flag_unknown(cid, known_communities)
+    if latest is not None:
+        check.flag((created > latest).fillna(False).to_numpy(), f"created_at in the future (after {latest:%Y-%m-%d %H:%M})", "created_at")
 
     closed_raw = _column(raw, "closed_at")
     closed = parse_timestamps(closed_raw, source_tz, timezone)
     given = _text(closed_raw).notna().to_numpy()
     bad_closed = check.flag(closed.isna().to_numpy() & given, "closed_at is not a date/time", "closed_at", "cleared")
     before = check.flag((closed < created).fillna(False).to_numpy(), "closed_at before created_at", "closed_at", "cleared")
-    closed = closed.mask(bad_closed | before)
+    later = np.zeros(len(closed), dtype=bool)
+    if latest is not None:
+        later = check.flag((closed > latest).fillna(False).to_numpy(), f"closed_at in the future (after {latest:%Y-%m-%d %H:%M})", "closed_at", "cleared")
+    closed = closed.mask(bad_closed | before | later)
 
     rating_raw = _column(raw, "rating")
     rating = pd.to_numeric(rating_raw, errors="coerce")
@@ -348,9 +356,11 @@ def validate_surveys(
     timezone: str,
     score_scale: float,
     max_responses: int = MetricsConfig().max_survey_responses,
+    latest: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """→ ``community_id, date, score, responses``; ``score`` rescaled to 0–100, ``date`` a local day;
-    ``responses`` a whole number from 1 to ``max_responses`` (missing: one response)."""
+    ``responses`` a whole number from 1 to ``max_responses`` (missing: one response). A survey
+    dated after the day of ``latest`` (now, local) is skipped."""
     check = _Checker(raw)
     cid = _text(_column(raw, "community_id"))
     # A survey date is a calendar day: no timezone shift unless it carries an offset.
@@ -362,6 +372,8 @@ def validate_surveys(
 
     check.flag(_blank(cid), "missing community_id", "community_id")
     check.flag(date.isna().to_numpy(), "date is not a date", "date")
+    if latest is not None:
+        check.flag((date > latest.normalize()).fillna(False).to_numpy(), f"date in the future (after {latest:%Y-%m-%d})", "date")
     check.flag(score.isna().to_numpy(), "score is not a number", "score")
     check.flag(((score < 0) | (score > score_scale)).fillna(False).to_numpy(), f"score outside 0–{score_scale:g}", "score")
     check.flag(responses.isna().to_numpy() | (responses < 0).fillna(False).to_numpy(), "responses is not a count ≥ 0", "responses")
