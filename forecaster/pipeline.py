@@ -65,6 +65,7 @@ class RunResult:
     read: str = ""  # how the source was read: full (why) or incremental (since when)
     output_error: str | None = None  # the outputs could not be written (the rest of the night went on)
     error: str | None = None
+    recorded: bool = False  # the run has its row in the store (its start, and then its end, recorded)
 
     @property
     def duration_s(self) -> float:
@@ -149,7 +150,10 @@ def run_once(
             with night.timer("store"):
                 night.store = Store(config.store.url.get())
                 result.store = night.store.describe
+                for dead in night.store.interrupt_dead_runs(started):
+                    log.warning("run %s (as of %s) was left running by a process that is gone; recorded as interrupted", dead.run_id[:8], dead.as_of)
                 night.store.start_run(result.run_id, as_of, trigger, started, source=describe_source(config))
+                result.recorded = True
         night.check()
         data = _ingest(night, session)
         series = _aggregate(night, data)
@@ -172,7 +176,8 @@ def run_once(
         result.error, result.exit_code, result.status = redact(f"internal error: {type(exc).__name__}: {exc}"), 1, "failed"
     finally:
         if night.store is not None:
-            _finish(night.store, result, clock)
+            if result.recorded:  # (a run whose start could not be recorded has no row to finish)
+                _finish(night.store, result, clock)
             night.store.close()
     return result
 
@@ -199,7 +204,7 @@ def _ingest(night: _Night, session: requests.Session | None) -> DailyData:
     config, store, result = night.config, night.store, night.result
     with night.timer("ingest"):
         saved = None if store is None else SavedDaySums(store.day_sums_state(), store.load_day_sums, _last_full_rows(store))
-        data = load_daily(config, night.as_of, session=session, saved=saved)
+        data = load_daily(config, night.as_of, session=session, saved=saved, now=night.clock.now())
     result.source, result.reports, result.communities = data.describe, data.reports, len(data.communities)
     result.read = data.plan.describe()
     if store is not None and data.plan.save:
@@ -398,3 +403,4 @@ def _finish(store: Store, result: RunResult, clock: Clock) -> None:
         log.error("could not record the end of run %s: %s", result.run_id, exc)
         result.error = result.error or str(exc)
         result.exit_code = max(result.exit_code, 2)
+        result.recorded = False

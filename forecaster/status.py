@@ -23,6 +23,14 @@ def _local(moment: dt.datetime | None, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
+def _gone(run) -> str:
+    proc = run.summary.get("process") or {}
+    return (
+        f"its process (pid {proc.get('pid')} on {proc.get('host')}) is gone: killed or crashed; "
+        "the next run records it as interrupted"
+    )
+
+
 def _scheduled(store: Store, config: Config) -> tuple[str, dict[str, dt.datetime | None]]:
     """Next run times from the service's job table (or, before it first ran, from config)."""
     instance = instance_name(config.schedule.instance)
@@ -63,6 +71,7 @@ def format_status(config: Config, *, runs: int = 5) -> tuple[str, int]:
             lines.append(f"nightly    due {_local(due, zone)}: {slot['status']} on {slot['holder']}{run}")
             healthy = slot["status"] in ("running", "ok", "partial")
         records = store.last_runs(runs)
+        dead = {r.run_id for r in store.dead_runs()}
         if records:
             lines.append("runs       newest first")
         for r in records:
@@ -74,9 +83,15 @@ def format_status(config: Config, *, runs: int = 5) -> tuple[str, int]:
                 f"  {r.run_id[:8]}  {_local(r.started_at, zone)}  {r.trigger:<8} {r.status:<11} as of {r.as_of}  "
                 f"{r.series or 0} series ({series or '-'})  {found} findings  {took}"
                 + (f"  — {r.error}" if r.error else "")
+                + (f"  — {_gone(r)}" if r.run_id in dead else "")
             )
-        if records and records[0].status == "failed":
+        # The newest run failed, was interrupted, or was left running by a process that is gone:
+        # tonight's forecasts and alerts are missing.
+        if records and (records[0].status in ("failed", "interrupted") or records[0].run_id in dead):
             healthy = False
+        if dead - {r.run_id for r in records}:
+            healthy = False
+            lines.append(f"           {len(dead - {r.run_id for r in records})} older run(s) left running by a process that is gone")
         counts = MessageQueue(store).counts()
         order = ("pending", "sending", "sent", "failed")
         lines.append("outbox     " + (" · ".join(f"{k} {counts[k]}" for k in order if counts.get(k)) or "empty"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -244,6 +245,25 @@ def instance_name(configured: str | None = None) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
 
 
+def this_process() -> dict[str, Any]:
+    """Where a run runs: this machine's name and this process's id."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def process_gone(process: dict[str, Any] | None) -> bool:
+    """Whether a recorded process (`this_process`) has ended: only known on the same machine
+    (False for another machine's, or a run recorded before processes were)."""
+    if not process or process.get("host") != socket.gethostname() or not isinstance(process.get("pid"), int):
+        return False
+    try:
+        os.kill(process["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def jobs_table(instance: str) -> str:
     """The APScheduler job table of one instance (jobs must not be shared between schedulers)."""
     return "wuye_jobs_" + "".join(c if c.isalnum() else "_" for c in instance.lower())[:40]
@@ -378,6 +398,8 @@ class Store:
 
     # ------------------------------------------------------------------ runs
     def start_run(self, run_id: str, as_of: dt.date, trigger: str, started_at: dt.datetime, source: str) -> None:
+        """The run's row, ``running``, with the process that runs it (`this_process`): a run whose
+        process is gone without recording its end is found by that (`dead_runs`)."""
         self.write(
             "record the run start",
             lambda c: c.execute(
@@ -388,9 +410,36 @@ class Store:
                     status="running",
                     started_at=utc_naive(started_at),
                     source=source[:512],
+                    summary=json.dumps({"process": this_process()}),
                 )
             ),
         )
+
+    def dead_runs(self) -> list[RunRecord]:
+        """Runs still ``running`` whose process, on this machine, is gone (killed with kill -9, out
+        of memory): they will never record their end. Runs of other machines are not judged."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.status == "running")).mappings().all()
+        return [r for r in map(_record, rows) if process_gone(r.summary.get("process"))]
+
+    def interrupt_dead_runs(self, now: dt.datetime) -> list[RunRecord]:
+        """Record `dead_runs` as interrupted, saying which process ended without a word."""
+        dead = self.dead_runs()
+        for run in dead:
+            proc = run.summary.get("process") or {}
+            error = (
+                f"its process (pid {proc.get('pid')} on {proc.get('host')}) ended without recording the end of the "
+                "run: killed (kill -9, out of memory) or the machine stopped"
+            )
+            self.write(
+                "record a dead run as interrupted",
+                lambda c, run=run, error=error: c.execute(
+                    runs.update()
+                    .where((runs.c.run_id == run.run_id) & (runs.c.status == "running"))
+                    .values(status="interrupted", finished_at=utc_naive(now), error=error)
+                ),
+            )
+        return dead
 
     def finish_run(
         self,
@@ -417,7 +466,9 @@ class Store:
             rows_read=rows_read,
             rows_skipped=rows_skipped,
         )
-        self.write("record the run end", lambda c: c.execute(runs.update().where(runs.c.run_id == run_id).values(**values)))
+        done = self.write("record the run end", lambda c: c.execute(runs.update().where(runs.c.run_id == run_id).values(**values)))
+        if not done.rowcount:
+            raise StoreError(f"store {self.describe}: cannot record the run end: run {run_id[:8]} has no row (its start was not recorded)")
 
     def add_series_status(self, run_id: str, stats: pd.DataFrame) -> None:
         if stats.empty:

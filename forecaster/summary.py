@@ -117,7 +117,8 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
         rows = result.output_rows.get(name)
         lines.append(f"  output     {path}" + (f" ({_n(rows)} rows)" if rows is not None else ""))
     if result.store:
-        lines.append(f"  store      {result.store} (run {result.run_id[:8]} recorded)")
+        recorded = "recorded" if result.recorded else "not recorded: see the error"
+        lines.append(f"  store      {result.store} (run {result.run_id[:8]} {recorded})")
     if result.timings:
         stages = " · ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
         lines.append(f"  duration   {result.duration_s:.1f} s ({stages})")

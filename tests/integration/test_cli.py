@@ -1,5 +1,6 @@
 """The CLI end to end on real files and SQLite: demo → run → outputs and store."""
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from forecaster.cli import main
 from forecaster.store import Store, ingest_problems, series_status
-from tests.conftest import write_config
+from tests.conftest import wait_for, write_config
 from tests.readback import stored
 
 SMALL_DEMO = {"communities": 10, "years": 0.6, "seed": 5}
@@ -83,6 +84,77 @@ def test_empty_source_exits_2_and_the_failed_run_is_recorded(tmp_path, capsys):
     assert "no tickets or surveys between" in out and "status     failed (exit 2)" in out
     [run] = Store(f"sqlite:///{tmp_path / 'data' / 'forecaster.db'}").last_runs()
     assert run.status == "failed" and "no tickets or surveys" in run.error
+
+
+def test_a_store_that_cannot_record_the_run_says_so_and_claims_nothing(tmp_path, capsys):
+    """A store that refuses writes at the start of a run (locked past its busy timeout, or read
+    only): the summary used to say both "run recorded" and "cannot record the run start"."""
+    write_config(tmp_path, {"demo": SMALL_DEMO, "forecast": FAST})
+    assert run_cli(tmp_path, "demo", "--as-of", "2026-11-23") == 0
+    assert run_cli(tmp_path, "run", "--as-of", "2026-11-23") == 0  # the store's tables exist
+    store_file = tmp_path / "data" / "forecaster.db"
+    engine = sa.create_engine(f"sqlite:///{store_file}")
+    with engine.begin() as conn:  # the store refuses the run's first write, as a locked one does
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'database is locked'); END")
+    engine.dispose()
+    capsys.readouterr()
+    assert run_cli(tmp_path, "run", "--as-of", "2026-11-24") == 2
+    out = capsys.readouterr().out
+    assert "cannot record the run start" in out and "not recorded: see the error" in out
+    assert "recorded)" not in out and "status     failed (exit 2)" in out
+    assert [r.as_of for r in Store(f"sqlite:///{store_file}").last_runs()] == [dt.date(2026, 11, 23)]
+
+
+def _runs_recorded(path: Path) -> int:
+    """Rows in the store's runs table, read without creating anything (the run creates it)."""
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("select count(*) from runs").fetchone()[0]
+    except sqlite3.OperationalError:  # not there yet, or locked while the tables are made
+        return 0
+
+
+def test_a_killed_run_is_not_left_running_status_says_so_and_the_next_run_records_it(tmp_path, capsys):
+    """`forecaster run` killed with kill -9 (here while its source never answers): its run used
+    to stay `running` for ever, with `status` exiting 0."""
+    import signal
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    port = silent.getsockname()[1]
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    write_config(
+        tmp_path,
+        {
+            "source": {"type": "http", "http": {"base_url": f"http://127.0.0.1:{port}", "timeout_s": 600, "retries": 0}},
+            "store": {"url": store_url},
+            "forecast": FAST,
+        },
+    )
+    exe = Path(sys.executable).with_name("forecaster")
+    proc = subprocess.Popen([str(exe), "run", "--config", str(tmp_path / "config.yaml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _runs_recorded(tmp_path / "store.db"), "the run to start")
+        [started] = Store(store_url).last_runs()
+        assert started.status == "running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        silent.close()
+    capsys.readouterr()
+    assert run_cli(tmp_path, "status") == 1
+    out = capsys.readouterr().out
+    assert f"its process (pid {proc.pid} on {socket.gethostname()}) is gone" in out
+    # The next run (its source still unreachable) records the dead one as interrupted.
+    assert run_cli(tmp_path, "run") == 2
+    dead = Store(store_url).get_run(started.run_id)
+    assert dead.status == "interrupted" and "ended without recording the end of the run" in dead.error
 
 
 def test_demo_as_csv_then_run_on_the_csv_source(tmp_path, capsys):
