@@ -42,6 +42,9 @@ class RawTable:
     origin: str  # "tickets.csv", "table tickets in sqlite:///…", "GET https://…/tickets"
     frame: pd.DataFrame
     labels: "pd.Series | KeyLabels"  # how a person finds each row: a label per row, or made on demand
+    # Rows the source could not read at all (a line not in the file's encoding): already left
+    # out of ``frame``, and reported with the table's other skipped rows.
+    unread: "list[Problem]" = field(default_factory=list)
 
     def label_rows(self, positions) -> list[str]:
         if isinstance(self.labels, KeyLabels):
@@ -59,7 +62,7 @@ class RawTable:
             labels: "pd.Series | KeyLabels" = KeyLabels(frame, tuple(first.labels.keys))
         else:
             labels = pd.Series(pd.concat([p.labels for p in parts], ignore_index=True).to_numpy(), dtype=object)
-        return cls(first.name, first.origin, frame, labels)
+        return cls(first.name, first.origin, frame, labels, [u for p in parts for u in p.unread])
 
 
 @dataclass
@@ -162,6 +165,8 @@ class _Checker:
         self.raw = raw
         self.keep = np.ones(len(raw.frame), dtype=bool)
         self.report = TableReport(table=raw.name, origin=raw.origin, rows_read=len(raw.frame))
+        if raw.unread:  # counted as read and skipped, like any other bad row
+            self.report.add(TableReport(raw.name, raw.origin, sum(p.count for p in raw.unread), 0, raw.unread))
 
     def flag(self, bad: np.ndarray | pd.Series, reason: str, column: str | None, action: str = "skipped") -> np.ndarray:
         bad = np.asarray(bad, dtype=bool) & self.keep
