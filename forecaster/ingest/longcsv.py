@@ -113,7 +113,7 @@ def _refuse_coarser_than_daily(frame: pd.DataFrame, origin: str) -> None:
     if coarse:
         more = f"; and {len(coarse) - MAX_SHOWN} more" if len(coarse) > MAX_SHOWN else ""
         raise InputError(
-            f"{origin}: {len(coarse)} series are not daily: {'; '.join(coarse[:MAX_SHOWN])}{more}. "
+            f"{origin}: {len(coarse)} series {'is' if len(coarse) == 1 else 'are'} not daily: {'; '.join(coarse[:MAX_SHOWN])}{more}. "
             "forecast and backtest take one value per day (ds a day, y that day's value): "
             "give daily values, or leave these series out"
         )
