@@ -1,8 +1,8 @@
 """Typed configuration loaded from ``config.yaml``.
 
 * ``${VAR}`` and ``${VAR:-default}`` anywhere in a string value are replaced from the
-  environment before validation; a variable that is unset (and has no default) is an error
-  naming the key path and the variable.
+  environment before validation; variables that are unset (and have no default) are one
+  error naming each of them with its key path.
 * Every error names the key path (``source.tables.tickets.columns.creatd_at``) and the bad
   value; values of secret fields are never shown.
 * Relative paths (CSV directories, output directory, SQLite files) are resolved against the
@@ -723,11 +723,13 @@ class Config(_Model):
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, environ: dict[str, str]) -> Any:
+def _interpolate(node: Any, path: str, environ: dict[str, str], unset: list[tuple[str, str]]) -> Any:
+    """``node`` with its ``${VAR}``s replaced; each unset variable without a default is added
+    to ``unset`` as (key path, name) and left in place, so that one error can name them all."""
     if isinstance(node, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), environ) for k, v in node.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), environ, unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", environ) for i, v in enumerate(node)]
+        return [_interpolate(v, f"{path}[{i}]", environ, unset) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
         def repl(m: re.Match[str]) -> str:
@@ -737,10 +739,23 @@ def _interpolate(node: Any, path: str, environ: dict[str, str]) -> Any:
                 return environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{path}: environment variable {name} is not set")
+            unset.append((path, name))
+            return m.group(0)
 
         return _ENV_RE.sub(repl, node)
     return node
+
+
+def _expand_environment(data: dict[str, Any], environ: dict[str, str], where: str) -> dict[str, Any]:
+    """``data`` with every ``${VAR}`` replaced; a `ConfigError` naming every unset one (with
+    its key path) when some are, not only the first: the next run would just show the next."""
+    unset: list[tuple[str, str]] = []
+    data = _interpolate(data, "", environ, unset)
+    if unset:
+        lines = [f"{where}: {len(unset)} environment variable(s) not set (set them, or write ${{VAR:-default}})"]
+        lines += [f"  {path}: {name}" for path, name in unset]
+        raise ConfigError("\n".join(lines))
+    return data
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -827,7 +842,7 @@ def parse_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of keys, not {type(data).__name__}")
-    data = _interpolate(data, "", dict(os.environ) if environ is None else environ)
+    data = _expand_environment(data, dict(os.environ) if environ is None else environ, where)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

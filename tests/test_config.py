@@ -51,6 +51,20 @@ def test_unset_environment_variable_names_key_path_and_variable():
     assert "alerts.channels.ops.url" in msg and "DT_TOKEN" in msg
 
 
+def test_every_unset_environment_variable_is_named_at_once():
+    """Only the first unset variable was named: setting it just showed the next one, one run at a time."""
+    msg = problems(
+        {
+            "source": {"sql": {"url": "postgresql://app:${DB_PASSWORD}@${DB_HOST}/wuye"}},
+            "alerts": {"channels": {"ops": {"type": "dingtalk", "url": "https://x/send?access_token=${DT_TOKEN}", "secret": "${DT_SECRET:-}"}}},
+        }
+    )
+    assert "3 environment variable(s) not set" in msg
+    for line in ("source.sql.url: DB_PASSWORD", "source.sql.url: DB_HOST", "alerts.channels.ops.url: DT_TOKEN"):
+        assert line in msg
+    assert "DT_SECRET" not in msg  # it has a default
+
+
 @pytest.mark.parametrize(
     "data, path, words",
     [

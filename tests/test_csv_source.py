@@ -81,7 +81,7 @@ def test_missing_file_names_path_and_key(tmp_path, make_config):
 def test_wrong_encoding_says_which_setting_to_change(tmp_path, make_config):
     (tmp_path / "communities.csv").write_bytes("community_id,name\nA01,翠湖花园\n".encode("gbk"))
     config = csv_config(make_config, tmp_path)
-    with pytest.raises(SourceError, match="source.csv.encoding"):
+    with pytest.raises(SourceError, match="it reads as gbk: set source.csv.encoding: gbk"):
         load_daily(config, AS_OF)
     gbk = make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path), "encoding": "gbk"}, "tables": {"surveys": None}}})
     (tmp_path / "tickets.csv").write_bytes("ticket_id,community_id,created_at\n1,A01,2026-03-01 10:00\n".encode("gbk"))
@@ -153,3 +153,77 @@ def test_a_file_is_read_in_full_and_refuses_a_shard(tmp_path, make_config):
     assert reader.read(recent).frame["ticket_id"].tolist() == ["1", "2"]  # the caller cuts
     with pytest.raises(ValueError, match="cannot read a shard of tickets"):
         reader.read(ReadRequest("tickets", tmap, shard=(None, dt.datetime(2026, 1, 1))))
+
+
+@pytest.mark.parametrize("sep, shown", [(";", "';'"), ("\t", '"\\t"')])
+def test_a_file_separated_by_another_delimiter_says_which_setting(tmp_path, make_config, sep, shown):
+    """A semicolon- or tab-separated export only said that ticket_id was missing, columns there:
+    'ticket_id;community_id;created_at'."""
+    write(tmp_path / "communities.csv", f"community_id{sep}name\nA01{sep}x\n")
+    config = csv_config(make_config, tmp_path)
+    with pytest.raises(SourceError) as info:
+        load_daily(config, AS_OF)
+    msg = str(info.value)
+    assert "communities.csv: column 'community_id' not found" in msg
+    assert f"the header looks separated by {shown}, not ',': set source.csv.delimiter: {shown}" in msg
+
+
+def test_a_duplicated_mapped_column_is_refused_an_unmapped_one_ignored(tmp_path, make_config):
+    """Two community_id columns: pandas read the second as community_id.1 and the first was used silently."""
+    write(tmp_path / "communities.csv", "community_id,name,备注,备注\nA01,x,a,b\nA02,y,c,d\n")
+    write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at,community_id\n1,A01,2026-03-01 10:00,A02\n")
+    config = csv_config(make_config, tmp_path, surveys=None)
+    with pytest.raises(SourceError) as info:
+        load_daily(config, AS_OF)
+    msg = str(info.value)
+    assert "tickets.csv: column 'community_id' appears 2 times (columns 2 and 4)" in msg
+    assert "source.tables.tickets.columns.community_id" in msg
+    write(tmp_path / "tickets.csv", "ticket_id,community_id,created_at\n1,A01,2026-03-01 10:00\n")
+    data = read_rows(config, AS_OF)  # the two 备注 columns are not read: no matter
+    assert data.communities["community_id"].tolist() == ["A01", "A02"] and len(data.tickets) == 1
+
+
+def gbk_config(make_config, tmp_path, encoding="gbk"):
+    return make_config({"source": {"type": "csv", "csv": {"directory": str(tmp_path), "encoding": encoding}, "tables": {"surveys": None}}})
+
+
+def test_a_bad_byte_skips_its_row_naming_the_files_line_and_byte(tmp_path, make_config):
+    """One bad byte at line 20,001 of a GBK file stopped the night with 'byte 182,957' (an offset
+    in pandas' chunk; the file's was 1,265,756), no line, and 'set source.csv.encoding (e.g. gbk)'
+    when gbk was already set."""
+    (tmp_path / "communities.csv").write_bytes("community_id,name\nA01,翠湖花园\n".encode("gbk"))
+    lines = [f"T{i:05d},A01,2026-03-0{1 + i % 8} 10:00,报修" for i in range(25_000)]
+    data = ("ticket_id,community_id,created_at,category\n" + "\n".join(lines[:19_999])).encode("gbk")
+    bad_at = len(data) + 1 + len("T19999,A01,2026-03-08 10:00,报".encode("gbk"))
+    data += b"\nT19999,A01,2026-03-08 10:00,\xb1\xa8\xff\xd0\xde\n" + "\n".join(lines[20_000:]).encode("gbk") + b"\n"
+    (tmp_path / "tickets.csv").write_bytes(data)
+    read = read_rows(gbk_config(make_config, tmp_path), AS_OF)
+    assert len(read.tickets) == 24_999 and "T19999" not in set(read.tickets["ticket_id"])
+    report = {r.table: r for r in read.reports}["tickets"]
+    assert report.rows_read == 25_000 and report.rows_skipped == 1
+    [problem] = report.problems
+    assert problem.reason == "not readable as gbk (see source.csv.encoding)"
+    assert problem.examples == [f"line 20001: byte {bad_at:,}"]
+
+
+def test_a_file_in_another_encoding_says_which_it_reads_as(tmp_path, make_config):
+    (tmp_path / "communities.csv").write_bytes("community_id,name\nA01,物业服务中心一\nA02,物业服务中心二\n".encode("utf-8"))
+    with pytest.raises(UnicodeDecodeError) as gbk:
+        "A01,物业服务中心一".encode("utf-8").decode("gbk")
+    with pytest.raises(SourceError) as info:
+        load_daily(gbk_config(make_config, tmp_path), AS_OF)
+    msg = str(info.value)
+    assert f"communities.csv: not readable as gbk: 2 of 2 lines are not (the first at line 2, byte {18 + gbk.value.start})" in msg
+    assert msg.endswith("it reads as utf-8: set source.csv.encoding: utf-8")
+
+
+@pytest.mark.parametrize("configured", ["gbk", "utf-8-sig"])
+def test_a_byte_order_mark_names_the_files_encoding(tmp_path, make_config, configured):
+    """A UTF-16 export (Excel's "Unicode text") was 'not readable as gbk … e.g. gbk'."""
+    (tmp_path / "communities.csv").write_text("community_id,name\nA01,翠湖花园\n", encoding="utf-16")
+    with pytest.raises(SourceError) as info:
+        load_daily(gbk_config(make_config, tmp_path, configured), AS_OF)
+    assert str(info.value).endswith(f"starts with a UTF-16 byte-order mark, so it is not {configured}: set source.csv.encoding: utf-16")
+    (tmp_path / "tickets.csv").write_text("ticket_id,community_id,created_at\n1,A01,2026-03-01 10:00\n", encoding="utf-16")
+    read = read_rows(gbk_config(make_config, tmp_path, "utf-16"), AS_OF)
+    assert read.communities["name"].tolist() == ["翠湖花园"] and len(read.tickets) == 1

@@ -89,7 +89,32 @@ def test_parse_timestamps_handles_typed_columns():
     assert parse_timestamps(aware, "UTC", "Asia/Shanghai").iloc[0] == pd.Timestamp("2026-01-02 00:00")
     naive = pd.Series(pd.to_datetime(["2026-01-01 16:00"]))
     assert parse_timestamps(naive, "UTC", "Asia/Shanghai").iloc[0] == pd.Timestamp("2026-01-02 00:00")
-    assert parse_timestamps(pd.Series([1.7e9]), "UTC", "UTC").isna().all()  # epoch numbers are not guessed
+
+
+def test_epoch_seconds_and_milliseconds_are_instants_judged_by_magnitude():
+    """Every row of a system that stores epoch seconds was rejected as "not a date/time"."""
+    # 1772330400 s = 2026-03-01 02:00 UTC = 10:00 in Shanghai, whatever the source's zone.
+    for values in (
+        pd.Series([1772330400, 1772330400123]),  # integers (a BIGINT column, JSON numbers)
+        pd.Series([1772330400.0, 1772330400123.0, np.nan]),  # floats (a JSON column with gaps)
+        pd.Series(["1772330400", " 1772330400123 ", None]),  # text (CSV)
+        pd.Series([1772330400, "1772330400123"], dtype=object),  # mixed
+    ):
+        out = parse_timestamps(values, "Europe/Berlin", "Asia/Shanghai")
+        assert out.iloc[0] == pd.Timestamp("2026-03-01 10:00"), values
+        assert out.iloc[1] == pd.Timestamp("2026-03-01 10:00:00.123"), values
+    # Neither 10 nor 13 digits: no guess (a count, a yyyymmddHH?), rejected as before.
+    assert parse_timestamps(pd.Series([17723304, 177233040012, True]), "UTC", "UTC").isna().all()
+    assert parse_timestamps(pd.Series(["177233040", "17723304001234"]), "UTC", "UTC").isna().all()
+    assert parse_timestamps(pd.Series(["20260301"]), "UTC", "UTC").iloc[0] == pd.Timestamp("2026-03-01")  # a date, as before
+
+
+def test_epoch_created_at_keeps_the_ticket():
+    rows = [{"ticket_id": "T1", "community_id": "C1", "created_at": "1772330400", "closed_at": 1772334000000}]
+    out, report = tickets(rows)
+    assert report.rows_skipped == 0
+    assert out.loc[0, "created_at"] == pd.Timestamp("2026-03-01 10:00")
+    assert out.loc[0, "closed_at"] == pd.Timestamp("2026-03-01 11:00")
 
 
 def test_surveys_checks_and_scale():

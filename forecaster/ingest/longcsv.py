@@ -1,5 +1,7 @@
 """The ad-hoc input of `forecaster forecast` and `forecaster backtest`: a long CSV with
-``series_id, ds, y`` (DESIGN.md), validated with the file's line numbers in every error."""
+``series_id, ds, y`` (DESIGN.md), validated with the file's line numbers in every error.
+The values are daily: a series whose dates are regularly further apart (weekly, monthly) is
+refused, naming it, rather than forecast as days with gaps."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pandas as pd
 
 from forecaster.util.errors import ForecasterError
 
-__all__ = ["InputError", "read_long_csv", "validate_long", "complete_days"]
+__all__ = ["InputError", "read_long_csv", "validate_long", "complete_days", "spacing"]
 
 
 MAX_SHOWN = 5
@@ -77,7 +79,44 @@ def validate_long(frame: pd.DataFrame, origin: str = "input") -> pd.DataFrame:
         )
     if out.empty:
         raise InputError(f"{origin}: no rows")
-    return out.sort_values(["series_id", "ds"], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["series_id", "ds"], kind="stable").reset_index(drop=True)
+    _refuse_coarser_than_daily(out, origin)
+    return out
+
+
+def spacing(ds: pd.Series) -> str | None:
+    """How a series' sorted dates are spaced when regularly further apart than a day —
+    ``weekly``, ``monthly``, ``every 3 days`` — else None (daily, with or without gaps, or too
+    few dates to tell). A missing week or month still counts as regular."""
+    if len(ds) < 3:
+        return None
+    gaps = np.diff(ds.to_numpy().astype("datetime64[D]").astype(np.int64))
+    if gaps.min() < 2:
+        return None
+    if gaps.min() >= 28 and (ds.dt.day.nunique() == 1 or ds.dt.is_month_end.all()):
+        return "monthly"
+    step = int(gaps.min())
+    if (gaps % step == 0).all():
+        return "weekly" if step == 7 else f"every {step} days"
+    return None
+
+
+def _refuse_coarser_than_daily(frame: pd.DataFrame, origin: str) -> None:
+    """An `InputError` naming the series whose dates are regularly days apart: taken as daily
+    values with the days between missing, weekly totals would be forecast as days (seven
+    times too high, on a calendar of days they do not describe)."""
+    coarse = []
+    for sid, g in frame.groupby("series_id", sort=False):
+        kind = spacing(g["ds"])
+        if kind is not None:
+            coarse.append(f"{sid!r}: {kind} ({len(g)} dates, {g['ds'].iloc[0].date()} … {g['ds'].iloc[-1].date()})")
+    if coarse:
+        more = f"; and {len(coarse) - MAX_SHOWN} more" if len(coarse) > MAX_SHOWN else ""
+        raise InputError(
+            f"{origin}: {len(coarse)} series {'is' if len(coarse) == 1 else 'are'} not daily: {'; '.join(coarse[:MAX_SHOWN])}{more}. "
+            "forecast and backtest take one value per day (ds a day, y that day's value): "
+            "give daily values, or leave these series out"
+        )
 
 
 def complete_days(frame: pd.DataFrame, gaps: str = "missing") -> pd.DataFrame:

@@ -20,15 +20,27 @@ def table_key(name: str) -> str:
 
 
 def select_columns(frame: pd.DataFrame, name: str, tmap: TableMap, origin: str) -> pd.DataFrame:
-    """Keep the mapped columns, renamed to canonical names. Raises `SourceError` on a missing one."""
+    """Keep the mapped columns, renamed to canonical names. Raises `SourceError` on a missing
+    one, and on a mapped one that is there twice (or twice but for case): which one holds the
+    values is unclear. A column that is not mapped may be there twice: it is not read."""
     spec = TABLE_COLUMNS[name]
-    present = {str(c) for c in frame.columns}
+    written = [str(c) for c in frame.columns]
+    present = set(written)
     # Case-insensitive fallback: many exports upper-case headers (TICKET_ID).
-    by_lower = {c.lower(): c for c in present}
+    by_lower: dict[str, list[str]] = {}
+    for c in sorted(present):
+        by_lower.setdefault(c.lower(), []).append(c)
     rename: dict[str, str] = {}
     for canonical in spec.all:
         wanted = tmap.source_column(canonical)
-        found = wanted if wanted in present else by_lower.get(wanted.lower())
+        found = wanted if wanted in present else _one(by_lower.get(wanted.lower()), wanted, canonical, name, origin)
+        if found is not None and written.count(found) > 1:
+            at = [str(i + 1) for i, c in enumerate(written) if c == found]
+            raise SourceError(
+                f"{origin}: column {found!r} appears {len(at)} times (columns {', '.join(at[:-1])} and {at[-1]}), "
+                f"so which one holds {canonical} is unclear. Rename or remove the others at the source, "
+                f"or map another column with {table_key(name)}.columns.{canonical}"
+            )
         if found is not None:
             rename[found] = canonical
         elif canonical in spec.required or canonical in tmap.columns:
@@ -38,6 +50,16 @@ def select_columns(frame: pd.DataFrame, name: str, tmap: TableMap, origin: str) 
                 f"Map it with {table_key(name)}.columns.{canonical}: <your column name>"
             )
     return frame[list(rename)].rename(columns=rename)
+
+
+def _one(candidates: list[str] | None, wanted: str, canonical: str, name: str, origin: str) -> str | None:
+    """The one column whose name is ``wanted`` but for case; a `SourceError` when several are."""
+    if not candidates or len(candidates) == 1:
+        return candidates[0] if candidates else None
+    raise SourceError(
+        f"{origin}: columns {', '.join(map(repr, candidates))} are all {wanted!r} but for case, so which one holds "
+        f"{canonical} is unclear. Map one of them exactly with {table_key(name)}.columns.{canonical}"
+    )
 
 
 class KeyLabels:

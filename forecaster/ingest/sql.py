@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from forecaster.config import TABLE_COLUMNS, TableMap
 from forecaster.ingest.mapping import make_labels, select_columns, table_key
 from forecaster.ingest.request import BatchedSource, Capabilities, ReadRequest, Shard
 from forecaster.ingest.validate import RawTable
-from forecaster.util.db import first_line, make_engine
+from forecaster.util.db import first_line, make_engine, sqlite_in_memory
 from forecaster.util.errors import SourceError
 from forecaster.util.secret import mask_url
 
@@ -42,6 +43,14 @@ class SqlSource(BatchedSource):
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
+            missing = _missing_sqlite_file(self.url)
+            if missing is not None:
+                # SQLite would create an empty database there, and the night would then say
+                # that it has no tables: a mistyped path must say so (the store creates its own).
+                raise SourceError(
+                    f"{missing}: SQLite file not found; a source is only read, never created. "
+                    f"Check source.sql.url ({mask_url(self.url)}; a relative path is relative to the config file)"
+                )
             self._engine = make_engine(self.url)
         return self._engine
 
@@ -53,6 +62,13 @@ class SqlSource(BatchedSource):
         schema, _, table_name = tmap.table.rpartition(".")
         try:
             inspector = sa.inspect(self.engine)
+            if schema and self.engine.dialect.name == "sqlite" and schema not in inspector.get_schema_names():
+                # SQLite itself would say "no such table: crm.sqlite_master".
+                there = ", ".join(inspector.get_schema_names())
+                raise SourceError(
+                    f"{mask_url(self.url)}: table {tmap.table!r}: SQLite has no schema {schema!r} (databases there: {there}); "
+                    f"a SQLite file has no schemas, only attached databases: set {table_key(name)}.table to {table_name!r}"
+                )
             if not inspector.has_table(table_name, schema=schema or None):
                 there = ", ".join(sorted(inspector.get_table_names(schema=schema or None))) or "none"
                 raise SourceError(
@@ -124,6 +140,21 @@ class SqlSource(BatchedSource):
         if not batches:
             frame = pd.DataFrame(columns=columns)
             yield RawTable(name, origin, frame, make_labels(frame, LABEL_COLUMNS[name]))
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist (None: it does, or no such file)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return None  # make_engine says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or sqlite_in_memory(parsed):
+        return None
+    database = parsed.database
+    if parsed.query.get("uri") and database.startswith("file:"):
+        database = database.removeprefix("file:")
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def _finder(table: sa.Table, tmap: TableMap) -> Callable[[str], sa.Column | None]:

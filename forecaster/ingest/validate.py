@@ -42,6 +42,9 @@ class RawTable:
     origin: str  # "tickets.csv", "table tickets in sqlite:///…", "GET https://…/tickets"
     frame: pd.DataFrame
     labels: "pd.Series | KeyLabels"  # how a person finds each row: a label per row, or made on demand
+    # Rows the source could not read at all (a line not in the file's encoding): already left
+    # out of ``frame``, and reported with the table's other skipped rows.
+    unread: "list[Problem]" = field(default_factory=list)
 
     def label_rows(self, positions) -> list[str]:
         if isinstance(self.labels, KeyLabels):
@@ -59,7 +62,7 @@ class RawTable:
             labels: "pd.Series | KeyLabels" = KeyLabels(frame, tuple(first.labels.keys))
         else:
             labels = pd.Series(pd.concat([p.labels for p in parts], ignore_index=True).to_numpy(), dtype=object)
-        return cls(first.name, first.origin, frame, labels)
+        return cls(first.name, first.origin, frame, labels, [u for p in parts for u in p.unread])
 
 
 @dataclass
@@ -162,6 +165,8 @@ class _Checker:
         self.raw = raw
         self.keep = np.ones(len(raw.frame), dtype=bool)
         self.report = TableReport(table=raw.name, origin=raw.origin, rows_read=len(raw.frame))
+        if raw.unread:  # counted as read and skipped, like any other bad row
+            self.report.add(TableReport(raw.name, raw.origin, sum(p.count for p in raw.unread), 0, raw.unread))
 
     def flag(self, bad: np.ndarray | pd.Series, reason: str, column: str | None, action: str = "skipped") -> np.ndarray:
         bad = np.asarray(bad, dtype=bool) & self.keep
@@ -221,30 +226,57 @@ def _blank(series: pd.Series) -> np.ndarray:
 
 
 _OFFSET_RE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+# Epoch instants are judged by magnitude: 10 digits are seconds (2001–2286), 13 are milliseconds
+# (the same years). Other numbers (a count, 20260301 as a number) are no guess and are rejected.
+EPOCH_UNITS = ((1e9, 1e10, "s"), (1e12, 1e13, "ms"))
+_EPOCH_RE = re.compile(r"\d{10}(?:\.\d*)?|\d{13}(?:\.\d*)?")
 
 
 def parse_timestamps(values: pd.Series, source_tz: str, target_tz: str) -> pd.Series:
     """Parse timestamps into naive local time of ``target_tz`` (NaT where unparseable).
 
     Values carrying an offset (``…+08:00``, ``…Z``, tz-aware datetimes) are converted;
-    values without one are taken to be in ``source_tz``. ISO 8601 is parsed fast; anything
-    else (``2024/3/5 14:00``) falls back to a flexible parser, row by row.
+    values without one are taken to be in ``source_tz``. Epoch seconds and milliseconds
+    (numbers or digits, see `EPOCH_UNITS`) are instants, like values with an offset: UTC by
+    definition, whatever ``source_tz`` says. ISO 8601 is parsed fast; anything else
+    (``2024/3/5 14:00``) falls back to a flexible parser, row by row.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert(target_tz).dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(values):
         return _localize(values, source_tz, target_tz)
+    if pd.api.types.is_bool_dtype(values):
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    if pd.api.types.is_numeric_dtype(values):
+        return _from_epoch(values.astype("float64"), target_tz)
     if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
-        # Numbers are not timestamps we can trust (epoch seconds or ms? unknown): reject them.
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     text = values.astype("string").str.strip()
-    has_offset = text.str.contains(_OFFSET_RE, na=False).to_numpy()
+    epoch = text.str.fullmatch(_EPOCH_RE, na=False).to_numpy(dtype=bool)
+    has_offset = text.str.contains(_OFFSET_RE, na=False).to_numpy(dtype=bool) & ~epoch
+    local = ~has_offset & ~epoch
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    if (~has_offset).any():
-        out[~has_offset] = _localize(_parse_text(text[~has_offset], utc=False), source_tz, target_tz)
+    if local.any():
+        out[local] = _localize(_parse_text(text[local], utc=False), source_tz, target_tz)
     if has_offset.any():
         aware = _parse_text(text[has_offset], utc=True)
         out[has_offset] = aware.dt.tz_convert(target_tz).dt.tz_localize(None)
+    if epoch.any():
+        out[epoch] = _from_epoch(pd.to_numeric(text[epoch]).astype("float64"), target_tz)
+    return out
+
+
+def _from_epoch(numbers: pd.Series, target_tz: str) -> pd.Series:
+    """Epoch seconds or milliseconds (by magnitude, `EPOCH_UNITS`) as naive local time of
+    ``target_tz``; NaT for other numbers."""
+    out = pd.Series(pd.NaT, index=numbers.index, dtype="datetime64[ns]")
+    for lo, hi, unit in EPOCH_UNITS:
+        hit = ((numbers >= lo) & (numbers < hi)).to_numpy(dtype=bool)
+        if hit.any():
+            # Whole milliseconds as integers: a float's ns would come out as …122999999.
+            whole = numbers[hit] * (1000 if unit == "s" else 1)
+            instants = pd.to_datetime(whole.round().astype("int64"), unit="ms", utc=True)
+            out[hit] = instants.dt.tz_convert(target_tz).dt.tz_localize(None)
     return out
 
 

@@ -89,3 +89,29 @@ def test_every_series_failing_writes_the_header_and_exits_1(tmp_path, capsys, mo
     printed = capsys.readouterr().out
     assert "forecast: 0 of 2 series" in printed and "none (every series failed)" in printed and "failed    a:" in printed
     assert pd.read_csv(out, encoding="utf-8-sig").columns.tolist() == ["series_id", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
+
+
+def test_weekly_or_monthly_input_is_refused_naming_the_series(tmp_path, capsys, monkeypatch):
+    """Weekly totals were taken as daily values with six missing days between them, and forecast so."""
+    monkeypatch.chdir(tmp_path)
+    days = pd.date_range("2025-01-01", "2026-06-30", freq="D")
+    weeks = pd.date_range("2025-01-06", periods=60, freq="7D").delete([10, 11])  # two weeks missing
+    months = pd.date_range("2024-01-31", periods=24, freq="ME")  # month ends
+    frame = pd.concat(
+        [
+            pd.DataFrame({"series_id": "daily", "ds": days.delete(range(5, 40, 3)), "y": 3.0}),  # days missing: still daily
+            pd.DataFrame({"series_id": "翠湖花园:weekly", "ds": weeks, "y": 21.0}),
+            pd.DataFrame({"series_id": "monthly", "ds": months, "y": 90.0}),
+        ]
+    )
+    path = tmp_path / "mixed.csv"
+    frame.assign(ds=frame["ds"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    assert main(["forecast", "-i", str(path), "-o", str(out), "--model", "naive", "--horizon", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "mixed.csv: 2 series are not daily" in err
+    assert "'翠湖花园:weekly': weekly (58 dates, 2025-01-06 … 2026-02-23)" in err
+    assert "'monthly': monthly (24 dates, 2024-01-31 … 2025-12-31)" in err
+    assert "'daily'" not in err and not out.exists()
+    frame[frame["series_id"] == "daily"].to_csv(path, index=False)
+    assert main(["forecast", "-i", str(path), "-o", str(out), "--model", "naive", "--horizon", "7"]) == 0

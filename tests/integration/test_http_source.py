@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -250,3 +251,117 @@ def test_an_item_with_a_nested_object_is_a_bad_row_not_a_crash(api, make_config,
     assert data.tickets.set_index("ticket_id").loc["N02", "category"] == '["维修", "水电"]'  # its text
     problems = {p.reason: p for r in data.reports for p in r.problems}
     assert problems["unknown community_id (not in communities)"].examples == ["""page 1 item 6: '{"code": "A01"}'"""]
+
+
+def serve(handler_class):
+    """A real server on 127.0.0.1 for a handler class; its base URL (stopped at the test's end by the caller)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_body_that_trickles_is_bounded_by_timeout_s_as_a_whole(make_config):
+    """requests' timeout is per socket read: a body at a byte every 0.1 s never timed out."""
+    stopped = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = json.dumps({"items": COMMUNITIES}).encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for i in range(len(data)):
+                    if stopped.wait(0.1):
+                        return
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+            except OSError:  # the client hung up: what the test wants
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server, base = serve(Trickle)
+    try:
+        config = http_config(make_config, SimpleNamespace(base=f"{base}/api"), timeout_s=1, retries=1)
+        with pytest.raises(SourceError) as info:
+            load_daily(config, AS_OF)
+        msg = str(info.value)
+        assert f"GET {base}/api/communities: gave up after 2 attempts" in msg
+        assert "answer not complete within 1 s (source.http.timeout_s bounds each request as a whole)" in msg
+    finally:
+        stopped.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_api_that_ignores_the_page_parameter_is_stopped_at_the_first_repeat(api, make_config, monkeypatch):
+    """Every page the same full page: 15,769 identical requests in 90 s on their way to max_pages."""
+    import tests.integration.test_http_source as here
+
+    monkeypatch.setattr(here, "TICKETS", TICKETS[:10])
+    original = api.handle
+    api.handle = lambda path, query, headers: original(path, {**query, "page": ["1"]}, headers)  # page ignored
+    with pytest.raises(SourceError) as info:
+        load_daily(http_config(make_config, api, max_pages=50), AS_OF)
+    msg = str(info.value)
+    assert "/api/tickets: the API repeats page 1 as page 2" in msg and "source.http.paging.page_param" in msg
+    assert len([p for p, _ in api.requests if p == "/api/tickets"]) == 2
+
+
+def test_an_api_that_repeats_its_cursor_is_stopped(api, make_config):
+    api.style = "next"
+    original = api.handle
+
+    def same_cursor(path, query, headers):
+        status, body = original(path, query, headers)
+        if path == "/api/tickets":
+            body = {**body, "next": "10"}  # always the same next cursor
+        return status, body
+
+    api.handle = same_cursor
+    with pytest.raises(SourceError) as info:
+        load_daily(http_config(make_config, api, paging={"style": "next"}, max_pages=50), AS_OF)
+    msg = str(info.value)
+    assert "/api/tickets: the API repeats page 2 as page 3 (its next cursor '10' came before)" in msg
+    assert len([p for p, _ in api.requests if p == "/api/tickets"]) == 2
+
+
+def test_an_html_error_page_is_shown_as_its_text_in_its_own_charset(make_config):
+    """A GBK error page without a charset in Content-Type came out as 'é\x94\x99è¯¯' mojibake, tags and all."""
+    pages = {
+        "/gbk/communities": ("text/html", '<html><head><meta charset="gbk"><title>错误</title><style>p {color: red}</style></head>'
+                             "<body><h1>接口不存在</h1><p>请联系&nbsp;管理员</p><script>var x = 1;</script></body></html>", "gbk"),
+        "/utf8/communities": ("text/html", "<html><body><h1>未授权的访问：令牌已过期，请重新登录后再试一次。</h1></body></html>", "utf-8"),
+        "/long/communities": ("text/html; charset=utf-8", "<p>" + "很长的错误说明" * 100 + "</p>", "utf-8"),
+    }
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            kind, text, encoding = pages[urlsplit(self.path).path]
+            data = text.encode(encoding)
+            self.send_response(404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server, base = serve(Html)
+    try:
+        said = {}
+        for name in ("gbk", "utf8", "long"):
+            with pytest.raises(SourceError) as info:
+                load_daily(http_config(make_config, SimpleNamespace(base=f"{base}/{name}")), AS_OF)
+            said[name] = str(info.value)
+        assert said["gbk"].endswith("/gbk/communities: HTTP 404: 错误 接口不存在 请联系 管理员")
+        assert said["utf8"].endswith("HTTP 404: 未授权的访问：令牌已过期，请重新登录后再试一次。")
+        tail = said["long"].split("HTTP 404: ")[1]
+        assert tail.startswith("很长的错误说明很长") and tail.endswith("…") and len(tail) == 200
+    finally:
+        server.shutdown()
+        server.server_close()

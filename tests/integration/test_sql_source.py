@@ -149,3 +149,29 @@ def test_sqlite_times_in_other_text_formats_are_parsed_and_bad_ones_reported(tmp
     assert problems["created_at is not a date/time"].examples == ["ticket_id=W6: 'yesterday'"]
     # W5 closed "2026-03-02" (midnight UTC) is before it was created: the closing time is cleared.
     assert pd.isna(tickets.loc["W5", "closed_at"])
+
+
+def test_a_missing_sqlite_file_is_refused_not_created(tmp_path, make_config):
+    """A mistyped path made an empty database there and said "tables there: none"."""
+    for path in (tmp_path / "compnay.db", tmp_path / "data" / "company.db"):
+        config = make_config({"source": {"type": "sql", "sql": {"url": f"sqlite:///{path}"}}})
+        with pytest.raises(SourceError) as info:
+            load_daily(config, AS_OF)
+        msg = str(info.value)
+        assert f"{path}: SQLite file not found" in msg and "source.sql.url" in msg
+        assert not path.exists()
+
+
+def test_a_schema_on_sqlite_says_sqlite_has_none(tmp_path, make_config):
+    """crm.xq_info said "no such table: crm.sqlite_master"."""
+    url = f"sqlite:///{tmp_path / 'company.db'}"
+    company_schema(url)
+    config = make_config(
+        {"source": {"type": "sql", "sql": {"url": url}, "tables": {"communities": {"table": "crm.xq_info", "columns": {"community_id": "xq_code"}}}}}
+    )
+    with pytest.raises(SourceError) as info:
+        load_daily(config, AS_OF)
+    msg = str(info.value)
+    assert "sqlite_master" not in msg
+    assert "SQLite has no schema 'crm' (databases there: main)" in msg
+    assert "set source.tables.communities.table to 'xq_info'" in msg
