@@ -170,3 +170,9 @@ def test_survey_responses_must_be_a_believable_whole_number():
     assert problem(report, "responses over 100,000").examples == ["line 4: '1e12'"]
     strict, report = validate_surveys(raw("surveys", rows), {"C1"}, timezone="Asia/Shanghai", score_scale=100, max_responses=50)
     assert strict["responses"].tolist() == [12.0] and problem(report, "responses over 50").count == 2
+
+
+def test_years_outside_what_nanoseconds_hold_are_not_dates_not_a_crash():
+    """Found by tests/test_fuzz_sources.py: a survey dated 0000-01-27 raised OutOfBoundsDatetime."""
+    got = parse_timestamps(pd.Series(["0000-01-27", "1500-02-03 10:00", "9999-01-01T00:00+08:00", "2026-01-01 10:00"]), "Asia/Shanghai", "Asia/Shanghai")
+    assert got.isna().tolist() == [True, True, True, False]

@@ -289,7 +289,20 @@ def _parse_text(text: pd.Series, *, utc: bool) -> pd.Series:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=utc)
-    return parsed
+    return _in_ns_range(parsed)
+
+
+def _in_ns_range(parsed: pd.Series) -> pd.Series:
+    """Times outside what nanoseconds hold (1677–2262: a year 0000 or 9999 typed by hand), which
+    pandas keeps in coarser units and which would overflow later, as NaT (so: not a date)."""
+    unit = getattr(parsed.dt, "unit", "ns")
+    if unit == "ns":
+        return parsed
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    if parsed.dt.tz is not None:
+        lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+    inside = (parsed >= lo) & (parsed <= hi)
+    return parsed.where(inside).dt.as_unit("ns")
 
 
 def _localize(naive: pd.Series, source_tz: str, target_tz: str) -> pd.Series:
