@@ -49,6 +49,8 @@ from jobs.locks import (
     release_lease,
     release_predecessor_leases,
     renew_slot,
+    schedule_since,
+    scheduled_since,
 )
 from jobs.nightly import nightly_job
 
@@ -96,6 +98,18 @@ def last_due(trigger: BaseTrigger, now: dt.datetime, *, lookback: dt.timedelta =
         last = moment
         moment = trigger.get_next_fire_time(moment, moment + dt.timedelta(microseconds=1))
     return last
+
+
+def night_missed(due: dt.datetime | None, now: dt.datetime, *, since: dt.datetime | None, wait_s: float) -> bool:
+    """Whether the night due at ``due``, if nobody took it, counts as missed at ``now``: it has not
+    started ``wait_s`` after its due time, and it was due to this install, after its schedule took
+    effect (``since``: the first start, or the last change of the cron). A due time before that
+    was never going to run (the scheduler only fires times after a job is added), so calling it
+    missed would be a false alarm. ``since`` None (no record: a service never started) does not
+    hold a night back."""
+    if due is None or (now - due).total_seconds() < wait_s:
+        return False
+    return since is None or due > since
 
 
 # Where the scheduler's job functions lived before `jobs/` became a top-level package. A stored job
@@ -181,6 +195,7 @@ class Service:
                 job.remove()
         for job_id, (func, trigger, args) in wanted.items():
             self._ensure_job(job_id, func, trigger, args)
+        schedule_since(self.store, self.instance, "nightly", str(self.nightly_trigger), now=self.clock.now())
         self.scheduler.resume()
         if self.config.schedule.metrics_port is not None:
             from jobs.metrics import start_metrics_server
@@ -310,9 +325,9 @@ class Service:
         # Within the misfire grace the scheduler still runs a late night itself; only after it is
         # the night missed (and then said once, whichever instance's watchdog sees it first).
         wait = max(MISSED_AFTER_S, (self.config.schedule.misfire_grace_s or 0) + 60)
-        if due is None or (now - due).total_seconds() < wait:
+        if not night_missed(due, now, since=scheduled_since(self.store, self.instance, "nightly"), wait_s=wait):
             return
-        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")  # type: ignore[union-attr]
         with self.store.engine.connect() as conn:
             seen = conn.execute(
                 job_slots.select().where((job_slots.c.job == "nightly") & (job_slots.c.slot == slot))

@@ -415,3 +415,37 @@ def test_jobs_stored_under_the_old_module_path_keep_their_next_run(tmp_path, dem
         assert second.scheduler.get_job("nightly").next_run_time == due
     finally:
         second.stop()
+
+
+def test_a_new_install_or_a_changed_schedule_reports_no_missed_night_it_was_never_due(tmp_path, demo_db, server):
+    from forecaster.cli import main
+
+    now = dt.datetime.now(dt.timezone.utc)
+    two_hours_ago = now - dt.timedelta(hours=2)
+    cron = f"{two_hours_ago.minute} {two_hours_ago.hour} * * *"  # due two hours ago, in UTC
+    cfg = service_config(tmp_path, demo_db, server, timezone="UTC", schedule={"nightly": cron, "misfire_grace_s": 0, "instance": "fresh"})
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def watch(service: Service) -> None:
+        service.start()
+        service.scheduler.pause()
+        service.watchdog()
+        service.drain()
+        service.stop()
+
+    watch(Service(cfg))  # an empty store: that night was due before this install existed
+    three_hours_ago = now - dt.timedelta(hours=3)
+    changed = service_config(tmp_path, demo_db, server, timezone="UTC",
+                             schedule={"nightly": f"{three_hours_ago.minute} {three_hours_ago.hour} * * *", "misfire_grace_s": 0, "instance": "fresh"})
+    watch(Service(changed))  # the cron changed: its last due time was never this schedule's
+    assert [s for s in slots_of(store_url) if s["status"] == "missed"] == []
+    assert not [r for r in server.delivered if "未按时运行" in r.payload["text"]]
+    assert main(["status", "--config", str(changed)]) == 0
+
+    # A night due after the schedule took effect and never run is still said, once.
+    later = Service(changed, clock=FixedClock(now + dt.timedelta(days=1)))
+    later.watchdog()
+    later.drain()
+    later.store.close()
+    assert [s["status"] for s in slots_of(store_url)] == ["missed"]
+    assert len([r for r in server.delivered if "未按时运行" in r.payload["text"]]) == 1
