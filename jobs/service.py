@@ -6,7 +6,8 @@
   was down runs once at start-up if within ``schedule.misfire_grace_s``, recorded as ``late``.
 * Several instances may share one database: each due time is claimed in ``job_slots`` by the
   first instance (`locks.claim_slot`), the holder renews its claim while it runs, and a claim
-  whose holder died expires, so exactly one run happens per due time and a crash never blocks.
+  whose holder died expires, so exactly one run happens per due time and a crash never blocks:
+  within the misfire grace another instance's watchdog takes the night over and runs it.
 * SIGTERM/SIGINT: no new job starts, a running cycle stops at its next stage or forecast chunk
   and is recorded ``interrupted``, queued messages stay in the outbox for the next start.
 * The watchdog records runs whose holder died, notices a night that did not run, and sends
@@ -37,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from forecaster.alerts.notify import all_routes, ops_messages, send_pending
 from forecaster.alerts.outbox import enqueue
 from forecaster.config import Config, load_config
-from forecaster.store import Store, instance_name, job_slots, jobs_table
+from forecaster.store import Store, aware, instance_name, job_slots, jobs_table
 from forecaster.util.clock import Clock, SystemClock
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import redact
@@ -62,6 +63,8 @@ log = logging.getLogger("forecaster.service")
 LATE_AFTER_S = 300
 # The watchdog calls a night missed when it has not started this long after its due time.
 MISSED_AFTER_S = 1800
+# The trigger recorded for a night a standby took over from a dead instance.
+TAKEOVER = "takeover"
 
 _SERVICES: dict[str, "Service"] = {}
 
@@ -98,6 +101,12 @@ def last_due(trigger: BaseTrigger, now: dt.datetime, *, lookback: dt.timedelta =
         last = moment
         moment = trigger.get_next_fire_time(moment, moment + dt.timedelta(microseconds=1))
     return last
+
+
+def within_grace(due: dt.datetime, now: dt.datetime, grace_s: float | None) -> bool:
+    """Whether a night due at ``due`` may still run at ``now``: the scheduler's misfire rule
+    (``schedule.misfire_grace_s``; 0 or None: no limit), used for a night taken over too."""
+    return not grace_s or (now - due).total_seconds() <= grace_s
 
 
 def night_missed(due: dt.datetime | None, now: dt.datetime, *, since: dt.datetime | None, wait_s: float) -> bool:
@@ -170,6 +179,7 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": schedule.misfire_grace_s or None},
         )
         self.metrics_server = None
+        self._takeovers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -231,6 +241,8 @@ class Service:
             self.scheduler.shutdown(wait=True)
         except Exception:  # already stopped
             log.debug("scheduler already stopped", exc_info=True)
+        for thread in self._takeovers:
+            thread.join()  # a night taken over stops at its next checkpoint too
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         _SERVICES.pop(self.instance, None)
@@ -246,14 +258,42 @@ class Service:
         slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
         trigger = "late" if (now - due).total_seconds() > LATE_AFTER_S else "schedule"
         run_id = uuid.uuid4().hex
-        ttl = self.config.schedule.lease_s
-        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=ttl, trigger=trigger, run_id=run_id)
+        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=self.config.schedule.lease_s, trigger=trigger, run_id=run_id)
         if not claim.claimed:
             log.info("nightly run due %s is taken by %s; not running it here", slot, claim.holder)
             return
+        self._run_night(slot, trigger, run_id, claim)
+
+    def take_over(self, now: dt.datetime) -> threading.Thread | None:
+        """Run the night a dead instance was running, if its claim has expired and the night is
+        still within the misfire grace (as a night missed while the service was down would be).
+        The slot is claimed here, before the watchdog records expired runs as interrupted, and
+        the night runs in its own thread (`stop` waits for it). Returns that thread, if any."""
+        due = last_due(self.nightly_trigger, now)
+        if due is None or not within_grace(due, now, self.config.schedule.misfire_grace_s):
+            return None
+        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(job_slots.c.status, job_slots.c.expires_at).where((job_slots.c.job == "nightly") & (job_slots.c.slot == slot))
+            ).first()
+        if row is None or row.status != "running" or aware(row.expires_at) >= now:
+            return None  # nobody started it (the scheduler's business), it ended, or its holder lives
+        run_id = uuid.uuid4().hex
+        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=self.config.schedule.lease_s, trigger=TAKEOVER, run_id=run_id)
+        if not claim.claimed:
+            return None  # another standby was quicker
+        thread = threading.Thread(target=self._run_night, args=(slot, TAKEOVER, run_id, claim), name="nightly-takeover", daemon=True)
+        self._takeovers.append(thread)
+        thread.start()
+        return thread
+
+    def _run_night(self, slot: str, trigger: str, run_id: str, claim) -> None:
+        """Run the claimed night ``slot``: renew the claim while it runs, settle it after."""
         if claim.took_over:
             log.warning("nightly run due %s: took over from %s, which stopped", slot, claim.took_over)
             self.ops_alert(f"夜间预测中断后由 {self.instance} 接手（原实例 {claim.took_over} 已停止）")
+        ttl = self.config.schedule.lease_s
         done = threading.Event()
 
         def heartbeat() -> None:
@@ -318,6 +358,7 @@ class Service:
         if self.stopping.is_set():
             return
         now = self.clock.now()
+        self.take_over(now)  # before the expired runs are recorded interrupted: this one is not over
         for run_id in recover_expired(self.store, now=now):
             log.error("run %s: its service stopped during the run; recorded as interrupted", run_id[:8])
             self.ops_alert(f"夜间预测运行 {run_id[:8]} 中断：所在服务已停止")
