@@ -265,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from forecaster.pipeline import run_once
-    from forecaster.summary import format_run_summary
+    from forecaster.summary import format_run_summary, run_exit_code
 
     config = _load(args)
     if config.log.format == "json":
@@ -275,9 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.alerts is not None and not args.no_send:
         delivery = _send(config, config.alerts.delivery.wait_s)
     print(format_run_summary(result, timezone=config.timezone, delivery=delivery))
-    if delivery is not None and delivery.failed and result.exit_code == 0:
-        return 1  # the forecasts are fine, but a manager did not get an alert
-    return result.exit_code
+    return run_exit_code(result, delivery)
 
 
 def _send(config, max_wait_s: float, store=None):

@@ -225,6 +225,17 @@ job_slots = sa.Table(
     sa.Column("expires_at", Moment, nullable=False),
 )
 
+# Since when each instance's job has had its schedule (``spec``, the trigger as text): a due time
+# before ``since`` was never due to this install, so it cannot have been missed.
+job_schedules = sa.Table(
+    "job_schedules",
+    metadata,
+    sa.Column("instance", sa.String(64), primary_key=True),
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.String(255), nullable=False),
+    sa.Column("since", Moment, nullable=False),
+)
+
 # Short-lived exclusive leases (e.g. "outbox": one sender at a time across instances).
 leases = sa.Table(
     "leases",

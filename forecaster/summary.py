@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from forecaster.pipeline import RunResult
 from forecaster.vocab import SEVERITY_NAMES, severity_rank
 
-__all__ = ["format_run_summary", "format_delivery"]
+__all__ = ["format_run_summary", "format_delivery", "run_exit_code"]
 
 REASONS = {
     "new": "new",
@@ -34,7 +36,24 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def format_delivery(report) -> str:
+def run_exit_code(result: RunResult, delivery=None) -> int:
+    """What `forecaster run` exits with, in one place so the summary's last line says the same:
+    the run's own code, or 1 when the forecasts are fine but a message failed for good (a
+    manager did not get an alert)."""
+    if delivery is not None and delivery.failed and result.exit_code == 0:
+        return 1
+    return result.exit_code
+
+
+def counted(lines: list[str]) -> list[str]:
+    """Each distinct line once, in the order first seen, with how often it came. A channel whose
+    every message failed the same way is one line, so the other channels' errors are not
+    pushed out of the summary by its repeats."""
+    times = Counter(lines)
+    return [f"{line} ({times[line]} messages)" if times[line] > 1 else line for line in dict.fromkeys(lines)]
+
+
+def format_delivery(report, *, max_lines: int = 8) -> str:
     """One line (plus reasons) for an outbox drain."""
     parts = [f"{report.delivered} sent"]
     if report.pending:
@@ -46,8 +65,11 @@ def format_delivery(report) -> str:
     lines = ["  delivery   " + ", ".join(parts)]
     for why in report.waiting[:4]:
         lines.append(f"             waiting: {why}")
-    for why in report.failures[:4]:
+    failures = counted(report.failures)
+    for why in failures[:max_lines]:
         lines.append(f"             failed: {why}")
+    if len(failures) > max_lines:
+        lines.append(f"             and {len(failures) - max_lines} more: see `forecaster outbox --status failed`")
     return "\n".join(lines)
 
 
@@ -124,5 +146,7 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
         lines.append(f"  duration   {result.duration_s:.1f} s ({stages})")
     if result.error:
         lines.append(f"  error      {result.error}")
-    lines.append(f"  status     {result.status} (exit {result.exit_code})")
+    code = run_exit_code(result, delivery)
+    failed = f", {delivery.failed} alert message(s) failed" if code != result.exit_code else ""
+    lines.append(f"  status     {result.status}{failed} (exit {code})")
     return "\n".join(lines)

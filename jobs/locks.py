@@ -4,6 +4,8 @@
   The holder pushes ``expires_at`` forward while it works (`renew_slot`); a slot whose holder
   died (expired while ``running``) can be taken over, and its run is recorded as interrupted.
 * `acquire_lease` / `release_lease`: a short exclusive lease by name (one outbox sender at a time).
+* `schedule_since`: since when an instance's job has had its current schedule (a due time before
+  that was never this install's to run, so it was not missed).
 
 Each step is one small transaction whose outcome is decided by the database (a primary-key
 insert, or a conditional update that affects one row or none), so it is safe on SQLite,
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from forecaster.store import Store, job_slots, leases, runs, utc_naive
+from forecaster.store import Store, aware, job_schedules, job_slots, leases, runs, utc_naive
 
 __all__ = [
     "Claim",
@@ -29,6 +31,8 @@ __all__ = [
     "acquire_lease",
     "release_lease",
     "release_predecessor_leases",
+    "schedule_since",
+    "scheduled_since",
 ]
 
 
@@ -160,3 +164,26 @@ def release_predecessor_leases(store: Store, predecessor: str) -> None:
 def release_lease(store: Store, name: str, holder: str) -> None:
     with store.engine.begin() as conn:
         conn.execute(leases.delete().where((leases.c.name == name) & (leases.c.holder == holder[:128])))
+
+
+def schedule_since(store: Store, instance: str, job: str, spec: str, *, now: dt.datetime) -> dt.datetime:
+    """Record that ``instance`` runs ``job`` on schedule ``spec`` and return since when: kept while
+    the schedule stays the same (a restart changes nothing), ``now`` when it is new or changed."""
+    key = (job_schedules.c.instance == instance[:64]) & (job_schedules.c.job == job)
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(job_schedules.c.spec, job_schedules.c.since).where(key)).first()
+        if row is not None and row.spec == spec[:255]:
+            return aware(row.since)  # type: ignore[return-value]
+        if row is not None:
+            conn.execute(job_schedules.update().where(key).values(spec=spec[:255], since=utc_naive(now)))
+        else:
+            conn.execute(job_schedules.insert().values(instance=instance[:64], job=job, spec=spec[:255], since=utc_naive(now)))
+    return now
+
+
+def scheduled_since(store: Store, instance: str, job: str) -> dt.datetime | None:
+    """Since when ``instance`` has run ``job`` on its current schedule (None: never recorded)."""
+    key = (job_schedules.c.instance == instance[:64]) & (job_schedules.c.job == job)
+    with store.engine.connect() as conn:
+        since = conn.execute(sa.select(job_schedules.c.since).where(key)).scalar()
+    return aware(since)

@@ -6,7 +6,8 @@
   was down runs once at start-up if within ``schedule.misfire_grace_s``, recorded as ``late``.
 * Several instances may share one database: each due time is claimed in ``job_slots`` by the
   first instance (`locks.claim_slot`), the holder renews its claim while it runs, and a claim
-  whose holder died expires, so exactly one run happens per due time and a crash never blocks.
+  whose holder died expires, so exactly one run happens per due time and a crash never blocks:
+  within the misfire grace another instance's watchdog takes the night over and runs it.
 * SIGTERM/SIGINT: no new job starts, a running cycle stops at its next stage or forecast chunk
   and is recorded ``interrupted``, queued messages stay in the outbox for the next start.
 * The watchdog records runs whose holder died, notices a night that did not run, and sends
@@ -37,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from forecaster.alerts.notify import all_routes, ops_messages, send_pending
 from forecaster.alerts.outbox import enqueue
 from forecaster.config import Config, load_config
-from forecaster.store import Store, instance_name, job_slots, jobs_table
+from forecaster.store import Store, aware, instance_name, job_slots, jobs_table
 from forecaster.util.clock import Clock, SystemClock
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import redact
@@ -49,6 +50,8 @@ from jobs.locks import (
     release_lease,
     release_predecessor_leases,
     renew_slot,
+    schedule_since,
+    scheduled_since,
 )
 from jobs.nightly import nightly_job
 
@@ -60,6 +63,8 @@ log = logging.getLogger("forecaster.service")
 LATE_AFTER_S = 300
 # The watchdog calls a night missed when it has not started this long after its due time.
 MISSED_AFTER_S = 1800
+# The trigger recorded for a night a standby took over from a dead instance.
+TAKEOVER = "takeover"
 
 _SERVICES: dict[str, "Service"] = {}
 
@@ -96,6 +101,24 @@ def last_due(trigger: BaseTrigger, now: dt.datetime, *, lookback: dt.timedelta =
         last = moment
         moment = trigger.get_next_fire_time(moment, moment + dt.timedelta(microseconds=1))
     return last
+
+
+def within_grace(due: dt.datetime, now: dt.datetime, grace_s: float | None) -> bool:
+    """Whether a night due at ``due`` may still run at ``now``: the scheduler's misfire rule
+    (``schedule.misfire_grace_s``; 0 or None: no limit), used for a night taken over too."""
+    return not grace_s or (now - due).total_seconds() <= grace_s
+
+
+def night_missed(due: dt.datetime | None, now: dt.datetime, *, since: dt.datetime | None, wait_s: float) -> bool:
+    """Whether the night due at ``due``, if nobody took it, counts as missed at ``now``: it has not
+    started ``wait_s`` after its due time, and it was due to this install, after its schedule took
+    effect (``since``: the first start, or the last change of the cron). A due time before that
+    was never going to run (the scheduler only fires times after a job is added), so calling it
+    missed would be a false alarm. ``since`` None (no record: a service never started) does not
+    hold a night back."""
+    if due is None or (now - due).total_seconds() < wait_s:
+        return False
+    return since is None or due > since
 
 
 # Where the scheduler's job functions lived before `jobs/` became a top-level package. A stored job
@@ -156,6 +179,7 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": schedule.misfire_grace_s or None},
         )
         self.metrics_server = None
+        self._takeovers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -181,6 +205,7 @@ class Service:
                 job.remove()
         for job_id, (func, trigger, args) in wanted.items():
             self._ensure_job(job_id, func, trigger, args)
+        schedule_since(self.store, self.instance, "nightly", str(self.nightly_trigger), now=self.clock.now())
         self.scheduler.resume()
         if self.config.schedule.metrics_port is not None:
             from jobs.metrics import start_metrics_server
@@ -216,6 +241,8 @@ class Service:
             self.scheduler.shutdown(wait=True)
         except Exception:  # already stopped
             log.debug("scheduler already stopped", exc_info=True)
+        for thread in self._takeovers:
+            thread.join()  # a night taken over stops at its next checkpoint too
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         _SERVICES.pop(self.instance, None)
@@ -231,14 +258,42 @@ class Service:
         slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
         trigger = "late" if (now - due).total_seconds() > LATE_AFTER_S else "schedule"
         run_id = uuid.uuid4().hex
-        ttl = self.config.schedule.lease_s
-        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=ttl, trigger=trigger, run_id=run_id)
+        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=self.config.schedule.lease_s, trigger=trigger, run_id=run_id)
         if not claim.claimed:
             log.info("nightly run due %s is taken by %s; not running it here", slot, claim.holder)
             return
+        self._run_night(slot, trigger, run_id, claim)
+
+    def take_over(self, now: dt.datetime) -> threading.Thread | None:
+        """Run the night a dead instance was running, if its claim has expired and the night is
+        still within the misfire grace (as a night missed while the service was down would be).
+        The slot is claimed here, before the watchdog records expired runs as interrupted, and
+        the night runs in its own thread (`stop` waits for it). Returns that thread, if any."""
+        due = last_due(self.nightly_trigger, now)
+        if due is None or not within_grace(due, now, self.config.schedule.misfire_grace_s):
+            return None
+        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(job_slots.c.status, job_slots.c.expires_at).where((job_slots.c.job == "nightly") & (job_slots.c.slot == slot))
+            ).first()
+        if row is None or row.status != "running" or aware(row.expires_at) >= now:
+            return None  # nobody started it (the scheduler's business), it ended, or its holder lives
+        run_id = uuid.uuid4().hex
+        claim = claim_slot(self.store, "nightly", slot, self.holder, now=now, ttl_s=self.config.schedule.lease_s, trigger=TAKEOVER, run_id=run_id)
+        if not claim.claimed:
+            return None  # another standby was quicker
+        thread = threading.Thread(target=self._run_night, args=(slot, TAKEOVER, run_id, claim), name="nightly-takeover", daemon=True)
+        self._takeovers.append(thread)
+        thread.start()
+        return thread
+
+    def _run_night(self, slot: str, trigger: str, run_id: str, claim) -> None:
+        """Run the claimed night ``slot``: renew the claim while it runs, settle it after."""
         if claim.took_over:
             log.warning("nightly run due %s: took over from %s, which stopped", slot, claim.took_over)
             self.ops_alert(f"夜间预测中断后由 {self.instance} 接手（原实例 {claim.took_over} 已停止）")
+        ttl = self.config.schedule.lease_s
         done = threading.Event()
 
         def heartbeat() -> None:
@@ -303,6 +358,7 @@ class Service:
         if self.stopping.is_set():
             return
         now = self.clock.now()
+        self.take_over(now)  # before the expired runs are recorded interrupted: this one is not over
         for run_id in recover_expired(self.store, now=now):
             log.error("run %s: its service stopped during the run; recorded as interrupted", run_id[:8])
             self.ops_alert(f"夜间预测运行 {run_id[:8]} 中断：所在服务已停止")
@@ -310,9 +366,9 @@ class Service:
         # Within the misfire grace the scheduler still runs a late night itself; only after it is
         # the night missed (and then said once, whichever instance's watchdog sees it first).
         wait = max(MISSED_AFTER_S, (self.config.schedule.misfire_grace_s or 0) + 60)
-        if due is None or (now - due).total_seconds() < wait:
+        if not night_missed(due, now, since=scheduled_since(self.store, self.instance, "nightly"), wait_s=wait):
             return
-        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+        slot = due.astimezone(dt.timezone.utc).isoformat(timespec="seconds")  # type: ignore[union-attr]
         with self.store.engine.connect() as conn:
             seen = conn.execute(
                 job_slots.select().where((job_slots.c.job == "nightly") & (job_slots.c.slot == slot))

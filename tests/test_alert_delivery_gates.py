@@ -51,12 +51,12 @@ def test_a_message_backing_off_waits_until_its_next_attempt():
     later = NOW + dt.timedelta(seconds=90)
     v = decide(message(next_attempt_at=later, last_code="connection", last_error="connection refused"), NOW, FREE, RULES)
     assert (v.action, v.until) == ("wait", later)
-    assert v.why == "dt: retry at 18:01:30 UTC (connection connection refused)"
+    assert v.why == "dt: retry at 02:01:30 Asia/Shanghai (connection connection refused)"
 
 
 def test_quiet_hours_hold_alerts_and_mentions_but_not_tests_or_operations():
     v = decide(message(route="华北"), NOW, FREE, RULES)
-    assert (v.action, v.until, v.why) == ("wait", dt.datetime(2026, 1, 20, 23, 30, tzinfo=UTC), "华北: quiet hours until 07:30")
+    assert (v.action, v.until, v.why) == ("wait", dt.datetime(2026, 1, 20, 23, 30, tzinfo=UTC), "华北: quiet hours until 07:30 Asia/Shanghai")
     assert decide(message(route="华北", kind="mention"), NOW, FREE, RULES).action == "wait"
     assert decide(message(route="华北", kind="test"), NOW, FREE, RULES) == SEND
     assert decide(message(route="华北", kind="ops"), NOW, FREE, RULES) == SEND
@@ -66,7 +66,7 @@ def test_quiet_hours_hold_alerts_and_mentions_but_not_tests_or_operations():
 def test_a_throttled_robot_is_left_alone_until_it_said():
     until = NOW + dt.timedelta(minutes=10)
     v = decide(message(), NOW, dataclasses.replace(FREE, blocked_until=until), RULES)
-    assert (v.action, v.until, v.why) == ("wait", until, "dt: throttled by the platform until 02:10:00")
+    assert (v.action, v.until, v.why) == ("wait", until, "dt: throttled by the platform until 02:10:00 Asia/Shanghai")
     assert decide(message(), NOW, dataclasses.replace(FREE, blocked_until=NOW), RULES) == SEND  # ended
 
 
@@ -74,7 +74,7 @@ def test_a_full_rate_window_waits_until_its_oldest_attempt_leaves_it():
     sent = tuple(NOW - dt.timedelta(seconds=s) for s in (50, 40, 30))  # oldest first
     full = ChannelView(messages_per_window=3, window_s=60, recent=sent)
     v = decide(message(), NOW, full, RULES)
-    assert (v.action, v.until, v.why) == ("wait", NOW + dt.timedelta(seconds=10), "dt: rate limit 3 per 60 s")
+    assert (v.action, v.until, v.why) == ("wait", NOW + dt.timedelta(seconds=10), "dt: rate limit 3 per 60 s, next at 02:00:10 Asia/Shanghai")
     older = ChannelView(messages_per_window=3, window_s=60, recent=(NOW - dt.timedelta(seconds=61), *sent[1:]))
     assert decide(message(), NOW, older, RULES) == SEND  # one attempt is out of the window
     five = ChannelView(messages_per_window=3, window_s=60, recent=tuple(NOW - dt.timedelta(seconds=s) for s in (55, 50, 40, 30, 20)))
@@ -97,3 +97,16 @@ def test_retries_back_off_exponentially_and_respect_the_robots_pause():
     assert after_retry(1, Delivery("retry", "HTTP 502"), NOW, config) == (NOW + dt.timedelta(seconds=30), None)
     throttled = Delivery("retry", "130101", "send too fast", pause_s=600)
     assert after_retry(1, throttled, NOW, config) == (NOW + dt.timedelta(seconds=600), NOW + dt.timedelta(seconds=600))
+
+
+def test_every_wait_is_said_in_the_company_timezone_and_labelled():
+    """One moment, one way of writing it: a backoff and a throttle ending at the same instant
+    read the same (they were 01:10:03 UTC and an unlabelled 09:10:03 on consecutive lines)."""
+    until = NOW + dt.timedelta(minutes=10, seconds=3)
+    retry = decide(message(next_attempt_at=until, last_code="130101", last_error="send too fast"), NOW, FREE, RULES)
+    throttled = decide(message(), NOW, dataclasses.replace(FREE, blocked_until=until), RULES)
+    full = decide(message(), NOW, ChannelView(1, 603, recent=(NOW,)), RULES)
+    for verdict in (retry, throttled, full):
+        assert "02:10:03 Asia/Shanghai" in verdict.why, verdict.why
+        assert "UTC" not in verdict.why
+    assert decide(message(route="华北"), NOW, FREE, RULES).why.endswith("until 07:30 Asia/Shanghai")

@@ -56,6 +56,11 @@ class Rules:
     def local(self, moment: dt.datetime) -> dt.datetime:
         return moment.astimezone(ZoneInfo(self.timezone))
 
+    def clock(self, moment: dt.datetime, spec: str = "%H:%M:%S") -> str:
+        """``moment`` as a wait's end is written everywhere: the company's time, labelled with its
+        zone, so two waits on consecutive lines never read in two zones."""
+        return f"{self.local(moment):{spec}} {self.timezone}"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -88,19 +93,20 @@ def decide(msg: OutboxMessage, now: dt.datetime, channel: ChannelView | None, ru
         return _fail(msg.last_code or "expired", reason, f"{msg.channel}: {reason}")
     if msg.next_attempt_at > now:
         last = f"{msg.last_code} {msg.last_error or ''}"
-        return _wait(msg.next_attempt_at, f"{msg.channel}: retry at {msg.next_attempt_at:%H:%M:%S} UTC ({last})".strip())
+        return _wait(msg.next_attempt_at, f"{msg.channel}: retry at {rules.clock(msg.next_attempt_at)} ({last})".strip())
     if msg.kind in QUIET_KINDS:
         release = release_time(now, rules.quiet.get(msg.route), rules.timezone)
         if release > now:
-            return _wait(release, f"{msg.route}: quiet hours until {rules.local(release):%H:%M}")
+            return _wait(release, f"{msg.route}: quiet hours until {rules.clock(release, '%H:%M')}")
     until = channel.blocked_until
     if until is not None and until > now:
-        return _wait(until, f"{msg.channel}: throttled by the platform until {rules.local(until):%H:%M:%S}")
+        return _wait(until, f"{msg.channel}: throttled by the platform until {rules.clock(until)}")
     window = dt.timedelta(seconds=channel.window_s)
     recent = [t for t in channel.recent if t > now - window]
     limit = channel.messages_per_window
     if len(recent) >= limit:
-        return _wait(recent[len(recent) - limit] + window, f"{msg.channel}: rate limit {limit} per {channel.window_s:g} s")
+        free = recent[len(recent) - limit] + window
+        return _wait(free, f"{msg.channel}: rate limit {limit} per {channel.window_s:g} s, next at {rules.clock(free)}")
     return SEND
 
 

@@ -4,8 +4,9 @@
   told (`memory`) in one transaction: either both are stored or neither.
 * `drain` sends what is due, oldest first and in order within each message group. Whether a
   message goes now is `delivery.decide` (pure): each robot stays under its rate limit (counted
-  from the attempts table, so a restart or a second process respects it too) and is left alone
-  while it throttles us; quiet hours and backoffs wait. Retryable failures back off
+  from the store, so a restart or a second process respects it too: every attempt, and every
+  claim without an outcome, since a message in flight when its sender died may have reached the
+  robot) and is left alone while it throttles us; quiet hours and backoffs wait. Retryable failures back off
   exponentially until ``give_up_after_h``; permanent ones are marked ``failed`` with the
   platform's code and message at once.
 * Crash safety: a message is claimed (``sending``) in its own committed transaction before the
@@ -122,7 +123,7 @@ class _Sender:
                 self.report.failed += 1
                 self.report.failures.append(verdict.report)
                 progressed = True
-            elif self.queue.claim(msg.message_id, self.worker, now):
+            elif self.queue.claim(msg.message_id, self.worker, self.clock.now()):  # not the pass's start: the rate limit counts a claim from then
                 self.send(msg, self.channels[msg.channel], blocked)
                 progressed = True
         return queue, waits, progressed

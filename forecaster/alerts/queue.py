@@ -208,18 +208,18 @@ class MessageQueue:
         return {c: aware(b) for c, b in rows if b is not None}  # type: ignore[misc]
 
     def recent_attempts(self, channel: str, since: dt.datetime) -> list[dt.datetime]:
-        """When ``channel`` was tried after ``since`` (a restart's requeue is no request), oldest first."""
-        query = (
-            sa.select(alert_attempts.c.at)
-            .where(
-                (alert_attempts.c.channel == channel)
-                & (alert_attempts.c.at > utc_naive(since))
-                & (alert_attempts.c.code != "interrupted")
-            )
-            .order_by(alert_attempts.c.at)
+        """When ``channel`` was sent to after ``since``, oldest first: every recorded attempt, and
+        every claim with no outcome yet (a message being sent, or left ``sending`` by a sender
+        that died: its request may well have reached the robot, which counts it). A claim that
+        was put back by `reclaim` is recorded at the time it was claimed, so it still counts."""
+        at = utc_naive(since)
+        tried = sa.select(alert_attempts.c.at.label("at")).where((alert_attempts.c.channel == channel) & (alert_attempts.c.at > at))
+        claimed = sa.select(alert_messages.c.claimed_at.label("at")).where(
+            (alert_messages.c.channel == channel) & (alert_messages.c.status == "sending") & (alert_messages.c.claimed_at > at)
         )
+        query = sa.union_all(tried, claimed).subquery()
         with self.engine.connect() as conn:
-            return [aware(r[0]) for r in conn.execute(query).all()]  # type: ignore[misc]
+            return [aware(r[0]) for r in conn.execute(sa.select(query.c.at).order_by(query.c.at)).all()]  # type: ignore[misc]
 
     def claim(self, message_id: str, worker: str, now: dt.datetime) -> bool:
         query = (
@@ -274,16 +274,16 @@ class MessageQueue:
 
         def write(conn) -> int:
             stale = conn.execute(
-                sa.select(alert_messages.c.message_id, alert_messages.c.channel).where(
+                sa.select(alert_messages.c.message_id, alert_messages.c.channel, alert_messages.c.claimed_at).where(
                     (alert_messages.c.status == "sending") & (alert_messages.c.claimed_at < cutoff)
                 )
             ).all()
-            for message_id, channel in stale:
+            for message_id, channel, claimed_at in stale:
                 conn.execute(
                     alert_attempts.insert().values(
                         message_id=message_id,
                         channel=channel,
-                        at=at,
+                        at=claimed_at,  # when the request went out (the rate limit counts it then)
                         outcome="retry",
                         code="interrupted",
                         detail="the sender stopped while delivering; sending again",

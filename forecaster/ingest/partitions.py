@@ -17,7 +17,7 @@ order), as in a read in one go.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ from forecaster.ingest.request import Shard, moment
 from forecaster.ingest.tables import TableReader, empty_surveys, make_source
 from forecaster.ingest.validate import SeenKeys, TableReport
 from forecaster.util.db import sqlite_in_memory
+from forecaster.util.engine import process_pool
 
 __all__ = ["shard_cuts", "read_workers", "ShardRead", "read_shard", "PartitionedTickets"]
 
@@ -123,7 +124,7 @@ class PartitionedTickets:
         bounds = [None, *cuts, None]
         self.jobs = [_ShardJob(config, as_of, plan, frozenset(known), (lo, hi), latest) for lo, hi in zip(bounds, bounds[1:])]
         self.rereads = 0  # shards read again here, for an id in an earlier shard
-        self.pool = ProcessPoolExecutor(max_workers=min(workers, len(self.jobs)))
+        self.pool = process_pool(min(workers, len(self.jobs)))
         self.futures: list[Future] = [self.pool.submit(read_shard, job) for job in self.jobs]
 
     def collect(self) -> tuple[list[pd.DataFrame], TableReport | None]:

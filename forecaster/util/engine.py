@@ -6,11 +6,16 @@ The work is one pure function of a chunk of series, so every backend gives the s
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["map_chunks", "chunked", "resolve_workers", "Interrupted"]
+__all__ = ["map_chunks", "chunked", "resolve_workers", "Interrupted", "process_pool", "exit_with_parent"]
+
+# How often a pool worker checks that the process that started it is still there.
+PARENT_CHECK_S = 1.0
 
 
 class Interrupted(Exception):
@@ -24,6 +29,27 @@ R = TypeVar("R")
 def resolve_workers(workers: int | None) -> int:
     """``None`` or 0 → all cores."""
     return max(1, workers or os.cpu_count() or 1)
+
+
+def exit_with_parent(first_parent: int, every_s: float = PARENT_CHECK_S) -> None:
+    """Pool initializer: a watcher thread ends this worker when its parent is gone.
+
+    A parent killed with SIGKILL cannot stop its pool, and the workers (a few hundred MB each)
+    would live on under PID 1, deaf to the SIGTERM handler they inherited from `serve`. An
+    orphan is re-parented, so a changed ``os.getppid()`` means the parent died."""
+
+    def watch() -> None:
+        while os.getppid() == first_parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool whose workers exit when this process dies (see `exit_with_parent`). Every pool of
+    this package is made here."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
 def chunked(items: Sequence[T], n_chunks: int) -> list[Sequence[T]]:
@@ -63,7 +89,7 @@ def map_chunks(
         return out
     if backend != "process":
         raise ValueError(f"unknown engine backend {backend!r} (serial, process or dask)")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+    pool = process_pool(min(workers, len(chunks)))
     try:
         futures = [pool.submit(fn, c) for c in chunks]
         index = {f: i for i, f in enumerate(futures)}

@@ -47,12 +47,13 @@ def _config(tmp_path: Path, channel: dict, claim_timeout_s: float = 120) -> Path
     return path
 
 
-def _enqueue(tmp_path: Path, channel: dict, n: int) -> list[str]:
+def _enqueue(tmp_path: Path, channel: dict, n: int, *, groups: bool = False) -> list[str]:
+    """``n`` messages: the parts of one group, or (``groups``) each its own group, as for ``n`` managers."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     ch = make_notifier("robot", ChannelConfig(**channel))
     messages = [
         NewMessage(
-            kind="alert", route="华北", channel="robot", manager="张三", group_key="g1", part=i + 1, parts=n,
+            kind="alert", route="华北", channel="robot", manager="张三", group_key=f"g{i + 1}" if groups else "g1", part=i + 1, parts=n,
             title=f"物业预警（{i + 1}/{n}）", payload=ch.build(f"物业预警（{i + 1}/{n}）", f"**物业预警** 第{i + 1}条"),
         )
         for i in range(n)
@@ -134,5 +135,34 @@ def test_a_sender_killed_with_a_request_in_flight_sends_it_again_with_the_same_i
         codes = [a["code"] for a in MessageQueue(store).attempts(ids[2])]
         store.close()
         assert codes == ["interrupted", "HTTP 200"]
+    finally:
+        server.stop()
+
+
+def test_a_sender_killed_during_a_send_and_restarted_counts_that_send_in_the_robots_rate_limit(tmp_path):
+    """The request in flight reached the robot, but the dead sender recorded no outcome for it:
+    the restarted sender must count the claimed message as a send, or its next one is the
+    robot's fifth in the window (here 4 per 20 s; DingTalk's 21st of the minute) and the robot
+    answers 130101 and throttles us for 10 minutes."""
+    server = RobotServer(dingtalk={"tok-crash-rate": "SECrate"}, rate=4, window_s=20.0).start()
+    server.hold_at = 4  # the fourth request reaches the robot, which answers only after the kill
+    try:
+        channel = {"type": "dingtalk", "url": server.dingtalk_url("tok-crash-rate"), "secret": "SECrate", "rate_limit": 4, "rate_window_s": 20.0}
+        ids = _enqueue(tmp_path, channel, 6, groups=True)  # six managers: the others need not wait for the one in flight
+        config = _config(tmp_path, channel)  # claim_timeout_s 120: the claim outlives the window
+        first = _sender(config)
+        wait_for(server.holding.is_set, "the fourth request to arrive")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        server.release.set()
+        wait_for(lambda: len(server.delivered) == 4, "the robot to accept the held message")
+        assert _status(tmp_path) == {"sent": 3, "sending": 1, "pending": 2}
+
+        second = _sender(config)
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 0, err
+        assert [code for _, _, code in server.requests] == [0] * 6, server.requests  # never a 130101
+        assert [r.message_id for r in server.delivered] == ids
+        assert server.max_in_window("tok-crash-rate") <= 4
     finally:
         server.stop()

@@ -289,3 +289,27 @@ def test_tokens_and_secrets_never_reach_logs_errors_or_the_store(server, clock, 
     for secret in (*SECRETS, "SECwrong-secret-99"):
         for text in texts:
             assert secret not in text
+
+
+def test_four_channels_failing_four_ways_are_each_reported_and_the_exit_status_is_the_real_one(server, clock, tmp_path):
+    from forecaster.pipeline import RunResult
+    from forecaster.summary import format_run_summary, run_exit_code
+
+    config = alerts_config(server, tmp_path, channels={
+        "dt": {"type": "dingtalk", "url": server.dingtalk_url(DT_TOKEN), "secret": "SECwrong-secret-42"},
+        "wc": {"type": "wecom", "url": server.wecom_url("wecom-key-revoked")},
+        "fs": {"type": "feishu", "url": server.feishu_url(FS_HOOK), "secret": "feishu-wrong-secret"},
+        "wh": {"type": "webhook", "url": server.webhook_url(), "secret": "webhook-wrong-secret"},
+    }, routes=[{"name": f"路线{c}", "channels": [c]} for c in ("dt", "wc", "fs", "wh")])
+    store = Store(config.store.url.get())
+    queue(config, store, findings(6, 6), communities(6, managers=3), clock)  # three groups per channel
+    report = drain(config, store, clock)
+    assert report.failed >= 12
+    text = format_delivery(report)
+    for channel, code in (("dt", "310000"), ("wc", "93000"), ("fs", "19021"), ("wh", "HTTP 401")):
+        [line] = [line for line in text.splitlines() if f"failed: {channel}: " in line]
+        assert code in line and " messages)" in line, text  # each channel once, with how many of its messages
+    result = RunResult(run_id="0123456789abcdef", as_of=AS_OF, status="ok", exit_code=0)
+    assert run_exit_code(result, report) == 1
+    summary = format_run_summary(result, timezone="Asia/Shanghai", delivery=report)
+    assert summary.splitlines()[-1].endswith("(exit 1)") and "(exit 0)" not in summary, summary

@@ -68,3 +68,63 @@ def test_dask_map_keeps_order_reports_progress_and_stops_when_asked(cluster):
     assert sorted(done) == list(range(12))
     with pytest.raises(Interrupted):
         map_chunks(_square, list(range(12)), backend="dask", address=cluster.scheduler_address, should_stop=lambda: True)
+
+
+# A process that forecasts with the process pool the way `serve` does: SIGTERM handled by the
+# parent (so the forked workers inherit a handler that ignores it), every worker busy for ten minutes.
+_BUSY_PARENT = """
+import os, signal, sys, time
+from forecaster.util.engine import map_chunks
+def nap(chunk):
+    time.sleep(600)
+    return chunk
+signal.signal(signal.SIGTERM, lambda *a: None)
+map_chunks(nap, [[1], [2]], backend="process", workers=2)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for PID 1, which may not reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_workers_of_a_killed_parent_exit_instead_of_living_on():
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import wait_for
+
+    repo = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", _BUSY_PARENT], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    workers: list[int] = []
+    try:
+        wait_for(lambda: len(_children(parent.pid)) == 2, "two workers")
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        wait_for(lambda: not any(_running(w) for w in workers), "the orphaned workers to exit", limit_s=60)
+    finally:
+        parent.kill()
+        for w in workers:  # only if the test failed: do not leave them behind
+            if _running(w):
+                os.kill(w, signal.SIGKILL)

@@ -415,3 +415,99 @@ def test_jobs_stored_under_the_old_module_path_keep_their_next_run(tmp_path, dem
         assert second.scheduler.get_job("nightly").next_run_time == due
     finally:
         second.stop()
+
+
+def test_a_new_install_or_a_changed_schedule_reports_no_missed_night_it_was_never_due(tmp_path, demo_db, server):
+    from forecaster.cli import main
+
+    now = dt.datetime.now(dt.timezone.utc)
+    two_hours_ago = now - dt.timedelta(hours=2)
+    cron = f"{two_hours_ago.minute} {two_hours_ago.hour} * * *"  # due two hours ago, in UTC
+    cfg = service_config(tmp_path, demo_db, server, timezone="UTC", schedule={"nightly": cron, "misfire_grace_s": 0, "instance": "fresh"})
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def watch(service: Service) -> None:
+        service.start()
+        service.scheduler.pause()
+        service.watchdog()
+        service.drain()
+        service.stop()
+
+    watch(Service(cfg))  # an empty store: that night was due before this install existed
+    three_hours_ago = now - dt.timedelta(hours=3)
+    changed = service_config(tmp_path, demo_db, server, timezone="UTC",
+                             schedule={"nightly": f"{three_hours_ago.minute} {three_hours_ago.hour} * * *", "misfire_grace_s": 0, "instance": "fresh"})
+    watch(Service(changed))  # the cron changed: its last due time was never this schedule's
+    assert [s for s in slots_of(store_url) if s["status"] == "missed"] == []
+    assert not [r for r in server.delivered if "未按时运行" in r.payload["text"]]
+    assert main(["status", "--config", str(changed)]) == 0
+
+    # A night due after the schedule took effect and never run is still said, once.
+    later = Service(changed, clock=FixedClock(now + dt.timedelta(days=1)))
+    later.watchdog()
+    later.drain()
+    later.store.close()
+    assert [s["status"] for s in slots_of(store_url)] == ["missed"]
+    assert len([r for r in server.delivered if "未按时运行" in r.payload["text"]]) == 1
+
+
+def _standby_script(cfg: Path, instance: str, due: dt.datetime) -> list[str]:
+    """`serve` as a subprocess whose nightly cycle is due once, at ``due`` (the same for every
+    instance started with it), with the outbox and the watchdog every second."""
+    code = (
+        "import logging, signal, threading, datetime as dt\n"
+        "from apscheduler.triggers.interval import IntervalTrigger\n"
+        "from jobs.service import Service\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "aligned = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)\n"
+        f"svc = Service({str(cfg)!r}, instance={instance!r},\n"
+        f"    nightly_trigger=IntervalTrigger(days=1, start_date=dt.datetime.fromisoformat({due.isoformat()!r})),\n"
+        "    outbox_trigger=IntervalTrigger(seconds=1, start_date=aligned),\n"
+        "    watchdog_trigger=IntervalTrigger(seconds=1, start_date=aligned))\n"
+        "stop = threading.Event()\n"
+        "signal.signal(signal.SIGTERM, lambda *a: stop.set())\n"
+        "svc.start()\n"
+        "stop.wait()\n"
+        "svc.stop()\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path, server, request):
+    """Two `serve` processes on one PostgreSQL store; the one holding the night is killed 15 s
+    into it. When its claim expires, still within the misfire grace, the standby runs the night."""
+    from tests.conftest import SERVICE_ENV, _scratch_database, require_service
+
+    gen = _scratch_database(require_service(SERVICE_ENV["postgresql"], "postgresql"))
+    store_url = next(gen)
+    request.addfinalizer(lambda: next(gen, None))
+    today = today_in(SystemClock(), "Asia/Shanghai")
+    demo = f"sqlite:///{tmp_path / 'demo.db'}"
+    write_demo_sql(demo, make_demo_frames(today, communities=24, years=0.5, seed=5), seed=5)  # a night of half a minute or more
+    cfg = service_config(tmp_path, demo, server, store_url=store_url, forecast={"model": "arima", "horizon": 30})
+    due = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)).replace(microsecond=0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = {
+        name: subprocess.Popen(_standby_script(cfg, name, due), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name in ("east", "west")
+    }
+    try:
+        wait_for(lambda: any(s["status"] == "running" for s in slots_of(store_url)), "the night to start")
+        [slot] = slots_of(store_url)
+        holder, standby = (("east", "west") if slot["holder"].startswith("east:") else ("west", "east"))
+        wait_for(lambda: dt.datetime.now(dt.timezone.utc) >= slot["started_at"].replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=15),
+                 "15 s into the night")
+        assert [r.status for r in runs_of(store_url)] == ["running"]  # still going when its holder dies
+        procs[holder].send_signal(signal.SIGKILL)
+        procs[holder].wait()
+        wait_for(lambda: any(r.status == "ok" for r in runs_of(store_url)), "the standby to run the night", limit_s=600)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
+    runs = sorted(runs_of(store_url), key=lambda r: r.started_at)
+    assert [(r.status, r.trigger) for r in runs] == [("interrupted", "schedule"), ("ok", "takeover")], outputs[standby]
+    [slot] = slots_of(store_url)
+    assert slot["status"] == "ok" and slot["holder"].startswith(f"{standby}:") and slot["run_id"] == runs[1].run_id
+    assert any("接手" in r.payload.get("text", "") for r in server.delivered)  # operations are told
