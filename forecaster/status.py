@@ -10,7 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from forecaster.alerts.queue import MessageQueue
 from forecaster.config import Config
-from forecaster.store import Store, instance_name, job_slots, jobs_table, series_status
+from forecaster.store import Store, describe_process, instance_name, job_slots, jobs_table, series_status
 
 __all__ = ["format_status"]
 
@@ -24,9 +24,8 @@ def _local(moment: dt.datetime | None, zone: ZoneInfo) -> str:
 
 
 def _gone(run) -> str:
-    proc = run.summary.get("process") or {}
     return (
-        f"its process (pid {proc.get('pid')} on {proc.get('host')}) is gone: killed or crashed; "
+        f"its process ({describe_process(run.summary.get('process'))}) is gone: killed or crashed; "
         "the next run records it as interrupted"
     )
 
@@ -89,9 +88,10 @@ def format_status(config: Config, *, runs: int = 5) -> tuple[str, int]:
         # tonight's forecasts and alerts are missing.
         if records and (records[0].status in ("failed", "interrupted") or records[0].run_id in dead):
             healthy = False
-        if dead - {r.run_id for r in records}:
+        older_dead = dead - {r.run_id for r in records}
+        if older_dead:
             healthy = False
-            lines.append(f"           {len(dead - {r.run_id for r in records})} older run(s) left running by a process that is gone")
+            lines.append(f"           {len(older_dead)} older run(s) left running by a process that is gone")
         counts = MessageQueue(store).counts()
         order = ("pending", "sending", "sent", "failed")
         lines.append("outbox     " + (" · ".join(f"{k} {counts[k]}" for k in order if counts.get(k)) or "empty"))

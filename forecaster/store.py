@@ -275,6 +275,21 @@ def process_gone(process: dict[str, Any] | None) -> bool:
     return False
 
 
+def describe_process(process: dict[str, Any] | None) -> str:
+    """A recorded process (`this_process`) as a person reads it."""
+    process = process or {}
+    return f"pid {process.get('pid')} on {process.get('host')}"
+
+
+def interrupt_run(conn: sa.Connection, run_id: str, at: dt.datetime, why: str) -> None:
+    """Record a run that is still ``running`` as interrupted at ``at`` (UTC, naive), with why."""
+    conn.execute(
+        runs.update()
+        .where((runs.c.run_id == run_id) & (runs.c.status == "running"))
+        .values(status="interrupted", finished_at=at, error=why)
+    )
+
+
 def jobs_table(instance: str) -> str:
     """The APScheduler job table of one instance (jobs must not be shared between schedulers)."""
     return "wuye_jobs_" + "".join(c if c.isalnum() else "_" for c in instance.lower())[:40]
@@ -437,18 +452,13 @@ class Store:
         """Record `dead_runs` as interrupted, saying which process ended without a word."""
         dead = self.dead_runs()
         for run in dead:
-            proc = run.summary.get("process") or {}
             error = (
-                f"its process (pid {proc.get('pid')} on {proc.get('host')}) ended without recording the end of the "
-                "run: killed (kill -9, out of memory) or the machine stopped"
+                f"its process ({describe_process(run.summary.get('process'))}) ended without recording the end of "
+                "the run: killed (kill -9, out of memory) or the machine stopped"
             )
             self.write(
                 "record a dead run as interrupted",
-                lambda c, run=run, error=error: c.execute(
-                    runs.update()
-                    .where((runs.c.run_id == run.run_id) & (runs.c.status == "running"))
-                    .values(status="interrupted", finished_at=utc_naive(now), error=error)
-                ),
+                lambda c, run=run, error=error: interrupt_run(c, run.run_id, utc_naive(now), error),
             )
         return dead
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from forecaster.store import Store, aware, job_schedules, job_slots, leases, runs, utc_naive
+from forecaster.store import Store, aware, interrupt_run, job_schedules, job_slots, leases, utc_naive
 
 __all__ = [
     "Claim",
@@ -76,7 +76,7 @@ def claim_slot(store: Store, job: str, slot: str, holder: str, *, now: dt.dateti
         if not taken:
             return Claim(False, row["holder"])
         if row["run_id"]:
-            _interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
+            interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
     return Claim(True, holder, took_over=row["holder"])
 
 
@@ -98,14 +98,6 @@ def finish_slot(store: Store, job: str, slot: str, holder: str, *, now: dt.datet
             .where((job_slots.c.job == job) & (job_slots.c.slot == slot) & (job_slots.c.holder == holder[:128]))
             .values(status=status, finished_at=utc_naive(now), expires_at=utc_naive(now))
         )
-
-
-def _interrupt_run(conn, run_id: str, at: dt.datetime, why: str) -> None:
-    conn.execute(
-        runs.update()
-        .where((runs.c.run_id == run_id) & (runs.c.status == "running"))
-        .values(status="interrupted", finished_at=at, error=why)
-    )
 
 
 def recover_expired(store: Store, *, now: dt.datetime, predecessor: str | None = None) -> list[str]:
@@ -132,7 +124,7 @@ def recover_expired(store: Store, *, now: dt.datetime, predecessor: str | None =
                 .values(status="interrupted", finished_at=at)
             ).rowcount
             if done and row["run_id"]:
-                _interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
+                interrupt_run(conn, row["run_id"], at, f"the service instance {row['holder']} stopped during the run")
                 out.append(row["run_id"])
     return out
 

@@ -108,11 +108,10 @@ def _judge_days(
     saved = usual.saved
     through = pd.Timestamp(usual.through)
     again = saved[plan.recomputed(saved["ds"]) & (saved["ds"] <= through).to_numpy()]
-    before = int(again[column].sum()) if column in again else 0
+    before = _count(again, column)
     if before < guard.min_rows:
         return
-    tonight = fresh[fresh["ds"] <= through] if len(fresh) else fresh
-    now = int(tonight[column].sum()) if column in tonight else 0
+    now = _count(fresh[fresh["ds"] <= through], column)
     origin = report.origin if report is not None else table
     days = _days(again["ds"])
     if now < guard.min_share * before:
@@ -121,17 +120,21 @@ def _judge_days(
             f"by earlier nights ({_share(now, before)}); the source looks cut short. {_kept()}"
         )
     # The days new tonight: nothing at all on them, where the re-read days make many expected.
-    newer = fresh[fresh["ds"] > through] if len(fresh) else fresh
     last = as_of - dt.timedelta(days=1)
     new_days = (pd.Timestamp(last) - through).days
     expected = before / max(again["ds"].nunique(), 1) * new_days
-    if new_days > 0 and expected >= guard.min_rows and not (int(newer[column].sum()) if column in newer else 0):
+    if new_days > 0 and expected >= guard.min_rows and not _count(fresh[fresh["ds"] > through], column):
         first = (through + pd.Timedelta(days=1)).date()
         span = f"{first}" if new_days == 1 else f"{first}…{last}"
         raise ShortReadError(
             f"{table}: {origin} gave no rows for {span}, where about {expected:,.0f} were expected from the days "
             f"before; the export or table looks out of date. {_kept()}"
         )
+
+
+def _count(sums: pd.DataFrame, column: str) -> int:
+    """The rows a table gave on these days (day sums always have every `_COUNTED` column)."""
+    return int(sums[column].sum())
 
 
 def _all_rejected(report: TableReport) -> str:

@@ -221,16 +221,19 @@ def test_a_failed_run_and_a_missed_night_alert_operations_once(tmp_path, demo_db
     svc.store.close()
 
 
-def _serve_script(cfg: Path, instance: str) -> list[str]:
+def _serve_script(cfg: Path, instance: str, nightly: str = "IntervalTrigger(seconds=2, start_date=aligned)") -> list[str]:
+    """`serve` as a subprocess, stopped by SIGTERM: the nightly cycle on ``nightly`` (a trigger's
+    Python text; ``aligned`` is 2026-01-01 UTC), the outbox and the watchdog every second."""
     code = (
         "import logging, signal, threading, datetime as dt\n"
         "from apscheduler.triggers.interval import IntervalTrigger\n"
         "from jobs.service import Service\n"
         "logging.basicConfig(level=logging.INFO)\n"
+        "aligned = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)\n"
         f"svc = Service({str(cfg)!r}, instance={instance!r},\n"
-        "    nightly_trigger=IntervalTrigger(seconds=2, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)),\n"
-        "    outbox_trigger=IntervalTrigger(seconds=1, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)),\n"
-        "    watchdog_trigger=IntervalTrigger(seconds=1, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)))\n"
+        f"    nightly_trigger={nightly},\n"
+        "    outbox_trigger=IntervalTrigger(seconds=1, start_date=aligned),\n"
+        "    watchdog_trigger=IntervalTrigger(seconds=1, start_date=aligned))\n"
         "stop = threading.Event()\n"
         "signal.signal(signal.SIGTERM, lambda *a: stop.set())\n"
         "svc.start()\n"
@@ -454,23 +457,7 @@ def test_a_new_install_or_a_changed_schedule_reports_no_missed_night_it_was_neve
 def _standby_script(cfg: Path, instance: str, due: dt.datetime) -> list[str]:
     """`serve` as a subprocess whose nightly cycle is due once, at ``due`` (the same for every
     instance started with it), with the outbox and the watchdog every second."""
-    code = (
-        "import logging, signal, threading, datetime as dt\n"
-        "from apscheduler.triggers.interval import IntervalTrigger\n"
-        "from jobs.service import Service\n"
-        "logging.basicConfig(level=logging.INFO)\n"
-        "aligned = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)\n"
-        f"svc = Service({str(cfg)!r}, instance={instance!r},\n"
-        f"    nightly_trigger=IntervalTrigger(days=1, start_date=dt.datetime.fromisoformat({due.isoformat()!r})),\n"
-        "    outbox_trigger=IntervalTrigger(seconds=1, start_date=aligned),\n"
-        "    watchdog_trigger=IntervalTrigger(seconds=1, start_date=aligned))\n"
-        "stop = threading.Event()\n"
-        "signal.signal(signal.SIGTERM, lambda *a: stop.set())\n"
-        "svc.start()\n"
-        "stop.wait()\n"
-        "svc.stop()\n"
-    )
-    return [sys.executable, "-c", code]
+    return _serve_script(cfg, instance, f"IntervalTrigger(days=1, start_date=dt.datetime.fromisoformat({due.isoformat()!r}))")
 
 
 def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path, server, request):
