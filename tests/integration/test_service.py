@@ -488,6 +488,10 @@ def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path
         procs[holder].send_signal(signal.SIGKILL)
         procs[holder].wait()
         wait_for(lambda: any(r.status == "ok" for r in runs_of(store_url)), "the standby to run the night", limit_s=600)
+        # The operations message goes out when the standby's sender gets the outbox lease (the
+        # killed holder's may still run): wait for it before stopping the standby.
+        told = lambda: any("接手" in r.payload.get("text", "") for r in server.delivered)  # noqa: E731
+        wait_for(told, "operations to be told of the takeover", limit_s=600)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -497,4 +501,4 @@ def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path
     assert [(r.status, r.trigger) for r in runs] == [("interrupted", "schedule"), ("ok", "takeover")], outputs[standby]
     [slot] = slots_of(store_url)
     assert slot["status"] == "ok" and slot["holder"].startswith(f"{standby}:") and slot["run_id"] == runs[1].run_id
-    assert any("接手" in r.payload.get("text", "") for r in server.delivered)  # operations are told
+    assert told()  # operations are told
