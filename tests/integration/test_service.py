@@ -77,6 +77,19 @@ def runs_of(store_url: str) -> list:
         store.close()
 
 
+def outbox_of(store_url: str) -> list[tuple]:
+    """The outbox as (kind, channel, status, claimed_by, attempts, last_code, next_attempt_at) rows."""
+    from forecaster.alerts.tables import alert_messages as m
+
+    store = Store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            cols = [m.c.kind, m.c.channel, m.c.status, m.c.claimed_by, m.c.attempts, m.c.last_code, m.c.next_attempt_at]
+            return [tuple(r) for r in conn.execute(sa.select(*cols).order_by(m.c.id))]
+    finally:
+        store.close()
+
+
 def slots_of(store_url: str) -> list[dict]:
     store = Store(store_url)
     try:
@@ -221,14 +234,28 @@ def test_a_failed_run_and_a_missed_night_alert_operations_once(tmp_path, demo_db
     svc.store.close()
 
 
-def _serve_script(cfg: Path, instance: str, nightly: str = "IntervalTrigger(seconds=2, start_date=aligned)") -> list[str]:
+def _serve_script(cfg: Path, instance: str, nightly: str = "IntervalTrigger(seconds=2, start_date=aligned)", hold: Path | None = None) -> list[str]:
     """`serve` as a subprocess, stopped by SIGTERM: the nightly cycle on ``nightly`` (a trigger's
-    Python text; ``aligned`` is 2026-01-01 UTC), the outbox and the watchdog every second."""
+    Python text; ``aligned`` is 2026-01-01 UTC), the outbox and the watchdog every second. With
+    ``hold``, a night waits before reading its source for as long as that file exists, so a test
+    knows the night is running when it kills the process (instead of racing a night's length)."""
     code = (
-        "import logging, signal, threading, datetime as dt\n"
+        "import logging, signal, threading, time, datetime as dt, os\n"
         "from apscheduler.triggers.interval import IntervalTrigger\n"
         "from jobs.service import Service\n"
         "logging.basicConfig(level=logging.INFO)\n"
+    )
+    if hold is not None:
+        code += (
+            "import forecaster.pipeline as pipeline\n"
+            "_read = pipeline.load_daily\n"
+            "def held(*args, **kwargs):\n"
+            f"    while os.path.exists({str(hold)!r}):\n"
+            "        time.sleep(0.1)\n"
+            "    return _read(*args, **kwargs)\n"
+            "pipeline.load_daily = held\n"
+        )
+    code += (
         "aligned = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)\n"
         f"svc = Service({str(cfg)!r}, instance={instance!r},\n"
         f"    nightly_trigger={nightly},\n"
@@ -454,39 +481,39 @@ def test_a_new_install_or_a_changed_schedule_reports_no_missed_night_it_was_neve
     assert len([r for r in server.delivered if "未按时运行" in r.payload["text"]]) == 1
 
 
-def _standby_script(cfg: Path, instance: str, due: dt.datetime) -> list[str]:
+def _standby_script(cfg: Path, instance: str, due: dt.datetime, hold: Path) -> list[str]:
     """`serve` as a subprocess whose nightly cycle is due once, at ``due`` (the same for every
-    instance started with it), with the outbox and the watchdog every second."""
-    return _serve_script(cfg, instance, f"IntervalTrigger(days=1, start_date=dt.datetime.fromisoformat({due.isoformat()!r}))")
+    instance started with it), with the outbox and the watchdog every second; its night waits
+    while ``hold`` exists."""
+    return _serve_script(cfg, instance, f"IntervalTrigger(days=1, start_date=dt.datetime.fromisoformat({due.isoformat()!r}))", hold)
 
 
-def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path, server, request):
-    """Two `serve` processes on one PostgreSQL store; the one holding the night is killed 15 s
-    into it. When its claim expires, still within the misfire grace, the standby runs the night."""
+def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path, demo_db, server, request):
+    """Two `serve` processes on one PostgreSQL store; the one holding the night is killed during
+    it. When its claim expires, still within the misfire grace, the standby runs the night and
+    tells operations so."""
     from tests.conftest import SERVICE_ENV, _scratch_database, require_service
 
     gen = _scratch_database(require_service(SERVICE_ENV["postgresql"], "postgresql"))
     store_url = next(gen)
     request.addfinalizer(lambda: next(gen, None))
-    today = today_in(SystemClock(), "Asia/Shanghai")
-    demo = f"sqlite:///{tmp_path / 'demo.db'}"
-    write_demo_sql(demo, make_demo_frames(today, communities=24, years=0.5, seed=5), seed=5)  # a night of half a minute or more
-    cfg = service_config(tmp_path, demo, server, store_url=store_url, forecast={"model": "arima", "horizon": 30})
-    due = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)).replace(microsecond=0)
+    cfg = service_config(tmp_path, demo_db, server, store_url=store_url)
+    hold = tmp_path / "hold"
+    hold.touch()  # the first night waits before reading its source until the test lets it go
+    due = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)).replace(microsecond=0)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = {
-        name: subprocess.Popen(_standby_script(cfg, name, due), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        name: subprocess.Popen(_standby_script(cfg, name, due, hold), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name in ("east", "west")
     }
     try:
-        wait_for(lambda: any(s["status"] == "running" for s in slots_of(store_url)), "the night to start")
+        wait_for(lambda: any(s["status"] == "running" for s in slots_of(store_url)) and runs_of(store_url), "the night to start")
         [slot] = slots_of(store_url)
         holder, standby = (("east", "west") if slot["holder"].startswith("east:") else ("west", "east"))
-        wait_for(lambda: dt.datetime.now(dt.timezone.utc) >= slot["started_at"].replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=15),
-                 "15 s into the night")
-        assert [r.status for r in runs_of(store_url)] == ["running"]  # still going when its holder dies
+        assert [r.status for r in runs_of(store_url)] == ["running"]  # held: still going when its holder dies
         procs[holder].send_signal(signal.SIGKILL)
         procs[holder].wait()
+        hold.unlink()
         wait_for(lambda: any(r.status == "ok" for r in runs_of(store_url)), "the standby to run the night", limit_s=600)
         # The operations message goes out when the standby's sender gets the outbox lease (the
         # killed holder's may still run): wait for it before stopping the standby.
@@ -497,6 +524,9 @@ def test_a_standby_takes_over_the_night_of_an_instance_killed_during_it(tmp_path
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
+        for name, text in outputs.items():  # shown by pytest when the test fails
+            print(f"----- serve {name} -----\n{text}")
+        print("----- outbox -----\n" + "\n".join(map(str, outbox_of(store_url))))
     runs = sorted(runs_of(store_url), key=lambda r: r.started_at)
     assert [(r.status, r.trigger) for r in runs] == [("interrupted", "schedule"), ("ok", "takeover")], outputs[standby]
     [slot] = slots_of(store_url)
