@@ -16,6 +16,7 @@ from pathlib import Path
 
 from forecaster import __version__
 from forecaster.util.errors import ConfigError, ForecasterError
+from forecaster.util.stopping import StopOnSignal
 from forecaster.vocab import AUTO, METRIC_KEYS, MODEL_NAMES, SINGLE_MODELS
 
 __all__ = ["main", "build_parser"]
@@ -270,15 +271,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config.log.format == "json":
         _apply_log_config(config, args.verbose)
-    result = run_once(config, args.as_of, dry_run=args.dry_run)
-    delivery = None
-    if result.alerts is not None and not args.no_send:
-        delivery = _send(config, config.alerts.delivery.wait_s)
+    with StopOnSignal() as stop:
+        result = run_once(config, args.as_of, dry_run=args.dry_run, should_stop=stop.requested)
+        delivery = None
+        if result.alerts is not None and not args.no_send and not stop.requested():
+            delivery = _send(config, config.alerts.delivery.wait_s, should_stop=stop.requested)
+    if stop.requested():
+        result.exit_code = stop.exit_code  # the summary's last line says what the process exits with
     print(format_run_summary(result, timezone=config.timezone, delivery=delivery))
+    if stop.requested():
+        print(_stopped_line(stop), file=sys.stderr)
     return run_exit_code(result, delivery)
 
 
-def _send(config, max_wait_s: float, store=None):
+def _stopped_line(stop) -> str:
+    return (
+        f"stopped by {stop.signal_name}: the step in hand was finished and recorded; what is left "
+        "(a night's remaining stages, queued messages) is done by the next run, `outbox --send` or the service"
+    )
+
+
+def _send(config, max_wait_s: float, store=None, should_stop=lambda: False):
     import requests
 
     from forecaster.alerts.notify import send_pending
@@ -289,7 +302,7 @@ def _send(config, max_wait_s: float, store=None):
     store = store or Store(config.store.url.get())
     try:
         with requests.Session() as session:
-            return send_pending(config, store, session=session, clock=SystemClock(), max_wait_s=max_wait_s)
+            return send_pending(config, store, session=session, clock=SystemClock(), max_wait_s=max_wait_s, should_stop=should_stop)
     finally:
         if own:
             store.close()
@@ -333,8 +346,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             n = outbox.retry(None if args.retry_failed else _full_ids(outbox, args.retry), now=SystemClock().now())
             print(f"{n} failed message(s) back in the queue")
         if args.send:
-            report = _send(config, config.alerts.delivery.wait_s, store)
+            with StopOnSignal() as stop:
+                report = _send(config, config.alerts.delivery.wait_s, store, should_stop=stop.requested)
             print(format_delivery(report))
+            if stop.requested():
+                print(_stopped_line(stop), file=sys.stderr)
+                return stop.exit_code
         counts = outbox.counts()
         print(
             "outbox   "

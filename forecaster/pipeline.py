@@ -168,7 +168,7 @@ def run_once(
         if result.output_error:
             result.status, result.exit_code, result.error = "partial", 2, result.output_error
     except Interrupted:
-        result.error, result.exit_code, result.status = "stopped: the service is shutting down", 1, "interrupted"
+        result.error, result.exit_code, result.status = "stopped on request (the service shutting down, or SIGTERM or Ctrl-C to the command) before it finished", 1, "interrupted"
     except ForecasterError as exc:
         result.error, result.exit_code, result.status = redact(str(exc)), exc.exit_code, "failed"
     except Exception as exc:  # a bug: record it, keep the traceback in the log

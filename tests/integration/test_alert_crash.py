@@ -166,3 +166,33 @@ def test_a_sender_killed_during_a_send_and_restarted_counts_that_send_in_the_rob
         assert server.max_in_window("tok-crash-rate") <= 4
     finally:
         server.stop()
+
+
+def test_a_sender_stopped_with_sigterm_during_a_send_records_that_send_and_no_robot_sees_it_twice(tmp_path):
+    """SIGTERM (systemd, a timeout, a plain `kill`) used to end `outbox --send` at once like a
+    kill -9: a DingTalk robot, which cannot deduplicate, showed the message in flight twice. Now
+    the sender records the answer of the request in flight, stops and says so; the next sender
+    sends only what was left."""
+    server = RobotServer(dingtalk={"tok-term": "SECterm"}, rate=10_000).start()
+    server.hold_at = 3  # the third request reaches the robot, which does not answer yet
+    try:
+        channel = {"type": "dingtalk", "url": server.dingtalk_url("tok-term"), "secret": "SECterm", "rate_limit": 10_000}
+        ids = _enqueue(tmp_path, channel, 6, groups=True)
+        config = _config(tmp_path, channel, claim_timeout_s=0.5)
+        first = _sender(config)
+        wait_for(server.holding.is_set, "the third request to arrive")
+        first.send_signal(signal.SIGTERM)
+        server.release.set()  # the robot answers after the signal: the sender must wait for it
+        out, err = first.communicate(timeout=300)
+        assert first.returncode == 128 + signal.SIGTERM, err
+        assert "stopped by SIGTERM" in err and "2 sent" not in out and "3 sent" in out
+        assert _status(tmp_path) == {"sent": 3, "pending": 3}  # the one in flight is recorded sent
+
+        second = _sender(config)
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 0, err
+        assert "resent" not in out
+        assert [r.message_id for r in server.delivered] == ids  # a robot shows each once
+        assert _status(tmp_path) == {"sent": 6}
+    finally:
+        server.stop()

@@ -157,6 +157,32 @@ def test_a_killed_run_is_not_left_running_status_says_so_and_the_next_run_record
     assert dead.status == "interrupted" and "ended without recording the end of the run" in dead.error
 
 
+def test_a_run_stopped_with_sigterm_ends_at_its_next_stage_and_records_it(tmp_path, capsys):
+    """`forecaster run` got Python's default for SIGTERM (die at once, the run left `running`,
+    a message in flight maybe sent twice). It now finishes the step in hand, records the run
+    interrupted (or finished, if the signal came while it sent) and exits 143."""
+    import signal
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    write_config(tmp_path, {"demo": SMALL_DEMO, "forecast": {"model": "arima", "horizon": 30}, "store": {"url": store_url}})
+    assert run_cli(tmp_path, "demo") == 0
+    exe = Path(sys.executable).with_name("forecaster")
+    proc = subprocess.Popen([str(exe), "run", "--config", str(tmp_path / "config.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _runs_recorded(tmp_path / "store.db"), "the run to start")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err
+    [run] = Store(store_url).last_runs()
+    assert run.status in ("interrupted", "ok"), run
+    if run.status == "interrupted":
+        assert "stopped on request" in run.error and "status     interrupted (exit 143)" in out
+
+
 def test_demo_as_csv_then_run_on_the_csv_source(tmp_path, capsys):
     write_config(tmp_path, {"source": {"type": "csv", "csv": {"directory": "exports"}}, "demo": SMALL_DEMO, "forecast": FAST})
     assert run_cli(tmp_path, "demo", "--as-of", "2026-11-23") == 0
