@@ -35,7 +35,19 @@ from pydantic import (
 
 from forecaster.util.errors import ConfigError
 from forecaster.util.secret import Secret, mask_url, register_env_value
-from forecaster.vocab import AUTO, CHANNEL_STYLES, CHANNEL_TYPES, HOLIDAY_KEYS, METRIC_KEYS, MODEL_NAMES, SEVERITY_NAMES
+from forecaster.vocab import (
+    AUTO,
+    CHANNEL_STYLES,
+    CHANNEL_TYPES,
+    HOLIDAY_KEYS,
+    LINE_METRIC,
+    METRIC_KEYS,
+    MODEL_NAMES,
+    SERVICE_LINES,
+    SEVERITY_NAMES,
+    line_metric,
+    line_of,
+)
 
 __all__ = [
     "Config",
@@ -50,7 +62,27 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 
-Metric = Literal[METRIC_KEYS]  # type: ignore[valid-type]
+_LINE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ALL_LINES = f"{LINE_METRIC}.*"  # in metrics.enabled and thresholds.defaults: every service line
+
+
+def _metric_key(value: Any) -> str:
+    """One of the metrics (vocab.METRICS), or a service line's ``ticket_count.<line>`` (the line
+    must be in metrics.service_lines: checked by `Config`), or ``ticket_count.*`` (every line)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a metric name")
+    if value in METRIC_KEYS or value == ALL_LINES:
+        return value
+    line = line_of(value)
+    if line is not None and _LINE_KEY_RE.match(line):
+        return value
+    raise ValueError(
+        f"unknown metric {value!r}; the metrics are {', '.join(METRIC_KEYS)}, and {LINE_METRIC}.<line> "
+        "for a line of metrics.service_lines"
+    )
+
+
+Metric = Annotated[str, PlainValidator(_metric_key)]
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 SeverityName = Literal[SEVERITY_NAMES]  # type: ignore[valid-type]
 
@@ -69,12 +101,17 @@ class TableColumns:
 # names through ``source.tables.<table>.columns``.
 TABLE_COLUMNS: dict[str, TableColumns] = {
     "communities": TableColumns(
-        required=("community_id",), optional=("name", "city", "region", "manager", "manager_mobile")
+        required=("community_id",),
+        optional=("name", "city", "region", "manager", "manager_mobile", "households", "property_type"),
     ),
+    # responded_at: the first response or dispatch; due_at: the ticket's own closing deadline
+    # (when the ticket system sets one; else metrics.sla gives it by service line).
     "tickets": TableColumns(
-        required=("ticket_id", "community_id", "created_at"), optional=("closed_at", "category", "rating")
+        required=("ticket_id", "community_id", "created_at"),
+        optional=("responded_at", "closed_at", "due_at", "category", "rating"),
     ),
-    "surveys": TableColumns(required=("community_id", "date", "score"), optional=("responses",)),
+    # source: which survey it was (第三方, 季度, APP, 回访…); recommend: 0–10, for NPS.
+    "surveys": TableColumns(required=("community_id", "date", "score"), optional=("responses", "source", "recommend")),
 }
 
 
@@ -243,10 +280,41 @@ class SourceConfig(_Model):
         return self
 
 
+class ServiceLineConfig(_Model):
+    """A service line: its Chinese label (the vocabulary's for a line it knows) and the ticket
+    categories that belong to it (compared after trimming, case-insensitively)."""
+
+    label_zh: str | None = None
+    categories: list[str]
+
+
+class SlaConfig(_Model):
+    """A service line's deadlines, in hours from a ticket's creation."""
+
+    respond_hours: float = Field(gt=0)
+    close_hours: float = Field(gt=0)
+
+
+COMPLAINT_LINE = "complaint"  # the complaint line: complaint_count, its categories complaint_categories
+DEFAULT_SLA = "default"  # metrics.sla for tickets of a line without its own, or of no line
+
+
 class MetricsConfig(_Model):
-    enabled: list[Metric] = list(METRIC_KEYS)
+    # Which series are made: the metrics of vocab.METRICS, ticket_count.<line> for one service
+    # line, ticket_count.* for every line.
+    enabled: list[Metric] = [*METRIC_KEYS, ALL_LINES]
     # Ticket categories that count as complaints (compared after trimming, case-insensitively).
     complaint_categories: list[str] = ["投诉", "complaint"]
+    # The service lines besides complaints, each a series ticket_count.<line>.
+    service_lines: dict[str, ServiceLineConfig] = {
+        key: ServiceLineConfig(categories=list(line.categories)) for key, line in SERVICE_LINES.items()
+    }
+    # Deadlines per service line (complaint, a line above, or default): a complaint answered in
+    # 24 hours and closed in 72, other feedback answered in 4 hours.
+    sla: dict[str, SlaConfig] = {
+        COMPLAINT_LINE: SlaConfig(respond_hours=24, close_hours=72),
+        DEFAULT_SLA: SlaConfig(respond_hours=4, close_hours=72),
+    }
     # Post-ticket ratings run from 0 (or 1) to this value; they are rescaled to 0-100.
     rating_scale: float = Field(5.0, gt=0)
     # Survey scores run from 0 to this value; they are rescaled to 0-100.
@@ -255,6 +323,59 @@ class MetricsConfig(_Model):
     # give: a typo or a unit error that would outweigh every other rating).
     max_survey_responses: int = Field(100_000, ge=1)
     satisfaction_from: list[Literal["surveys", "ratings"]] = ["surveys", "ratings"]
+
+    @model_validator(mode="after")
+    def _lines(self) -> "MetricsConfig":
+        for key, line in self.service_lines.items():
+            if not _LINE_KEY_RE.match(key) or key in (COMPLAINT_LINE, DEFAULT_SLA):
+                raise ValueError(
+                    f"@service_lines.{key}: a line's key is lower-case letters, digits and _ (not "
+                    f"{COMPLAINT_LINE!r}: complaints are complaint_categories; not {DEFAULT_SLA!r})"
+                )
+            if line.label_zh is None and key not in SERVICE_LINES:
+                raise ValueError(f"@service_lines.{key}.label_zh: a line the vocabulary does not know needs its Chinese label")
+        owner: dict[str, str] = {c.strip().lower(): COMPLAINT_LINE for c in self.complaint_categories}
+        for key, line in self.service_lines.items():
+            for category in line.categories:
+                c = category.strip().lower()
+                if c in owner and owner[c] != key:
+                    raise ValueError(f"@service_lines.{key}.categories: {category!r} already belongs to {owner[c]}")
+                owner[c] = key
+        for key in self.sla:
+            if key not in (COMPLAINT_LINE, DEFAULT_SLA) and key not in self.service_lines:
+                raise ValueError(f"@sla.{key}: no such service line (the keys are {COMPLAINT_LINE}, {DEFAULT_SLA} and the lines of service_lines)")
+        if DEFAULT_SLA not in self.sla:
+            raise ValueError(f"@sla.{DEFAULT_SLA}: required (the deadlines of tickets of a line without its own)")
+        for key in self.enabled:
+            line = line_of(key)
+            if line is not None and key != ALL_LINES and line not in self.service_lines:
+                raise ValueError(f"@enabled: {key!r}: no such service line in metrics.service_lines")
+        return self
+
+    @property
+    def line_labels(self) -> dict[str, str]:
+        """Each service line's Chinese label."""
+        return {k: line.label_zh or SERVICE_LINES[k].label_zh for k, line in self.service_lines.items()}
+
+    @property
+    def category_lines(self) -> dict[str, str]:
+        """Each category (trimmed, lower case) → its line (complaint or a service line)."""
+        out = {c.strip().lower(): COMPLAINT_LINE for c in self.complaint_categories}
+        for key, line in self.service_lines.items():
+            out.update({c.strip().lower(): key for c in line.categories})
+        return out
+
+    def sla_for(self, line: str | None) -> SlaConfig:
+        return self.sla.get(line or DEFAULT_SLA) or self.sla[DEFAULT_SLA]
+
+    @property
+    def series_metrics(self) -> list[str]:
+        """The enabled metrics with ticket_count.* spelt out as each line's key."""
+        out: list[str] = []
+        for key in self.enabled:
+            keys = [line_metric(k) for k in self.service_lines] if key == ALL_LINES else [key]
+            out += [k for k in keys if k not in out]
+        return out
 
 
 class Threshold(_Model):
@@ -286,6 +407,15 @@ class ThresholdsConfig(_Model):
         "ticket_count": Threshold(rise_share=0.3, min_excess=3.0),
         "complaint_count": Threshold(rise_share=0.5, min_excess=2.0),
         "resolution_hours": Threshold(above=48.0),
+        "response_hours": Threshold(rise_share=0.5, min_excess=2.0),
+        # Shares 0–1: warn below 90% answered / closed on time, or 10% below the usual share.
+        "responded_on_time": Threshold(below=0.9, drop_share=0.1, min_excess=0.05),
+        "closed_on_time": Threshold(below=0.9, drop_share=0.1, min_excess=0.05),
+        "open_backlog": Threshold(rise_share=0.5, min_excess=5.0),
+        "overdue_open": Threshold(rise_share=0.5, min_excess=3.0),
+        "nps": Threshold(below=10.0),
+        # Every service line's ticket_count.<line>, unless it has its own entry.
+        ALL_LINES: Threshold(rise_share=0.5, min_excess=3.0),
     }
     overrides: list[ThresholdOverride] = []
 
@@ -712,6 +842,19 @@ class Config(_Model):
     @classmethod
     def _tz(cls, value: str) -> str:
         return _check_timezone(value)
+
+    @model_validator(mode="after")
+    def _lines_known(self) -> "Config":
+        """A threshold of ticket_count.<line> names a line of metrics.service_lines."""
+        lines = self.metrics.service_lines
+        places = [("thresholds.defaults", self.thresholds.defaults)]
+        places += [(f"thresholds.overrides[{i}].metrics", o.metrics) for i, o in enumerate(self.thresholds.overrides)]
+        for where, metrics in places:
+            for key in metrics:
+                line = line_of(key)
+                if line is not None and line != "*" and line not in lines:
+                    raise ValueError(f"@{where}.{key}: no such service line in metrics.service_lines ({', '.join(lines)})")
+        return self
 
     @property
     def source_timezone(self) -> str:

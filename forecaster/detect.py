@@ -30,9 +30,9 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
-from forecaster.config import Config, DetectConfig, Threshold, ThresholdsConfig
+from forecaster.config import ALL_LINES, Config, DetectConfig, Threshold, ThresholdsConfig
 from forecaster.util.arrays import true_runs
-from forecaster.vocab import COUNT_METRICS, DIP_METRICS, SEVERITY_NAMES, severity_rank
+from forecaster.vocab import SEVERITY_NAMES, is_count, is_dip, is_share, line_of, severity_rank
 
 __all__ = [
     "Finding",
@@ -73,6 +73,8 @@ class Finding:
 def thresholds_for(config: ThresholdsConfig, metric: str, community_id: str, city: str | None, region: str | None) -> Threshold | None:
     """The default for ``metric``, overridden by region, then city, then community (most specific wins)."""
     base = config.defaults.get(metric)
+    if base is None and line_of(metric) is not None:
+        base = config.defaults.get(ALL_LINES)
     merged = base.model_dump() if base else {}
     ranked = sorted(
         config.overrides,
@@ -84,8 +86,11 @@ def thresholds_for(config: ThresholdsConfig, metric: str, community_id: str, cit
             or (override.city and override.city == city)
             or (override.region and override.region == region)
         )
-        if hit and metric in override.metrics:
-            merged.update({k: v for k, v in override.metrics[metric].model_dump().items() if v is not None})
+        spec = override.metrics.get(metric)
+        if spec is None and line_of(metric) is not None:
+            spec = override.metrics.get(ALL_LINES)
+        if hit and spec is not None:
+            merged.update({k: v for k, v in spec.model_dump().items() if v is not None})
     if not merged or all(v is None for v in merged.values()):
         return None
     return Threshold(**merged)
@@ -121,6 +126,11 @@ def _prob_above(limit: np.ndarray, mean: np.ndarray, upper: np.ndarray, z: float
     return 1.0 - ndtr((limit - mean) / sd)
 
 
+def _limit_text(metric: str, value: float) -> str:
+    """A configured limit as a finding names it: a share as a percentage (90%), else as given."""
+    return f"{value:.0%}" if is_share(metric) else f"{value:g}"
+
+
 def day_probabilities(
     metric: str,
     mean: np.ndarray,
@@ -136,16 +146,16 @@ def day_probabilities(
     best_p, best_limit, best_ref = np.zeros(h), np.full(h, np.nan), [""] * h
     candidates: list[tuple[np.ndarray, str]] = []
     excess = threshold.min_excess or 0.0
-    if metric in DIP_METRICS:
+    if is_dip(metric):
         if threshold.below is not None:
-            candidates.append((np.full(h, threshold.below), f"阈值 {threshold.below:g}"))
+            candidates.append((np.full(h, threshold.below), f"阈值 {_limit_text(metric, threshold.below)}"))
         if threshold.drop_share is not None:
             limit = np.minimum(baseline * (1 - threshold.drop_share), baseline - excess)
             candidates.append((limit, f"近4周基线 −{threshold.drop_share:.0%}"))
         prob = lambda limit: _prob_below(limit, mean, lower, z)  # noqa: E731
     else:
         if threshold.above is not None:
-            candidates.append((np.full(h, threshold.above), f"上限 {threshold.above:g}"))
+            candidates.append((np.full(h, threshold.above), f"上限 {_limit_text(metric, threshold.above)}"))
         if threshold.rise_share is not None:
             limit = np.maximum(baseline * (1 + threshold.rise_share), baseline + excess)
             candidates.append((limit, f"近4周基线 +{threshold.rise_share:.0%}"))
@@ -183,7 +193,7 @@ def _depth(metric: str, expected: float, base: float) -> float:
     """How much worse than the baseline ``expected`` is, as a share of it (never negative)."""
     if not (base and np.isfinite(base)):
         return 0.0
-    if metric in DIP_METRICS:
+    if is_dip(metric):
         depth = (base - expected) / base
     else:
         depth = (expected - base) / base if base > 0 else 0.0
@@ -222,7 +232,7 @@ def find_in_series(
         return []
     p, limit, refs = day_probabilities(metric, mean, lower, upper, baseline, threshold, level)
     flagged = p >= rules.min_probability
-    kind = "dip" if metric in DIP_METRICS else "surge"
+    kind = "dip" if is_dip(metric) else "surge"
     findings = []
     for i, j in true_runs(_bridged(flagged, rules.bridge_days)):
         if int(flagged[i : j + 1].sum()) < rules.min_days:
@@ -364,7 +374,7 @@ def detect_findings(
         feats = book.get(loc)
         h_feats = calendar_at(feats, hist["ds"][-28:])
         f_feats = calendar_at(feats, fc["ds"])
-        counts = metric in COUNT_METRICS
+        counts = is_count(metric)
         baseline = recent_baseline(
             hist["y"][-28:].astype(float),
             h_feats["off_day"] if counts else None,

@@ -23,7 +23,7 @@ from forecaster.models.base import SeriesSpec
 from forecaster.models.select import Choice, Settings, backtest_series, forecast_series
 from forecaster.util.engine import chunked, map_chunks, resolve_workers
 from forecaster.util.progress import Progress
-from forecaster.vocab import METRICS
+from forecaster.vocab import metric_of
 
 __all__ = [
     "spec_for_metric",
@@ -41,10 +41,10 @@ _DEFAULTS = ForecastConfig()  # the config schema holds every default
 def spec_for_metric(metric: str | None, y: np.ndarray) -> SeriesSpec:
     """How a metric's series is modelled (vocab.METRICS: satisfaction within 0–100; counts and
     hours non-negative, in log1p); a series of no known metric, from its values."""
-    known = METRICS.get(metric) if metric else None
+    known = metric_of(metric) if metric else None
     if known is None:
         return SeriesSpec.for_values(y)
-    return SeriesSpec(known.transform, 0.0, known.upper)
+    return SeriesSpec(known.transform, known.lower, known.upper)
 
 
 @dataclass

@@ -381,7 +381,9 @@ def _write_outputs(
                 f"{EXCEL_ROWS:,}",
                 ", or lower output.history_days" if name == "series" else "",
             )
-    page = make_report_html(as_of, found, data.communities, frame, forecasts, book.get, run_id=result.run_id)
+    page = make_report_html(
+        as_of, found, data.communities, frame, forecasts, book.get, run_id=result.run_id, line_labels=config.metrics.line_labels
+    )
     result.outputs["report"] = write_text(page, out_dir / "report.html")
 
 

@@ -21,18 +21,23 @@ import pandas as pd
 from forecaster.calendar import Location, locations_of
 from forecaster.detect import Finding
 from forecaster.util.arrays import true_runs
-from forecaster.vocab import KIND_ZH, METRICS, SEVERITIES, SEVERITY_NAMES, severity_of, severity_rank
+from forecaster.vocab import KIND_ZH, SEVERITIES, SEVERITY_NAMES, is_share, metric_of, severity_of, severity_rank
 
 __all__ = ["make_report_html", "make_chart_svg"]
 
 
-def _metric_label(metric: str) -> str:
-    known = METRICS.get(metric)
+def _metric_label(metric: str, labels: dict[str, str] | None = None) -> str:
+    known = metric_of(metric, labels)
     return known.label_zh if known else metric
 
 
-def _change(f: Finding) -> str:
-    return f"{_metric_label(f.metric)}{KIND_ZH.get(f.kind, f.kind)}"
+def _change(f: Finding, labels: dict[str, str] | None = None) -> str:
+    return f"{_metric_label(f.metric, labels)}{KIND_ZH.get(f.kind, f.kind)}"
+
+
+def _v(metric: str, value: float) -> str:
+    """A value in the report: a share as a percentage, else one decimal."""
+    return f"{value:.0%}" if is_share(metric) else f"{value:.1f}"
 
 
 _CSS_SEVERITIES = "".join(f".sev-{s.name}{{color:{s.colour}}}" for s in reversed(SEVERITIES))
@@ -166,13 +171,14 @@ def make_report_html(
     run_id: str = "",
     history_days: int = 56,
     max_communities: int = 200,
+    line_labels: dict[str, str] | None = None,
 ) -> str:
     """The report page. ``features_for(Location)`` gives the calendar features (``holiday_window``,
-    ``season`` by day) of a community."""
+    ``season`` by day) of a community; ``line_labels``: the service lines' Chinese labels."""
     info = communities.set_index("community_id")
     order = sorted(findings, key=lambda f: (-severity_rank(f.severity), -f.probability, f.first_day))
     parts = [_page_head(as_of, findings, len(communities), run_id), '<section id="findings"><h2>预警一览</h2>']
-    parts.append(_findings_table(order, info) if order else "<p>本次预测期内没有需要预警的小区。</p>")
+    parts.append(_findings_table(order, info, line_labels) if order else "<p>本次预测期内没有需要预警的小区。</p>")
     parts.append("</section>")
     if order:
         parts.append('<section id="communities"><h2>需要关注的小区</h2>' + _LEGEND)
@@ -183,7 +189,7 @@ def make_report_html(
         for cid in shown[:max_communities]:
             mine = [f for f in order if f.community_id == cid]
             feats = features_for(locations.get(cid, Location(cid)))
-            parts.append(_community_article(cid, mine, info, rows, feats, history_days))
+            parts.append(_community_article(cid, mine, info, rows, feats, history_days, line_labels))
         if len(shown) > max_communities:
             parts.append(f"<p>另有 {len(shown) - max_communities} 个小区的预警见上表。</p>")
         parts.append("</section>")
@@ -213,7 +219,7 @@ def _page_head(as_of: dt.date, findings: list[Finding], n_communities: int, run_
     )
 
 
-def _findings_table(order: list[Finding], info: pd.DataFrame) -> str:
+def _findings_table(order: list[Finding], info: pd.DataFrame, labels: dict[str, str] | None) -> str:
     rows = [
         "<table><thead><tr><th>级别</th><th>小区</th><th>城市</th><th>负责人</th><th>指标</th><th>时间</th>"
         "<th>预计</th><th>界限</th><th>概率</th><th>节假日/季节</th></tr></thead><tbody>"
@@ -226,9 +232,9 @@ def _findings_table(order: list[Finding], info: pd.DataFrame) -> str:
             f'<td><a href="#c-{_e(f.community_id)}">{_e(name)}</a></td>'
             f"<td>{_e(info['city'].get(f.community_id, '') if 'city' in info else '')}</td>"
             f"<td>{_e(info['manager'].get(f.community_id, '') if 'manager' in info else '')}</td>"
-            f"<td>{_e(_change(f))}</td>"
+            f"<td>{_e(_change(f, labels))}</td>"
             f"<td>{f.first_day:%m-%d} 至 {f.last_day:%m-%d}（{f.days} 天）</td>"
-            f"<td>{f.expected:.1f}</td><td>{_e(f.reference)}（{f.limit:.1f}）</td>"
+            f"<td>{_v(f.metric, f.expected)}</td><td>{_e(f.reference)}（{_v(f.metric, f.limit)}）</td>"
             f"<td>{f.probability:.0%}</td><td>{_e(f.window)}{est}</td></tr>"
         )
     rows.append("</tbody></table>")
@@ -250,7 +256,9 @@ class _Rows:
         return self.series.iloc[self.hist[key]], self.forecasts.iloc[self.fc[key]]
 
 
-def _community_article(cid: str, mine: list[Finding], info: pd.DataFrame, rows: _Rows, feats: pd.DataFrame, history_days: int) -> str:
+def _community_article(
+    cid: str, mine: list[Finding], info: pd.DataFrame, rows: _Rows, feats: pd.DataFrame, history_days: int, labels: dict[str, str] | None
+) -> str:
     """One community's findings in words, then a chart per metric with a finding."""
     row = info.loc[cid] if cid in info.index else None
     name = row["name"] if row is not None else cid
@@ -260,9 +268,9 @@ def _community_article(cid: str, mine: list[Finding], info: pd.DataFrame, rows: 
     for f in mine:
         parts.append(
             f'<li><span class="sev sev-{_e(f.severity)}">{_e(f.severity)}</span> '
-            f"{_e(_change(f))}："
-            f"{f.first_day:%m-%d} 至 {f.last_day:%m-%d}，最严重 {f.peak_day:%m-%d} 预计 {f.expected:.1f}"
-            f"（{_e(f.reference)} {f.limit:.1f}，近期 {f.baseline:.1f}），概率 {f.probability:.0%}"
+            f"{_e(_change(f, labels))}："
+            f"{f.first_day:%m-%d} 至 {f.last_day:%m-%d}，最严重 {f.peak_day:%m-%d} 预计 {_v(f.metric, f.expected)}"
+            f"（{_e(f.reference)} {_v(f.metric, f.limit)}，近期 {_v(f.metric, f.baseline)}），概率 {f.probability:.0%}"
             f"{'，' + _e(f.window) if f.window else ''}</li>"
         )
     parts.append("</ul>")
@@ -286,8 +294,8 @@ def _community_article(cid: str, mine: list[Finding], info: pd.DataFrame, rows: 
             f_days["season"].fillna("").tolist(),
             spans,
             limit,
-            f"{name} {_metric_label(metric)}",
+            f"{name} {_metric_label(metric, labels)}",
         )
-        parts.append(f"<figure><figcaption>{_e(_metric_label(metric))}</figcaption>{svg}</figure>")
+        parts.append(f"<figure><figcaption>{_e(_metric_label(metric, labels))}</figcaption>{svg}</figure>")
     parts.append("</article>")
     return "".join(parts)

@@ -193,7 +193,23 @@ day_parts = sa.Table(
     sa.Column("sat_w", sa.Double, nullable=False),
     sa.Column("sat_wy", sa.Double, nullable=False),
     sa.Column("surveyed", sa.Integer, nullable=False),
+    # Since day sums version 2 (response times, deadlines, overdue tickets, NPS).
+    *(sa.Column(c, sa.Integer, nullable=False) for c in ("responded", "resp_due", "resp_met", "close_due", "close_met", "overdue_in", "overdue_out")),
+    *(sa.Column(c, sa.Double, nullable=False) for c in ("resp_hours", "rec_w", "promoters", "detractors")),
 )
+
+# Tickets created per service line and day (the day sums' ``created.<line>``), where any.
+day_line_parts = sa.Table(
+    "day_line_parts",
+    metadata,
+    sa.Column("community_id", sa.String(128), primary_key=True),
+    sa.Column("ds", sa.Date, primary_key=True),
+    sa.Column("line", sa.String(32), primary_key=True),
+    sa.Column("created", sa.Integer, nullable=False),
+)
+# Tables that only keep what can be read again (the day sums): a store made by an earlier
+# version whose columns differ has them made afresh, and the next night reads in full.
+CACHE_TABLES = ("day_parts", "day_line_parts", "day_parts_state")
 
 day_parts_state = sa.Table(
     "day_parts_state",
@@ -375,6 +391,21 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
 OLD_INDEXES = (("day_parts", "ix_day_parts_ds", "ds"),)
 
 
+def _renew_cache_tables(engine: sa.Engine) -> None:
+    """Drop the cache tables (`CACHE_TABLES`) when one of them lacks a column declared now (a
+    store of an earlier version): they are made afresh and the next night reads in full."""
+    inspector = sa.inspect(engine)
+    stale = False
+    for name in CACHE_TABLES:
+        if inspector.has_table(name):
+            have = {c["name"] for c in inspector.get_columns(name)}
+            stale |= not set(metadata.tables[name].columns.keys()) <= have
+    if stale:
+        with engine.begin() as conn:
+            for name in CACHE_TABLES:
+                sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
+
+
 def _drop_old_indexes(engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     for table, name, column in OLD_INDEXES:
@@ -405,6 +436,7 @@ class Store:
         self.engine = make_engine(url, create_dir=True)
         if create:
             try:
+                _renew_cache_tables(self.engine)
                 declared_metadata().create_all(self.engine, checkfirst=True)
                 _drop_old_indexes(self.engine)
             except SQLAlchemyError as exc:
@@ -620,7 +652,7 @@ class Store:
 
     def load_day_sums(self, start: dt.date, batch: int = 100_000) -> pd.DataFrame:
         """The saved day sums from ``start`` on (columns as `day_sums`)."""
-        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, combine_day_sums, empty_day_sums
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, LINE_PREFIX, combine_day_sums, empty_day_sums
 
         names = ["community_id", "ds", *DAY_SUM_COLUMNS]
         # The whole table, in storage order, filtered here: the table holds little more than the
@@ -637,10 +669,16 @@ class Store:
                     break
                 frames.append(pd.DataFrame.from_records(rows, columns=names))
             result.close()
+            lines = pd.DataFrame(conn.execute(sa.select(day_line_parts)).fetchall(), columns=["community_id", "ds", "line", "created"])
         if not frames:
             return empty_day_sums()
         frame = pd.concat(frames, ignore_index=True)
         frame["ds"] = pd.to_datetime(frame["ds"])
+        if len(lines):
+            lines["ds"] = pd.to_datetime(lines["ds"])
+            wide = lines.pivot_table(index=["community_id", "ds"], columns="line", values="created", aggfunc="sum", fill_value=0)
+            wide.columns = [LINE_PREFIX + str(c) for c in wide.columns]
+            frame = frame.merge(wide.reset_index(), on=["community_id", "ds"], how="left")
         return combine_day_sums([frame[frame["ds"] >= pd.Timestamp(start)]])
 
     def save_day_sums(
@@ -656,9 +694,12 @@ class Store:
         (a full read); a list of day ranges [first, end) (end None: open): they replace the sums
         of those days, and days before ``state.start`` are dropped (an incremental night). One
         transaction; returns the rows written."""
-        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS
+        from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, LINE_PREFIX, line_columns
 
         out = sums[["community_id", "ds", *DAY_SUM_COLUMNS]]
+        per_line = sums[["community_id", "ds", *line_columns(sums)]].melt(["community_id", "ds"], var_name="line", value_name="created")
+        per_line = per_line[per_line["created"] > 0]
+        per_line["line"] = per_line["line"].str.removeprefix(LINE_PREFIX)
         row = {
             "name": "source",
             "fingerprint": state.fingerprint,
@@ -670,13 +711,15 @@ class Store:
         }
 
         def write(conn) -> int:
-            if replace is None:
-                conn.execute(day_parts.delete())
-            else:
-                ds = day_parts.c.ds
-                ranges = [(ds >= a) if b is None else ((ds >= a) & (ds < b)) for a, b in replace]
-                conn.execute(day_parts.delete().where(sa.or_(ds < state.start, *ranges)))
+            for table in (day_parts, day_line_parts):
+                if replace is None:
+                    conn.execute(table.delete())
+                else:
+                    ds = table.c.ds
+                    ranges = [(ds >= a) if b is None else ((ds >= a) & (ds < b)) for a, b in replace]
+                    conn.execute(table.delete().where(sa.or_(ds < state.start, *ranges)))
             written = bulk_insert(conn, day_parts, out, chunk)
+            bulk_insert(conn, day_line_parts, per_line, chunk)
             conn.execute(day_parts_state.delete())
             conn.execute(day_parts_state.insert().values(**row))
             return written
@@ -689,6 +732,7 @@ class Store:
         def write(conn) -> None:
             conn.execute(day_parts_state.delete())
             conn.execute(day_parts.delete())
+            conn.execute(day_line_parts.delete())
 
         self.write("drop the day sums", write)
 

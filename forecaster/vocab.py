@@ -19,8 +19,15 @@ __all__ = [
     "Metric",
     "METRICS",
     "METRIC_KEYS",
-    "COUNT_METRICS",
-    "DIP_METRICS",
+    "LINE_METRIC",
+    "ServiceLine",
+    "SERVICE_LINES",
+    "line_metric",
+    "line_of",
+    "metric_of",
+    "is_dip",
+    "is_count",
+    "is_share",
     "metric_name_zh",
     "KIND_ZH",
     "Severity",
@@ -46,16 +53,21 @@ __all__ = [
 @dataclass(frozen=True)
 class Metric:
     key: str  # the identifier in CSVs, the store and config
-    aggregate: Literal["count", "mean"]  # count: a day's sum (sums over days and communities); mean: a level
+    # count: a day's sum (adds up over days and communities); stock: a level at the end of the
+    # day that adds up over communities, not days (open tickets); mean: a level or a share.
+    aggregate: Literal["count", "stock", "mean"]
     worse: Literal["dip", "surge"]  # the direction a warning watches
     name_zh: str  # as alerts say it: 满意度
     label_zh: str  # as the report heads a chart: 处理时长（小时）
     unit_zh: str  # after a value in an alert: 分, 单/天
     advice_zh: str  # the default advice line of a warning of this metric (alerts.templates.advice overrides)
-    # How models see it: counts and hours are non-negative and modelled in log1p; a score stays
-    # within its bounds.
+    # How models see it: counts and hours are non-negative and modelled in log1p; a score or a
+    # share stays within its bounds.
     transform: Literal["none", "log1p"] = "log1p"
     upper: float | None = None
+    lower: float = 0.0
+    # How a value reads in an alert: a share (0–1) as a percentage, else the number and the unit.
+    percent: bool = False
 
 
 METRICS: dict[str, Metric] = {
@@ -78,16 +90,120 @@ METRICS: dict[str, Metric] = {
             "resolution_hours", "mean", "surge", "处理时长", "处理时长（小时）", "小时",
             "清理积压工单，确认假期维修值班和外包响应时限",
         ),
+        Metric(
+            "response_hours", "mean", "surge", "响应时长", "响应时长（小时）", "小时",
+            "排好接单和派单值班，节假日保证有人及时响应报事",
+        ),
+        Metric(
+            "responded_on_time", "mean", "dip", "及时响应率", "及时响应率", "",
+            "排好接单和派单值班，超时未响应的工单及时提醒和升级",
+            transform="none", upper=1.0, percent=True,
+        ),
+        Metric(
+            "closed_on_time", "mean", "dip", "按时办结率", "按时办结率", "",
+            "逐单催办已超时和将超时的工单，必要时请外包或邻近项目支援",
+            transform="none", upper=1.0, percent=True,
+        ),
+        Metric(
+            "open_backlog", "stock", "surge", "积压工单", "未结工单（当日末）", "单",
+            "假期前清理积压工单，在值班表中增派人手",
+        ),
+        Metric(
+            "overdue_open", "stock", "surge", "超时未结工单", "超时未结工单（当日末）", "单",
+            "逐单催办超时工单，向住户说明进度",
+        ),
+        Metric(
+            "nps", "mean", "dip", "净推荐值", "净推荐值（NPS）", "",
+            "回访给出低分的住户，了解不满原因并跟进整改",
+            transform="none", upper=100.0, lower=-100.0,
+        ),
     )
 }
 METRIC_KEYS: tuple[str, ...] = tuple(METRICS)
-COUNT_METRICS: frozenset[str] = frozenset(k for k, m in METRICS.items() if m.aggregate == "count")
-DIP_METRICS: frozenset[str] = frozenset(k for k, m in METRICS.items() if m.worse == "dip")  # lower is worse
+# The series of one service line: ``ticket_count.<line>`` (a line of metrics.service_lines).
+LINE_METRIC = "ticket_count"
+LINE_SEP = "."
 
 
-def metric_name_zh(key: str) -> str:
+@dataclass(frozen=True)
+class ServiceLine:
+    """A service line as the vocabulary knows it: its Chinese label, the ticket categories that
+    belong to it by default (compared trimmed and case-insensitively) and its warning's advice.
+    Config (metrics.service_lines) may add lines and change the categories."""
+
+    key: str
+    label_zh: str
+    categories: tuple[str, ...]
+    advice_zh: str = ""
+
+
+# The complaint line is complaint_count (metrics.complaint_categories): not repeated here.
+SERVICE_LINES: dict[str, ServiceLine] = {
+    s.key: s
+    for s in (
+        ServiceLine(
+            "repair", "维修",
+            ("维修", "报修", "水电", "水电维修", "电梯", "门窗", "管道", "repair", "maintenance", "plumbing", "electrical", "elevator"),
+            "提前增排维修人手和值班，备足常用配件，请外包单位待命",
+        ),
+        ServiceLine("cleaning", "保洁", ("保洁", "清洁", "垃圾", "卫生", "cleaning", "sanitation"), "增派保洁班次，节前节后集中清运垃圾"),
+        ServiceLine("security", "安保", ("安保", "秩序", "安全", "门岗", "security"), "加强巡逻和门岗值守，节假日排足安保人员"),
+        ServiceLine("landscaping", "绿化", ("绿化", "园林", "landscaping", "gardening"), "提前安排绿化养护和修剪"),
+        ServiceLine("parking", "停车", ("停车", "车位", "车辆", "parking"), "安排停车引导，提前公告访客车辆安排"),
+        ServiceLine("inquiry", "咨询", ("咨询", "问询", "inquiry", "enquiry"), "安排专人接听和答复住户咨询，提前公告常见问题"),
+    )
+}
+
+
+def line_metric(line: str) -> str:
+    """The metric key of a service line's ticket count: ``ticket_count.repair``."""
+    return f"{LINE_METRIC}{LINE_SEP}{line}"
+
+
+def line_of(key: str) -> str | None:
+    """The service line of a ``ticket_count.<line>`` key, else None."""
+    base, sep, line = key.partition(LINE_SEP)
+    return line if sep and base == LINE_METRIC and line else None
+
+
+def metric_of(key: str, line_labels: dict[str, str] | None = None) -> Metric | None:
+    """The metric a key names: one of `METRICS`, or a service line's ticket count (named by
+    ``line_labels`` from config, else the vocabulary's label, else the key itself); None for
+    an unknown key."""
+    known = METRICS.get(key)
+    if known is not None:
+        return known
+    line = line_of(key)
+    if line is None:
+        return None
+    base = METRICS[LINE_METRIC]
+    vocab_line = SERVICE_LINES.get(line)
+    label = (line_labels or {}).get(line) or (vocab_line.label_zh if vocab_line else line)
+    advice = vocab_line.advice_zh if vocab_line and vocab_line.advice_zh else base.advice_zh
+    return Metric(key, base.aggregate, base.worse, f"{label}工单量", f"{label}工单量", base.unit_zh, advice)
+
+
+def is_dip(key: str) -> bool:
+    """Whether lower is worse for this metric (a warning watches for a dip)."""
+    metric = metric_of(key)
+    return metric is not None and metric.worse == "dip"
+
+
+def is_share(key: str) -> bool:
+    """Whether the metric is a share (0–1) that reads as a percentage."""
+    metric = metric_of(key)
+    return metric is not None and metric.percent
+
+
+def is_count(key: str) -> bool:
+    """Whether a day's values are sums of events (tickets created), not levels."""
+    metric = metric_of(key)
+    return metric is not None and metric.aggregate == "count"
+
+
+def metric_name_zh(key: str, line_labels: dict[str, str] | None = None) -> str:
     """How alerts name a metric (an unknown key reads as itself)."""
-    metric = METRICS.get(key)
+    metric = metric_of(key, line_labels)
     return metric.name_zh if metric else key
 
 

@@ -21,7 +21,7 @@ import yaml
 from forecaster.config import Config, parse_config
 from forecaster.demo import DemoData, make_demo_frames
 from forecaster.detect import Finding
-from forecaster.vocab import DIP_METRICS
+from forecaster.vocab import is_dip
 
 AS_OF = dt.date(2026, 11, 23)
 
@@ -43,7 +43,7 @@ def make_finding(**overrides) -> Finding:
     values = {
         "community_id": "C001",
         "metric": metric,
-        "kind": "dip" if metric in DIP_METRICS else "surge",
+        "kind": "dip" if is_dip(metric) else "surge",
         "first_day": first,
         "last_day": first + dt.timedelta(days=days - 1),
         "peak_day": first,

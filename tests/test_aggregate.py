@@ -5,6 +5,7 @@ import pandas as pd
 
 from forecaster.config import MetricsConfig
 from forecaster.ingest.aggregate import day_sums, series_from_day_sums
+from forecaster.ingest.tables import empty_surveys
 
 AS_OF = dt.date(2026, 3, 6)
 
@@ -99,7 +100,12 @@ def test_stats_mark_short_and_no_data_series():
     assert st.loc["C2:resolution_hours", "n_obs"] == 1
     # no_data series are in the stats but not in the frame.
     assert "C3:ticket_count" not in set(out.frame["series_id"])
-    assert out.n_series == 8
+    # C1: tickets, complaints, hours, satisfaction, repairs, backlog, overdue and on-time closing
+    # (one deadline in the window); C2 the same but the on-time share (its deadline is after).
+    # No responses recorded and no other line: those series are absent.
+    assert out.n_series == 15
+    assert "C1:response_hours" not in set(out.frame["series_id"])
+    assert "C1:ticket_count.cleaning" not in set(out.frame["series_id"])
 
 
 def test_ratings_only_and_metric_selection():
@@ -108,3 +114,70 @@ def test_ratings_only_and_metric_selection():
     out = make_daily_series(tickets, surveys, AS_OF, cfg, min_history_days=1)
     assert set(out.frame["metric"]) == {"satisfaction"}
     assert series(out.frame, "C1:satisfaction")["03-01"] == 80.0
+
+
+def test_deadlines_backlog_overdue_and_response_times_per_day():
+    """Default SLA: 4 h to answer and 72 h to close; complaints 24 h and 72 h."""
+    rows = [
+        # answered in 1 h, closed in 4 h: on time both ways
+        dict(t("T1", "C1", "2026-03-01 09:00", "2026-03-01 13:00"), responded_at=pd.Timestamp("2026-03-01 10:00")),
+        # a complaint answered after 26 h (late), closed after 48 h (on time)
+        dict(t("T2", "C1", "2026-03-01 10:00", "2026-03-03 10:00", category="投诉"), responded_at=pd.Timestamp("2026-03-02 12:00")),
+        # a complaint never answered and still open: late for its answer on 03-05
+        dict(t("T3", "C1", "2026-03-04 08:00", category="投诉"), responded_at=pd.NaT),
+        # a repair closed after 84 h without a response time: late both ways, overdue on 03-04
+        dict(t("T5", "C1", "2026-03-01 08:00", "2026-03-05 20:00"), responded_at=pd.NaT),
+    ]
+    tickets = pd.DataFrame(rows)
+    tickets["due_at"] = pd.NaT
+    out = make_daily_series(tickets, empty_surveys(), AS_OF, MetricsConfig(), min_history_days=1)
+    f = out.frame
+    assert series(f, "C1:response_hours").dropna().to_dict() == {"03-01": 1.0, "03-02": 26.0}
+    assert series(f, "C1:responded_on_time").dropna().to_dict() == {"03-01": 0.5, "03-02": 0.0, "03-05": 0.0}
+    assert series(f, "C1:closed_on_time").dropna().to_dict() == {"03-04": 2 / 3}
+    assert series(f, "C1:open_backlog").to_dict() == {"03-01": 2, "03-02": 2, "03-03": 1, "03-04": 2, "03-05": 1}
+    assert series(f, "C1:overdue_open").to_dict() == {"03-01": 0, "03-02": 0, "03-03": 0, "03-04": 1, "03-05": 0}
+    assert series(f, "C1:ticket_count.repair").to_dict() == {"03-01": 2, "03-02": 0, "03-03": 0, "03-04": 0, "03-05": 0}
+
+
+def test_a_ticket_s_own_due_time_and_the_configured_sla_set_its_closing_deadline():
+    tickets = pd.DataFrame(
+        [
+            dict(t("T1", "C1", "2026-03-01 09:00", "2026-03-02 12:00"), due_at=pd.Timestamp("2026-03-02 09:00")),  # late by its own
+            t("T2", "C1", "2026-03-01 09:00", "2026-03-02 12:00"),  # 27 h: late for an 24 h SLA
+        ]
+    )
+    metrics = MetricsConfig(sla={"default": {"respond_hours": 1, "close_hours": 24}})
+    f = make_daily_series(tickets, empty_surveys(), AS_OF, metrics, min_history_days=1).frame
+    assert series(f, "C1:closed_on_time").dropna().to_dict() == {"03-02": 0.0}
+    assert series(f, "C1:overdue_open").to_dict()["03-02"] == 0  # both closed on the day they fell due
+    metrics = MetricsConfig(sla={"default": {"respond_hours": 1, "close_hours": 48}})
+    f = make_daily_series(tickets, empty_surveys(), AS_OF, metrics, min_history_days=1).frame
+    assert series(f, "C1:closed_on_time").dropna().to_dict() == {"03-02": 0.0, "03-03": 1.0}
+
+
+def test_nps_from_recommend_weighted_by_responses():
+    tickets, _ = frames()
+    surveys = pd.DataFrame(
+        {
+            "community_id": ["C1", "C1", "C1", "C1"],
+            "date": pd.to_datetime(["2026-03-01", "2026-03-01", "2026-03-01", "2026-03-02"]),
+            "score": [90.0, 70.0, 80.0, 60.0],
+            "responses": [3.0, 1.0, 1.0, 2.0],
+            "source": ["APP", "APP", "回访", "APP"],
+            "recommend": [10.0, 5.0, 8.0, np.nan],
+        }
+    )
+    f = make_daily_series(tickets, surveys, AS_OF, MetricsConfig(), min_history_days=1).frame
+    # 03-01: 5 answers, 3 promoters, 1 detractor, 1 passive; 03-02 no recommend: no value.
+    assert series(f, "C1:nps").dropna().to_dict() == {"03-01": 40.0}
+
+
+def test_configured_service_lines_and_their_categories():
+    tickets, surveys = frames()
+    metrics = MetricsConfig(service_lines={"repair": {"categories": ["报修"]}, "gate": {"label_zh": "门禁", "categories": ["门禁"]}})
+    tickets.loc[0, "category"] = "门禁"
+    f = make_daily_series(tickets, surveys, AS_OF, metrics, min_history_days=1).frame
+    assert series(f, "C1:ticket_count.gate").to_dict()["03-01"] == 1
+    assert "C1:ticket_count.repair" not in set(f["series_id"])  # C1's only repair became 门禁
+    assert series(f, "C2:ticket_count.repair").to_dict() == {"03-05": 1}

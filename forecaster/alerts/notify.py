@@ -158,6 +158,7 @@ def _group_messages(
     alerts: AlertsConfig,
     as_of: dt.date,
     run_id: str | None,
+    line_labels: dict[str, str] | None = None,
 ) -> list[NewMessage]:
     """One group's messages on each of the route's channels, parts in order."""
     mentions = _mentions(route, notices)
@@ -172,6 +173,7 @@ def _group_messages(
             report_url=report_url_for(alerts, as_of),
             mentions=mentions,
             run_id=run_id,
+            labels=line_labels,
         )
         messages += [
             NewMessage(
@@ -241,7 +243,8 @@ def plan_messages(
             key = _group_key(run_id or now.isoformat(), name, manager or "")
             report.groups += 1
             route_messages += _group_messages(
-                route, manager, notices, group_key=key, channels=channels, alerts=alerts, as_of=as_of, run_id=run_id
+                route, manager, notices, group_key=key, channels=channels, alerts=alerts, as_of=as_of, run_id=run_id,
+                line_labels=config.metrics.line_labels,
             )
         carried = _carriers(route_messages)
         messages += route_messages

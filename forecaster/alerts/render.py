@@ -18,7 +18,7 @@ from forecaster.alerts.notifiers import Mentions, Notifier
 from forecaster.alerts.policy import Alerted, Community
 from forecaster.config import TemplatesConfig
 from forecaster.detect import Finding
-from forecaster.vocab import DIP_METRICS, KIND_ZH, METRICS, metric_name_zh, severity_of, severity_rank
+from forecaster.vocab import KIND_ZH, is_dip, is_share, metric_name_zh, metric_of, severity_of, severity_rank
 
 __all__ = [
     "Notice",
@@ -35,9 +35,12 @@ WEEKDAYS_ZH = "一二三四五六日"
 FALLBACK_ADVICE = "提前排查并安排人手"
 
 
-def _unit(metric: str) -> str:
-    known = METRICS.get(metric)
-    return known.unit_zh if known else ""
+def _value(metric: str, value: float) -> str:
+    """A value as an alert says it: a share as a percentage (92%), else the number and unit."""
+    known = metric_of(metric)
+    if known is not None and known.percent:
+        return f"{value:.0%}"
+    return f"{_number(value)}{known.unit_zh if known else ''}"
 
 
 def _advice_for(templates: TemplatesConfig, metric: str, kind: str) -> str:
@@ -45,7 +48,7 @@ def _advice_for(templates: TemplatesConfig, metric: str, kind: str) -> str:
     configured = templates.advice.get(f"{metric}.{kind}")
     if configured:
         return configured
-    known = METRICS.get(metric)
+    known = metric_of(metric)
     return known.advice_zh if known and known.worse == kind else FALLBACK_ADVICE
 
 
@@ -106,9 +109,10 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str) -> dict[str, str]:
+def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str, labels: dict[str, str] | None = None) -> dict[str, str]:
     """The template fields of one notice; ``clean`` makes text from the source safe for the
-    platform (a community named ``[点我](http://…)`` must not become a link)."""
+    platform (a community named ``[点我](http://…)`` must not become a link); ``labels``: the
+    service lines' Chinese labels (metrics.service_lines)."""
     c = n.community
     name = clean(c.name or c.community_id)
     if n.finding is None:
@@ -119,7 +123,7 @@ def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str) -> dict[st
             "severity": prev.severity,
             "community": name,
             "community_id": clean(c.community_id),
-            "metric": metric_name_zh(prev.metric),
+            "metric": clean(metric_name_zh(prev.metric, labels)),
             "change": KIND_ZH.get(prev.kind, prev.kind),
             "when": format_span(prev.first_day, prev.last_day),
             "window": "",
@@ -133,26 +137,25 @@ def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str) -> dict[st
             "reason": "",
         }
     f = n.finding
-    unit = _unit(f.metric)
-    side = "低于" if f.metric in DIP_METRICS else "高于"
+    side = "低于" if is_dip(f.metric) else "高于"
     window = f.window
     if f.estimated:
         window = f"{window}，假期安排为推算" if window else "假期安排为推算"
     advice = _advice_for(templates, f.metric, f.kind)
     reference = f"{side}{f.reference}"
     if f.baseline == f.baseline:  # not NaN
-        reference += f"（近4周水平 {_number(f.baseline)}{unit}）"
+        reference += f"（近4周水平 {_value(f.metric, f.baseline)}）"
     return {
         "icon": level.icon if (level := severity_of(f.severity)) else "",
         "severity": f.severity,
         "community": name,
         "community_id": clean(c.community_id),
-        "metric": metric_name_zh(f.metric),
+        "metric": clean(metric_name_zh(f.metric, labels)),
         "change": KIND_ZH.get(f.kind, f.kind),
         "when": format_span(f.first_day, f.last_day, f.peak_day),
         "window": f"（{clean(window)}）" if window else "",
-        "expected": f"{_number(f.expected)}{unit}",
-        "limit": _number(f.limit),
+        "expected": _value(f.metric, f.expected),
+        "limit": _value(f.metric, f.limit) if is_share(f.metric) else _number(f.limit),
         "reference": reference,
         "baseline": _number(f.baseline) if f.baseline == f.baseline else "",
         "depth": f"{f.depth:.0%}",
@@ -162,18 +165,18 @@ def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str) -> dict[st
     }
 
 
-def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig) -> str:
+def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig, labels: dict[str, str] | None = None) -> str:
     """One block of text: a finding, an all-clear, or several separate dips (or surges) of one
     community's metric at one severity, said once with each period ("3段")."""
     n = unit[0]
-    fields = _finding_fields(n, templates, channel.text)
+    fields = _finding_fields(n, templates, channel.text, labels)
     if n.finding is None:
         return templates.resolved.format_map(fields)
     if len(unit) > 1:
         findings = [u.finding for u in unit]
-        dip = n.finding.metric in DIP_METRICS
+        dip = is_dip(n.finding.metric)
         worst = min(findings, key=lambda f: f.expected) if dip else max(findings, key=lambda f: f.expected)
-        fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates, channel.text)
+        fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates, channel.text, labels)
         fields["change"] += f"（{len(unit)}段）"
         fields["when"] = "；".join(format_span(f.first_day, f.last_day) for f in sorted(findings, key=lambda f: f.first_day))
         windows = dict.fromkeys(w for f in findings for w in f.window.split("、") if w)
@@ -257,7 +260,7 @@ def _label(k: int, total: int) -> str:
     return f"（{k}/{total}）" if total > 1 else ""
 
 
-def _advice(templates: TemplatesConfig, notices: list[Notice]) -> list[str]:
+def _advice(templates: TemplatesConfig, notices: list[Notice], labels: dict[str, str] | None = None) -> list[str]:
     """The advice section for these notices: one line per metric and change, once each."""
     kinds = dict.fromkeys((n.finding.metric, n.finding.kind) for n in notices if n.finding is not None)
     if not kinds:
@@ -265,7 +268,7 @@ def _advice(templates: TemplatesConfig, notices: list[Notice]) -> list[str]:
     lines = [
         templates.advice_line.format_map(
             {
-                "metric": metric_name_zh(m),
+                "metric": metric_name_zh(m, labels),
                 "change": KIND_ZH.get(k, k),
                 "advice": _advice_for(templates, m, k),
             }
@@ -291,6 +294,7 @@ class _Group:
     report_url: str | None
     mentions: Mentions
     run_id: str | None
+    labels: dict[str, str] | None = None
 
     def members(self, items: list[int]) -> list[Notice]:
         return [n for i in items for n in self.units[i]]
@@ -300,7 +304,7 @@ class _Group:
         label = _label(k, total)
         members = self.members(items)
         footer = [self.footer] if self.footer else []
-        text = "\n\n".join([self.header + label] + [self.blocks[i] for i in items] + _advice(self.templates, members) + footer)
+        text = "\n\n".join([self.header + label] + [self.blocks[i] for i in items] + _advice(self.templates, members, self.labels) + footer)
         worst = max(members, key=lambda n: severity_rank(n.severity))
         data = {
             "run_id": self.run_id,
@@ -358,8 +362,10 @@ def render_group(
     report_url: str | None = None,
     mentions: Mentions = Mentions(),
     run_id: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Part]:
-    """The messages for one group, in sending order: the parts, then any mention follow-up."""
+    """The messages for one group, in sending order: the parts, then any mention follow-up.
+    ``labels``: the service lines' Chinese labels (metrics.service_lines)."""
     if not notices:
         return []
     notices = sorted(notices, key=Notice.sort_key)
@@ -374,7 +380,7 @@ def render_group(
         channel=channel,
         templates=templates,
         units=units,
-        blocks=[_block(unit, channel, templates) for unit in units],
+        blocks=[_block(unit, channel, templates, labels) for unit in units],
         title=templates.title.format_map(head_fields),
         header=templates.header.format_map(head_fields),
         footer=templates.footer.format_map({"report_url": report_url}) if report_url else "",
@@ -383,6 +389,7 @@ def render_group(
         report_url=report_url,
         mentions=mentions,
         run_id=run_id,
+        labels=labels,
     )
     # People read on a phone; a system reading the webhook takes everything its size limit allows.
     packed = _pack(group, templates.max_per_message if channel.for_people else len(group.blocks))

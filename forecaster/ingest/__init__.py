@@ -144,6 +144,8 @@ def load_daily(
         reader.close()
     reports = [comm_report, *ticket_reports, *survey_reports]
     fresh = combine_day_sums(pieces)
+    # A deadline can fall on a day not over yet: that day is summed on the night after it.
+    fresh = fresh[fresh["ds"] < pd.Timestamp(as_of)].reset_index(drop=True)
     sums = fresh
     if plan.incremental:
         fresh, sums = _with_saved(fresh, old, plan, set(known))

@@ -24,11 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecaster.config import MetricsConfig
+from forecaster.config import COMPLAINT_LINE, MetricsConfig
+from forecaster.vocab import line_of
 
 __all__ = [
     "DailySeries",
     "DAY_SUM_COLUMNS",
+    "COUNT_COLUMNS",
+    "SUM_COLUMNS",
+    "LINE_PREFIX",
+    "line_columns",
     "day_sums",
     "combine_day_sums",
     "empty_day_sums",
@@ -59,35 +64,89 @@ def _grid(first: pd.Series, end: pd.Timestamp) -> pd.MultiIndex:
 
 # Additive day sums per community: what a day's metrics are computed from. Sums (not means)
 # so that the sums of one day read in different batches, or on different nights, add up.
-DAY_SUM_COLUMNS = ("created", "complaints", "closed", "hours", "sat_w", "sat_wy", "surveyed")
+# Counts are whole numbers; the rest are sums of hours or of survey weights.
+COUNT_COLUMNS = (
+    "created", "complaints", "closed", "surveyed", "responded",
+    "resp_due", "resp_met", "close_due", "close_met", "overdue_in", "overdue_out",
+)
+SUM_COLUMNS = ("hours", "sat_w", "sat_wy", "resp_hours", "rec_w", "promoters", "detractors")
+DAY_SUM_COLUMNS = COUNT_COLUMNS + SUM_COLUMNS
+# Tickets created per service line: one column each, ``created.<line>`` (lines of the config).
+LINE_PREFIX = "created."
+
+
+def line_columns(frame: pd.DataFrame) -> list[str]:
+    """The per-line count columns a day-sums frame holds, sorted."""
+    return sorted(c for c in frame.columns if c.startswith(LINE_PREFIX))
+
+
+def _deadline_day(at: pd.Series) -> pd.Series:
+    """The day a deadline falls on: a deadline at midnight belongs to the day it ends."""
+    return (at - pd.Timedelta(microseconds=1)).dt.normalize()
 
 
 def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
-    """Day sums per community from validated tickets and surveys → ``community_id, ds`` and
-    `DAY_SUM_COLUMNS`, one row per community and day with anything on it:
+    """Day sums per community from validated tickets and surveys → ``community_id, ds``,
+    `DAY_SUM_COLUMNS` and a ``created.<line>`` per service line met, one row per community
+    and day with anything on it:
 
     * ``created`` / ``complaints``: tickets created that day / of them complaints;
     * ``closed`` / ``hours``: tickets closed that day / their hours from creation to closing;
+    * ``responded`` / ``resp_hours``: tickets first answered that day (``responded_at``) / their
+      hours from creation to it;
+    * ``resp_due`` / ``resp_met``: tickets whose response deadline (metrics.sla by line) falls
+      that day / of them answered by it (a ticket closed without a response time was answered
+      when it was closed);
+    * ``close_due`` / ``close_met``: tickets whose closing deadline (``due_at``, else metrics.sla)
+      falls that day / of them closed by it;
+    * ``overdue_in`` / ``overdue_out``: tickets still open when their closing deadline passed,
+      counted on the deadline's day / on the day they were closed at last: the overdue open
+      tickets at a day's end are the running sum of the difference;
     * ``sat_w`` / ``sat_wy``: satisfaction weight and weighted score given that day (survey
       responses; a ticket's rating on its closing day, or creation day if still open);
-    * ``surveyed``: survey rows that day (with ``created``, where a community's history starts).
+    * ``surveyed``: survey rows that day (with ``created``, where a community's history starts);
+    * ``rec_w`` / ``promoters`` / ``detractors``: survey responses with a ``recommend`` that day /
+      of them 9–10 / 0–6 (NPS).
     """
+    tickets = _with_optional(tickets, metrics)
     cid = tickets["community_id"]
-    t_day = tickets["created_at"].dt.normalize()
-    complaints = {c.strip().lower() for c in metrics.complaint_categories}
-    is_complaint = tickets["category"].str.strip().str.lower().isin(complaints).fillna(False).to_numpy(bool)
-    pieces = [
-        pd.DataFrame({"created": 1, "complaints": is_complaint.astype(np.int64)}, index=tickets.index)
-        .groupby([cid, t_day])
-        .sum()
-    ]
-    closed = tickets["closed_at"].notna()
-    if closed.any():
-        c_at = tickets.loc[closed, "closed_at"]
-        hours = (c_at - tickets.loc[closed, "created_at"]).dt.total_seconds() / 3600.0
-        pieces.append(
-            pd.DataFrame({"closed": 1, "hours": hours}).groupby([cid[closed], c_at.dt.normalize()]).sum()
-        )
+    created_at = tickets["created_at"]
+    t_day = created_at.dt.normalize()
+    line = tickets["line"]
+    created = pd.DataFrame({"created": 1, "complaints": (line == COMPLAINT_LINE).fillna(False).astype(np.int64)}, index=tickets.index)
+    for key in metrics.service_lines:
+        hit = (line == key).fillna(False).to_numpy(bool)
+        if hit.any():
+            created[LINE_PREFIX + key] = hit.astype(np.int64)
+    pieces = [created.groupby([cid, t_day]).sum()]
+
+    def add(mask: np.ndarray, day: pd.Series, columns: dict[str, object]) -> None:
+        if mask.any():
+            frame = pd.DataFrame(columns, index=tickets.index)[mask]
+            pieces.append(frame.groupby([cid[mask], day[mask]]).sum())
+
+    closed_at = tickets["closed_at"]
+    closed = closed_at.notna().to_numpy()
+    hours = (closed_at - created_at).dt.total_seconds() / 3600.0
+    add(closed, closed_at.dt.normalize(), {"closed": 1, "hours": hours})
+
+    responded_at = tickets["responded_at"]
+    add(
+        responded_at.notna().to_numpy(),
+        responded_at.dt.normalize(),
+        {"responded": 1, "resp_hours": (responded_at - created_at).dt.total_seconds() / 3600.0},
+    )
+    if len(tickets):
+        respond_h, close_h = _sla_hours(line, metrics)
+        respond_by = created_at + pd.to_timedelta(respond_h, unit="h")
+        answered = responded_at.fillna(closed_at)
+        add(np.ones(len(tickets), bool), _deadline_day(respond_by), {"resp_due": 1, "resp_met": (answered <= respond_by).astype(np.int64)})
+        close_by = tickets["due_at"].fillna(created_at + pd.to_timedelta(close_h, unit="h"))
+        met = (closed_at <= close_by).to_numpy()
+        add(np.ones(len(tickets), bool), _deadline_day(close_by), {"close_due": 1, "close_met": met.astype(np.int64)})
+        add(~met, _deadline_day(close_by), {"overdue_in": 1})
+        add(~met & closed, closed_at.dt.normalize(), {"overdue_out": 1})
+
     if "surveys" in metrics.satisfaction_from and len(surveys):
         pieces.append(
             pd.DataFrame(
@@ -96,6 +155,16 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
             .groupby([surveys["community_id"], surveys["date"]])
             .sum()
         )
+    if len(surveys) and "recommend" in surveys:
+        rec = surveys["recommend"]
+        given = rec.notna().to_numpy()
+        if given.any():
+            w = surveys["responses"]
+            pieces.append(
+                pd.DataFrame({"rec_w": w, "promoters": w.where(rec >= 9, 0.0), "detractors": w.where(rec <= 6, 0.0)})[given]
+                .groupby([surveys["community_id"][given], surveys["date"][given]])
+                .sum()
+            )
     if "ratings" in metrics.satisfaction_from:
         rated = tickets["rating"].notna()
         if rated.any():
@@ -106,9 +175,30 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
     return combine_day_sums(pieces)
 
 
+def _with_optional(tickets: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
+    """Tickets with every column of validated ones (a frame made elsewhere may lack the optional
+    times, or the line, which is then found from the category)."""
+    missing = {c: pd.Series(pd.NaT, index=tickets.index, dtype="datetime64[ns]") for c in ("responded_at", "due_at") if c not in tickets}
+    if "line" not in tickets:
+        lines = metrics.category_lines
+        missing["line"] = tickets["category"].str.strip().str.lower().map(lines).astype("string")
+    return tickets.assign(**missing) if missing else tickets
+
+
+def _sla_hours(line: pd.Series, metrics: MetricsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each ticket's response and closing deadlines in hours, by its line (metrics.sla)."""
+    default = metrics.sla_for(None)
+    respond = np.full(len(line), default.respond_hours, dtype=float)
+    close = np.full(len(line), default.close_hours, dtype=float)
+    for key, sla in metrics.sla.items():
+        hit = (line == key).fillna(False).to_numpy(bool)
+        respond[hit], close[hit] = sla.respond_hours, sla.close_hours
+    return respond, close
+
+
 def combine_day_sums(pieces: list[pd.DataFrame]) -> pd.DataFrame:
     """Add up day sums (indexed or with ``community_id, ds`` columns) into one row per community
-    and day, columns ``community_id, ds`` and `DAY_SUM_COLUMNS`."""
+    and day, columns ``community_id, ds``, `DAY_SUM_COLUMNS` and the per-line counts."""
     frames = []
     for piece in pieces:
         if "community_id" in piece.columns:
@@ -122,12 +212,13 @@ def combine_day_sums(pieces: list[pd.DataFrame]) -> pd.DataFrame:
     for col in DAY_SUM_COLUMNS:
         if col not in summed.columns:
             summed[col] = 0
-    out = summed[list(DAY_SUM_COLUMNS)].reset_index()
+    lines = line_columns(summed)
+    out = summed[[*DAY_SUM_COLUMNS, *lines]].reset_index()
     out["community_id"] = out["community_id"].astype("string")
     out["ds"] = out["ds"].astype("datetime64[ns]")
-    for col in ("created", "complaints", "closed", "surveyed"):
+    for col in (*COUNT_COLUMNS, *lines):
         out[col] = out[col].astype(np.int64)
-    for col in ("hours", "sat_w", "sat_wy"):
+    for col in SUM_COLUMNS:
         out[col] = out[col].astype("float64")
     return out
 
@@ -135,7 +226,7 @@ def combine_day_sums(pieces: list[pd.DataFrame]) -> pd.DataFrame:
 def empty_day_sums() -> pd.DataFrame:
     frame = pd.DataFrame({"community_id": pd.Series(dtype="string"), "ds": pd.Series(dtype="datetime64[ns]")})
     for col in DAY_SUM_COLUMNS:
-        frame[col] = pd.Series(dtype="int64" if col in ("created", "complaints", "closed", "surveyed") else "float64")
+        frame[col] = pd.Series(dtype="int64" if col in COUNT_COLUMNS else "float64")
     return frame
 
 
@@ -162,13 +253,8 @@ def series_from_day_sums(
     index = _grid(first, end)
     p = sums.set_index(["community_id", "ds"]).reindex(index)
 
-    daily = pd.DataFrame(index=index)
-    daily["ticket_count"] = p["created"].fillna(0).astype("float64")
-    daily["complaint_count"] = p["complaints"].fillna(0).astype("float64")
-    daily["resolution_hours"] = (p["hours"] / p["closed"]).where(p["closed"] > 0)
-    daily["satisfaction"] = (p["sat_wy"] / p["sat_w"]).where(p["sat_w"] > 0)
-
-    enabled = [m for m in metrics.enabled]
+    enabled = metrics.series_metrics
+    daily = daily_metrics(p.fillna(0), enabled)
     long = daily[enabled].stack(future_stack=True).rename("y").reset_index()
     long = long.rename(columns={"level_2": "metric"})
     long["y"] = long["y"].astype("float64")
@@ -180,6 +266,53 @@ def series_from_day_sums(
     long = long[long["series_id"].isin(set(keep))]
     long = long.sort_values(["community_id", "metric", "ds"], kind="stable").reset_index(drop=True)
     return DailySeries(long, stats)
+
+
+def _ever(sums: pd.DataFrame, column: str) -> pd.Series:
+    """Per row, whether its community has any of ``column`` in the window (else its series of
+    that kind are absent, not zero: a source without response times, a line it doesn't have)."""
+    return sums[column].groupby(level="community_id").transform("sum") > 0
+
+
+def _running(change: pd.Series) -> pd.Series:
+    """The running sum of a day's change within each community: a level at the day's end."""
+    return change.groupby(level="community_id").cumsum()
+
+
+def _share(part: pd.Series, whole: pd.Series) -> pd.Series:
+    return (part / whole).where(whole > 0)
+
+
+# Each metric's daily value from the day sums (`day_sums`) on the grid of every community's days
+# (missing sums are zeros); NaN where a day has no value. Adding a metric: its `Metric` in vocab
+# and its line here.
+METRIC_VALUES = {
+    "ticket_count": lambda p: p["created"],
+    "complaint_count": lambda p: p["complaints"],
+    "satisfaction": lambda p: _share(p["sat_wy"], p["sat_w"]),
+    "resolution_hours": lambda p: _share(p["hours"], p["closed"]),
+    "response_hours": lambda p: _share(p["resp_hours"], p["responded"]),
+    "responded_on_time": lambda p: _share(p["resp_met"], p["resp_due"]).where(_ever(p, "responded")),
+    "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_ever(p, "closed")),
+    "open_backlog": lambda p: _running(p["created"] - p["closed"]).where(_ever(p, "closed")),
+    "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_ever(p, "closed")),
+    "nps": lambda p: (100.0 * _share(p["promoters"] - p["detractors"], p["rec_w"])),
+}
+
+
+def daily_metrics(p: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The daily values of ``metrics`` (metric keys, ``ticket_count.<line>`` included) from day
+    sums indexed by ``community_id, ds`` on the full grid of days, zeros where nothing happened."""
+    daily = pd.DataFrame(index=p.index)
+    for key in metrics:
+        line = line_of(key)
+        if line is not None:
+            column = LINE_PREFIX + line
+            values = p[column] if column in p else pd.Series(0, index=p.index)
+            daily[key] = values.astype("float64").where(_ever(p.assign(_l=values), "_l"))
+        else:
+            daily[key] = METRIC_VALUES[key](p).astype("float64")
+    return daily
 
 
 def _series_stats(

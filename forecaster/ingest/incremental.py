@@ -11,8 +11,10 @@ rarely change, so the store keeps them, and a night reads only:
   of old tickets, deleted or back-dated tickets): the days are cut into blocks by calendar date
   and each night takes the blocks whose turn it is, so the cost is spread evenly over the nights.
 
-Days recomputed tonight come wholly from what was read (every ticket created, closed or rated
-on them is in it); the other days come from the store. A full read happens instead, and replaces
+Days recomputed tonight come wholly from what was read (every ticket created, answered, closed
+or rated on them is in it, and every ticket whose deadline falls on them: those created up to
+the longest deadline of metrics.sla before, or due on them by their own ``due_at``); the other
+days come from the store. A full read happens instead, and replaces
 the saved sums, when there are none yet, when the source or metric settings that shape them
 changed, when a community was added (its history may have been imported), and when the history
 window reaches further back than the saved days. A night for a date not after the saved days (a
@@ -40,7 +42,7 @@ from forecaster.util.secret import mask_url
 __all__ = ["DaySumsState", "ReadPlan", "history_slices", "day_sums_fingerprint", "plan_read"]
 
 # Bump when day_sums changes what it computes: saved sums of an older version are re-read.
-DAY_SUMS_VERSION = 1
+DAY_SUMS_VERSION = 2  # 2: response times, deadlines, overdue tickets, service lines, NPS
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def day_sums_fingerprint(config: Config) -> str:
         "source": [source.type, where, source.tables.model_dump(mode="json")],
         "timezones": [config.source_timezone, config.timezone],
         "metrics": [
-            sorted(c.strip().lower() for c in metrics.complaint_categories),
+            sorted(metrics.category_lines.items()),
+            {k: v.model_dump() for k, v in sorted(metrics.sla.items())},
             metrics.rating_scale,
             metrics.survey_scale,
             sorted(metrics.satisfaction_from),

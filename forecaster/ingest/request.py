@@ -40,6 +40,10 @@ class ReadRequest:
     # An incremental night's days read afresh, [first, end) (end None: open): tickets created or
     # closed on them, surveys dated on them. Empty: every day of the window.
     changes: tuple[tuple[dt.datetime, dt.datetime | None], ...] = ()
+    # With ``changes``: a ticket created this long before a changed day may still have an event
+    # on it (its response or closing deadline), so it is read too; so is one answered (or, with
+    # its own deadline, due) on a changed day.
+    lead: dt.timedelta = dt.timedelta(0)
     # One worker's shard of the tickets table (a partitioned read, `forecaster.ingest.partitions`).
     shard: Shard | None = None
 

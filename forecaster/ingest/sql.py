@@ -114,8 +114,8 @@ class SqlSource(BatchedSource):
                     col = sa.type_coerce(col, sa.String)
                 cols.append(col.label(canonical))
         window = column(WINDOW_COLUMN[name]) if name in WINDOW_COLUMN else None
-        closed = column("closed_at") if name == "tickets" else None
-        query = _cut_days(sa.select(*cols), request, window, closed)
+        others = [column(c) for c in ("closed_at", "responded_at", "due_at")] if name == "tickets" else []
+        query = _cut_days(sa.select(*cols), request, window, [c for c in others if c is not None])
         return _cut_shard(query, request.shard, window)
 
     def _fetch(self, query: sa.Select, name: str, origin: str) -> Iterator[RawTable]:
@@ -172,14 +172,20 @@ def _dated(col: sa.Column | None) -> bool:
     return col is not None and isinstance(col.type, (sa.DateTime, sa.Date))
 
 
-def _cut_days(query: sa.Select, request: ReadRequest, window: sa.Column | None, closed: sa.Column | None) -> sa.Select:
-    """The history window and, on an incremental night, the days read afresh."""
+def _cut_days(query: sa.Select, request: ReadRequest, window: sa.Column | None, others: list[sa.Column]) -> sa.Select:
+    """The history window and, on an incremental night, the days read afresh: tickets created on
+    them (or up to ``request.lead`` before: a deadline may fall on them), or closed, answered or
+    due on them. A day's margin either side covers the source's timezone."""
     day = dt.timedelta(days=1)
     if request.since is not None and _dated(window):
         query = query.where(window >= request.since - day)
-    if request.changes and _dated(window) and (closed is None or _dated(closed)):
-        dates = [window] if closed is None else [window, closed]
-        cuts = [(c >= a - day) if b is None else (c >= a - day) & (c < b + day) for a, b in request.changes for c in dates]
+    if request.changes and _dated(window) and all(_dated(c) for c in others):
+        dates = [(window, request.lead)] + [(c, dt.timedelta(0)) for c in others]
+        cuts = [
+            (c >= a - day - lead) if b is None else (c >= a - day - lead) & (c < b + day)
+            for a, b in request.changes
+            for c, lead in dates
+        ]
         query = query.where(sa.or_(*cuts))
     return query
 

@@ -80,7 +80,9 @@ class TableReader:
         changes = ()
         if self.plan is not None:
             changes = tuple((moment(a), None if b is None else moment(b)) for a, b in self.plan.ranges)
-        return ReadRequest(name, getattr(self.config.source.tables, name), moment(self.start), changes, shard)
+        return ReadRequest(
+            name, getattr(self.config.source.tables, name), moment(self.start), changes, shard=shard, lead=deadline_lead(self.config)
+        )
 
     def _batches(self, name: str, reports: list[TableReport], validate, shard: Shard | None = None) -> Iterator[pd.DataFrame]:
         report = None
@@ -106,6 +108,7 @@ class TableReader:
             later = (frame["closed_at"] >= hi).to_numpy()
             frame["closed_at"] = frame["closed_at"].mask(later)
             frame["rating"] = frame["rating"].mask(later)
+            frame["responded_at"] = frame["responded_at"].mask(frame["responded_at"] >= hi)
             yield frame
 
     def surveys(self, reports: list[TableReport]) -> Iterator[pd.DataFrame]:
@@ -117,16 +120,33 @@ class TableReader:
             yield frame[(frame["date"] >= lo) & (frame["date"] < hi)].reset_index(drop=True)
 
 
+def deadline_lead(config: Config) -> dt.timedelta:
+    """The longest deadline of metrics.sla: a ticket created that long before a day can have its
+    deadline on it."""
+    hours = max(max(s.respond_hours, s.close_hours) for s in config.metrics.sla.values())
+    return dt.timedelta(hours=hours)
+
+
 # The columns and types of validated tickets and surveys (`forecaster.ingest.validate`).
 TICKET_DTYPES = {
     "ticket_id": "string",
     "community_id": "string",
     "created_at": "datetime64[ns]",
+    "responded_at": "datetime64[ns]",
     "closed_at": "datetime64[ns]",
+    "due_at": "datetime64[ns]",
     "category": "string",
+    "line": "string",
     "rating": "float64",
 }
-SURVEY_DTYPES = {"community_id": "string", "date": "datetime64[ns]", "score": "float64", "responses": "float64"}
+SURVEY_DTYPES = {
+    "community_id": "string",
+    "date": "datetime64[ns]",
+    "score": "float64",
+    "responses": "float64",
+    "source": "string",
+    "recommend": "float64",
+}
 
 
 def empty_tickets() -> pd.DataFrame:
@@ -159,6 +179,7 @@ def _validate_tickets(raw: RawTable, known: set[str], config: Config, seen: Seen
         rating_scale=config.metrics.rating_scale,
         seen=seen,
         latest=latest,
+        lines=config.metrics.category_lines,
     )
 
 

@@ -341,9 +341,13 @@ def validate_tickets(
     rating_scale: float,
     seen: SeenKeys | None = None,
     latest: pd.Timestamp | None = None,
+    lines: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """→ ``ticket_id, community_id, created_at, closed_at, category, rating`` with times in
-    naive local time of ``timezone`` and ``rating`` rescaled to 0–100.
+    """→ ``ticket_id, community_id, created_at, responded_at, closed_at, due_at, category,
+    line, rating`` with times in naive local time of ``timezone`` and ``rating`` rescaled to
+    0–100. ``lines`` maps a category (trimmed, lower case) to its service line
+    (`MetricsConfig.category_lines`); a category in none is kept and reported, its ticket
+    counted in ``ticket_count`` only.
 
     ``seen`` holds the ticket ids of earlier batches of the same read: a ticket id seen there
     is a duplicate too (and the ids of this batch are remembered in it). ``latest``: the
@@ -373,6 +377,19 @@ def validate_tickets(
     if latest is not None:
         later = check.flag((closed > latest).fillna(False).to_numpy(), f"closed_at in the future (after {latest:%Y-%m-%d %H:%M})", "closed_at", "cleared")
     closed = closed.mask(bad_closed | before | later)
+    responded = _optional_time(check, raw, "responded_at", created, source_tz, timezone, latest)
+    due = _optional_time(check, raw, "due_at", created, source_tz, timezone, None)
+
+    category = _text(_column(raw, "category"))
+    line = pd.Series(pd.NA, index=category.index, dtype="string")
+    if lines:
+        line = map_distinct(category.str.lower(), lambda c: lines.get(c)).astype("string")
+        check.flag(
+            (line.isna() & category.notna()).to_numpy(),
+            "category in no service line (metrics.service_lines): counted in ticket_count only",
+            "category",
+            "kept",
+        )
 
     rating_raw = _column(raw, "rating")
     rating = pd.to_numeric(rating_raw, errors="coerce")
@@ -386,12 +403,30 @@ def validate_tickets(
             "ticket_id": tid,
             "community_id": cid,
             "created_at": created,
+            "responded_at": responded,
             "closed_at": closed,
-            "category": _text(_column(raw, "category")),
+            "due_at": due,
+            "category": category,
+            "line": line,
             "rating": rating.astype("float64"),
         }
     )
     return check.kept(out)
+
+
+def _optional_time(
+    check: _Checker, raw: RawTable, name: str, created: pd.Series, source_tz: str, timezone: str, latest: pd.Timestamp | None
+) -> pd.Series:
+    """An optional time of a ticket (responded_at, due_at), cleared where it is not a time, is
+    before created_at, or (with ``latest``) in the future."""
+    given_raw = _column(raw, name)
+    value = parse_timestamps(given_raw, source_tz, timezone)
+    given = _text(given_raw).notna().to_numpy()
+    bad = check.flag(value.isna().to_numpy() & given, f"{name} is not a date/time", name, "cleared")
+    bad |= check.flag((value < created).fillna(False).to_numpy(), f"{name} before created_at", name, "cleared")
+    if latest is not None:
+        bad |= check.flag((value > latest).fillna(False).to_numpy(), f"{name} in the future (after {latest:%Y-%m-%d %H:%M})", name, "cleared")
+    return value.mask(bad)
 
 
 def validate_surveys(
@@ -403,9 +438,10 @@ def validate_surveys(
     max_responses: int = MetricsConfig().max_survey_responses,
     latest: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """→ ``community_id, date, score, responses``; ``score`` rescaled to 0–100, ``date`` a local day;
-    ``responses`` a whole number from 1 to ``max_responses`` (missing: one response). A survey
-    dated after the day of ``latest`` (now, local) is skipped."""
+    """→ ``community_id, date, score, responses, source, recommend``; ``score`` rescaled to
+    0–100, ``date`` a local day; ``responses`` a whole number from 1 to ``max_responses``
+    (missing: one response); ``recommend`` 0–10 (the answer of each of the row's responses;
+    else missing). A survey dated after the day of ``latest`` (now, local) is skipped."""
     check = _Checker(raw)
     cid = _text(_column(raw, "community_id"))
     # A survey date is a calendar day: no timezone shift unless it carries an offset.
@@ -427,12 +463,19 @@ def validate_surveys(
     check.flag((responses > max_responses).fillna(False).to_numpy(), f"responses over {max_responses:,}", "responses")
     check.flag_unknown(cid, known_communities)
 
+    recommend_raw = _column(raw, "recommend")
+    recommend = pd.to_numeric(recommend_raw, errors="coerce")
+    given = _text(recommend_raw).notna().to_numpy()
+    not_number = check.flag(recommend.isna().to_numpy() & given, "recommend is not a number (0–10)", "recommend", "cleared")
+    off = check.flag(((recommend < 0) | (recommend > 10)).fillna(False).to_numpy(), "recommend outside 0–10", "recommend", "cleared")
     out = pd.DataFrame(
         {
             "community_id": cid,
             "date": date,
             "score": (score * (100.0 / score_scale)).astype("float64"),
             "responses": responses.astype("float64"),
+            "source": _text(_column(raw, "source")),
+            "recommend": recommend.mask(not_number | off).astype("float64"),
         }
     )
     return check.kept(out)
