@@ -31,6 +31,15 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 
 
+def _metric_arg(value: str) -> str:
+    from forecaster.config import metric_key
+
+    try:
+        return metric_key(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The common options work before and after the command. Their defaults are SUPPRESS (filled in
     # by parse_args): a subcommand's own default would overwrite what was given before it
@@ -125,7 +134,7 @@ def _add_alert_commands(sub, common: argparse.ArgumentParser) -> None:
     silence = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     q = silence.add_parser("add", parents=[common], help="add a silence")
     q.add_argument("--community", metavar="ID", help="only this community")
-    q.add_argument("--metric", choices=list(METRIC_KEYS))
+    q.add_argument("--metric", type=_metric_arg, metavar="METRIC", help=f"only this metric ({', '.join(METRIC_KEYS)} or ticket_count.<line>)")
     q.add_argument("--route", metavar="NAME", help="only this route")
     q.add_argument("--everything", action="store_true", help="pause every alert (needed when no community, metric or route is named)")
     until = q.add_mutually_exclusive_group(required=True)

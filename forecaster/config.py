@@ -66,7 +66,7 @@ _LINE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ALL_LINES = f"{LINE_METRIC}.*"  # in metrics.enabled and thresholds.defaults: every service line
 
 
-def _metric_key(value: Any) -> str:
+def metric_key(value: Any) -> str:
     """One of the metrics (vocab.METRICS), or a service line's ``ticket_count.<line>`` (the line
     must be in metrics.service_lines: checked by `Config`), or ``ticket_count.*`` (every line)."""
     if not isinstance(value, str):
@@ -82,7 +82,7 @@ def _metric_key(value: Any) -> str:
     )
 
 
-Metric = Annotated[str, PlainValidator(_metric_key)]
+Metric = Annotated[str, PlainValidator(metric_key)]
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 SeverityName = Literal[SEVERITY_NAMES]  # type: ignore[valid-type]
 
@@ -906,8 +906,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "tagged-union")):
-            continue
+        elif str(part).startswith(("function-", "tagged-union")) or part == "[key]":
+            continue  # pydantic's own steps, and the marker of a bad dict key (the key is named next to it)
         else:
             out += ("." if out else "") + str(part)
     return out

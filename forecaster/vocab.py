@@ -179,7 +179,7 @@ def metric_of(key: str, line_labels: dict[str, str] | None = None) -> Metric | N
     base = METRICS[LINE_METRIC]
     vocab_line = SERVICE_LINES.get(line)
     label = (line_labels or {}).get(line) or (vocab_line.label_zh if vocab_line else line)
-    advice = vocab_line.advice_zh if vocab_line and vocab_line.advice_zh else base.advice_zh
+    advice = vocab_line.advice_zh if vocab_line and vocab_line.advice_zh else f"提前增派{label}人手和值班，做好高峰应对"
     return Metric(key, base.aggregate, base.worse, f"{label}工单量", f"{label}工单量", base.unit_zh, advice)
 
 

@@ -195,3 +195,26 @@ def test_names_from_the_source_stay_text_on_every_platform(type_, style):
         assert "伪造标题" in text and "pwned" not in text and "31m" not in text  # readable; sequences gone whole
     alert = _message_text(parts[0].payload)
     assert "点我" in alert and ("［点我］" in alert or type_ == "console")
+
+
+def test_shares_read_as_percentages_and_service_lines_by_their_labels():
+    late = make_finding(
+        community_id="C001", metric="closed_on_time", kind="dip", expected=0.82, limit=0.9, reference="阈值 90%",
+        baseline=0.97, depth=0.15, severity="严重", finding_id="f1",
+    )
+    gate = make_finding(
+        community_id="C001", metric="ticket_count.gate", kind="surge", expected=12.4, limit=6.0, reference="近4周基线 +50%",
+        baseline=4.0, depth=2.1, severity="警告", finding_id="f2",
+    )
+    backlog = make_finding(
+        community_id="C001", metric="open_backlog", kind="surge", expected=41.0, limit=20.0, reference="近4周基线 +50%",
+        baseline=12.0, depth=2.4, severity="警告", finding_id="f3",
+    )
+    c = Community("C001", "阳光花园", "北京", "华北", "张三", None)
+    parts = render_group(ch("dingtalk"), [Notice("new", c, f) for f in (late, gate, backlog)], manager="张三", as_of=AS_OF,
+                         templates=TemplatesConfig(), labels={"gate": "门禁"})
+    text = texts(parts)[0]
+    for words in ("阳光花园 按时办结率下降", "预计：82%，低于阈值 90%（近4周水平 97%）", "门禁工单量上升", "预计：12.4单/天",
+                  "积压工单上升", "预计：41.0单", "门禁工单量上升：提前增派门禁人手", "按时办结率下降：逐单催办", "积压工单上升：假期前清理积压工单"):
+        assert words in text, words
+    assert "0.82" not in text and "0.9" not in text

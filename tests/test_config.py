@@ -89,6 +89,19 @@ def test_every_unset_environment_variable_is_named_at_once():
         ({"alerts": {"channels": {"dd": {"type": "dingtalk"}}}}, "alerts.channels.dd", "needs a url"),
         ({"source": {"type": "http", "http": {"base_url": "ftp://x"}}}, "source.http.base_url", "http://"),
         ({"thresholds": {"overrides": [{"metrics": {}}]}}, "thresholds.overrides[0]", "community, region or city"),
+        ({"metrics": {"service_lines": {"gate": {"categories": ["门禁"]}}}}, "metrics.service_lines.gate.label_zh", "needs its Chinese label"),
+        ({"metrics": {"service_lines": {"Gate!": {"label_zh": "门禁", "categories": []}}}}, "metrics.service_lines.Gate!", "lower-case"),
+        (
+            {"metrics": {"service_lines": {"repair": {"categories": ["投诉"]}}}},
+            "metrics.service_lines.repair.categories",
+            "'投诉' already belongs to complaint",
+        ),
+        ({"metrics": {"sla": {"lift": {"respond_hours": 1, "close_hours": 8}}}}, "metrics.sla.lift", "no such service line"),
+        ({"metrics": {"sla": {"complaint": {"respond_hours": 1, "close_hours": 8}}}}, "metrics.sla.default", "required"),
+        ({"metrics": {"sla": {"default": {"respond_hours": 0, "close_hours": 8}}}}, "metrics.sla.default.respond_hours", "greater than 0"),
+        ({"metrics": {"enabled": ["ticket_count.lift"]}}, "metrics.enabled", "no such service line"),
+        ({"thresholds": {"defaults": {"ticket_count.lift": {"above": 3}}}}, "thresholds.defaults.ticket_count.lift", "no such service line"),
+        ({"thresholds": {"defaults": {"backlog": {"above": 3}}}}, "thresholds.defaults.backlog", "unknown metric"),
     ],
 )
 def test_errors_name_the_key_path(data, path, words):

@@ -46,3 +46,12 @@ def test_the_report_names_a_surge_as_the_alerts_do():
 def test_a_hostile_community_name_stays_text_in_the_report():
     html = page([make_finding()], name='<script>alert(1)</script>')
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_shares_show_as_percentages_and_lines_by_their_labels():
+    late = make_finding(metric="closed_on_time", kind="dip", expected=0.82, limit=0.9, baseline=0.97, reference="阈值 90%",
+                        first_day=dt.date(2026, 1, 28), severity="严重")
+    repairs = make_finding(metric="ticket_count.repair", kind="surge", first_day=dt.date(2026, 1, 29), severity="警告")
+    html = page([late, repairs])
+    assert "按时办结率下降" in html and "<td>82%</td>" in html and "（90%）" in html and "近期 97%" in html
+    assert "维修工单量上升" in html

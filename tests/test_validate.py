@@ -176,3 +176,48 @@ def test_years_outside_what_nanoseconds_hold_are_not_dates_not_a_crash():
     """Found by tests/test_fuzz_sources.py: a survey dated 0000-01-27 raised OutOfBoundsDatetime."""
     got = parse_timestamps(pd.Series(["0000-01-27", "1500-02-03 10:00", "9999-01-01T00:00+08:00", "2026-01-01 10:00"]), "Asia/Shanghai", "Asia/Shanghai")
     assert got.isna().tolist() == [True, True, True, False]
+
+
+def test_kpi_fields_bad_values_are_cleared_and_reported_and_the_row_still_counts():
+    """A response before the ticket was created, a deadline before it, a recommend of 11 or 十,
+    households of 0: each field cleared and shown, the row kept; a category in no service line is
+    counted in ticket_count only, and said."""
+    from forecaster.config import MetricsConfig
+
+    rows = [
+        {"ticket_id": "T1", "community_id": "C1", "created_at": "2026-03-01 09:00", "responded_at": "2026-03-01 08:00", "category": "报修"},
+        {"ticket_id": "T2", "community_id": "C1", "created_at": "2026-03-01 09:00", "responded_at": "2026-03-01 09:30", "due_at": "2026-02-01", "category": "其他"},
+        {"ticket_id": "T3", "community_id": "C1", "created_at": "2026-03-01 09:00", "responded_at": "马上", "category": " 投诉 "},
+    ]
+    out, report = tickets(rows, lines=MetricsConfig().category_lines)
+    assert len(out) == 3 and report.rows_skipped == 0
+    assert problem(report, "responded_at before created_at").examples == ["line 2: '2026-03-01 08:00'"]
+    assert problem(report, "responded_at is not a date").examples == ["line 4: '马上'"]
+    assert problem(report, "due_at before created_at").count == 1
+    unlined = problem(report, "category in no service line")
+    assert unlined.action == "kept" and unlined.examples == ["line 3: '其他'"]
+    assert report.fields_cleared == 3
+    assert out["responded_at"].notna().tolist() == [False, True, False]
+    assert out["line"].tolist() == ["repair", pd.NA, "complaint"]
+
+    surveys = [
+        {"community_id": "C1", "date": "2026-03-01", "score": "90", "recommend": "10", "source": "APP"},
+        {"community_id": "C1", "date": "2026-03-01", "score": "90", "recommend": "11"},
+        {"community_id": "C1", "date": "2026-03-01", "score": "90", "recommend": "十"},
+    ]
+    out, report = validate_surveys(raw("surveys", surveys), {"C1"}, timezone="Asia/Shanghai", score_scale=100)
+    assert len(out) == 3
+    assert out["recommend"].tolist()[0] == 10.0 and out["recommend"].isna().tolist() == [False, True, True]
+    assert problem(report, "recommend outside 0–10").examples == ["line 3: '11'"]
+    assert problem(report, "recommend is not a number").examples == ["line 4: '十'"]
+    assert out["source"].tolist()[0] == "APP"
+
+    communities = [
+        {"community_id": "C1", "households": "1200", "property_type": "住宅"},
+        {"community_id": "C2", "households": "0"},
+        {"community_id": "C3", "households": "很多"},
+    ]
+    out, report = validate_communities(raw("communities", communities))
+    assert out["households"].tolist()[0] == 1200.0 and out["households"].isna().tolist() == [False, True, True]
+    assert problem(report, "households is not a whole number").count == 2
+    assert out["property_type"].tolist()[0] == "住宅"

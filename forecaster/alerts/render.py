@@ -43,12 +43,12 @@ def _value(metric: str, value: float) -> str:
     return f"{_number(value)}{known.unit_zh if known else ''}"
 
 
-def _advice_for(templates: TemplatesConfig, metric: str, kind: str) -> str:
+def _advice_for(templates: TemplatesConfig, metric: str, kind: str, labels: dict[str, str] | None = None) -> str:
     """The configured advice for ``metric.kind``, else the metric's own (vocab), else a general line."""
     configured = templates.advice.get(f"{metric}.{kind}")
     if configured:
         return configured
-    known = metric_of(metric)
+    known = metric_of(metric, labels)
     return known.advice_zh if known and known.worse == kind else FALLBACK_ADVICE
 
 
@@ -141,7 +141,7 @@ def _finding_fields(n: Notice, templates: TemplatesConfig, clean=str, labels: di
     window = f.window
     if f.estimated:
         window = f"{window}，假期安排为推算" if window else "假期安排为推算"
-    advice = _advice_for(templates, f.metric, f.kind)
+    advice = _advice_for(templates, f.metric, f.kind, labels)
     reference = f"{side}{f.reference}"
     if f.baseline == f.baseline:  # not NaN
         reference += f"（近4周水平 {_value(f.metric, f.baseline)}）"
@@ -270,7 +270,7 @@ def _advice(templates: TemplatesConfig, notices: list[Notice], labels: dict[str,
             {
                 "metric": metric_name_zh(m, labels),
                 "change": KIND_ZH.get(k, k),
-                "advice": _advice_for(templates, m, k),
+                "advice": _advice_for(templates, m, k, labels),
             }
         )
         for m, k in kinds

@@ -320,7 +320,8 @@ def _column(raw: RawTable, name: str) -> pd.Series:
 
 
 def validate_communities(raw: RawTable) -> tuple[pd.DataFrame, TableReport]:
-    """→ ``community_id, name, city, region, manager, manager_mobile`` (strings), one row per id."""
+    """→ ``community_id, name, city, region, manager, manager_mobile, property_type`` (strings)
+    and ``households`` (a number; cleared unless a whole number ≥ 1), one row per id."""
     check = _Checker(raw)
     cid = _text(_column(raw, "community_id"))
     check.flag(_blank(cid), "missing community_id", "community_id")
@@ -329,6 +330,12 @@ def validate_communities(raw: RawTable) -> tuple[pd.DataFrame, TableReport]:
     for col in TABLE_COLUMNS["communities"].optional:
         out[col] = _text(_column(raw, col))
     out["name"] = out["name"].fillna(out["community_id"])
+    households_raw = _column(raw, "households")
+    households = pd.to_numeric(households_raw, errors="coerce")
+    given = _text(households_raw).notna().to_numpy()
+    bad = (households.isna().to_numpy() & given) | ((households < 1) | (households % 1 != 0)).fillna(False).to_numpy()
+    bad = check.flag(bad, "households is not a whole number ≥ 1", "households", "cleared")
+    out["households"] = households.mask(bad).astype("float64")
     return check.kept(out)
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from forecaster.demo import make_demo_frames, write_demo_sql
 from forecaster.ingest import load_daily
-from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, series_from_day_sums
+from forecaster.ingest.aggregate import DAY_SUM_COLUMNS, line_columns, series_from_day_sums
 from forecaster.ingest.incremental import history_slices
 from forecaster.pipeline import run_once
 from forecaster.store import Store
@@ -173,3 +173,130 @@ def test_new_communities_settings_changes_and_old_nights_read_in_full(source, ma
 
     off = night_config(make_config, source, tmp_path, enabled=False)
     assert run_once(off, NIGHT1 + dt.timedelta(days=3)).read == "full (source.incremental.enabled is false)"
+
+
+# ------------------------------------------------------------------ KPIs: deadlines, backlog, lines
+KPI_DAY = dt.date(2026, 6, 1)
+
+
+def kpi_source(url: str) -> None:
+    """A small company whose tickets carry responses, own deadlines, several service lines, and
+    surveys with a recommend: every day sum and line column has something to hold."""
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    communities = sa.Table("communities", meta, sa.Column("community_id", sa.String(16), primary_key=True), sa.Column("name", sa.String(64)))
+    tickets = sa.Table(
+        "tickets",
+        meta,
+        sa.Column("ticket_id", sa.String(32), primary_key=True),
+        sa.Column("community_id", sa.String(16)),
+        sa.Column("created_at", sa.DateTime),
+        sa.Column("responded_at", sa.DateTime),
+        sa.Column("closed_at", sa.DateTime),
+        sa.Column("due_at", sa.DateTime),
+        sa.Column("category", sa.String(32)),
+        sa.Column("rating", sa.Float),
+    )
+    surveys = sa.Table(
+        "surveys",
+        meta,
+        sa.Column("community_id", sa.String(16)),
+        sa.Column("date", sa.Date),
+        sa.Column("score", sa.Float),
+        sa.Column("responses", sa.Integer),
+        sa.Column("source", sa.String(16)),
+        sa.Column("recommend", sa.Float),
+    )
+    meta.create_all(engine)
+    rng = np.random.default_rng(5)
+    start = KPI_DAY - dt.timedelta(days=200)
+    rows, survey_rows = [], []
+    categories = ["报修", "投诉", "保洁", "安保", "咨询", "其他"]
+    for day in range(200):
+        for cid in ("K1", "K2"):
+            created0 = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(8))
+            for k in range(int(rng.integers(2, 6))):
+                created = created0 + dt.timedelta(minutes=int(rng.integers(0, 720)))
+                respond = created + dt.timedelta(hours=float(rng.exponential(5)))
+                close = respond + dt.timedelta(hours=float(rng.exponential(60)))
+                due = created + dt.timedelta(days=int(rng.integers(5, 40))) if rng.random() < 0.1 else None
+                rows.append(
+                    {
+                        "ticket_id": f"{cid}-{day}-{k}",
+                        "community_id": cid,
+                        "created_at": created,
+                        "responded_at": respond if rng.random() < 0.9 else None,
+                        "closed_at": close if rng.random() < 0.95 else None,
+                        "due_at": due,
+                        "category": categories[int(rng.integers(0, len(categories)))],
+                        "rating": None,
+                    }
+                )
+            survey_rows.append(
+                {"community_id": cid, "date": (start + dt.timedelta(days=day)), "score": float(rng.uniform(60, 100)),
+                 "responses": int(rng.integers(1, 5)), "source": "APP", "recommend": float(rng.integers(0, 11))}
+            )
+    with engine.begin() as conn:
+        conn.execute(communities.insert(), [{"community_id": "K1", "name": "一号"}, {"community_id": "K2", "name": "二号"}])
+        conn.execute(tickets.insert(), rows)
+        conn.execute(surveys.insert(), survey_rows)
+    engine.dispose()
+
+
+def test_an_incremental_night_gives_every_kpi_a_full_read_gives(db_url, make_config, tmp_path):
+    """Backlog, deadlines, responses, service lines and NPS: tickets answered, closed or falling
+    due weeks after they were created, and tickets edited after the fact, on every database."""
+    kpi_source(db_url)
+    config = make_config(
+        {
+            "source": {"sql": {"url": db_url}, "history_days": 365, "incremental": {"history_reread_nights": 30}},
+            "store": {"url": db_url},
+            "forecast": {"model": "naive", "horizon": 14},
+            "engine": {"backend": "serial"},
+            "output": {"dir": str(tmp_path / "out")},
+        }
+    )
+    night1 = KPI_DAY - dt.timedelta(days=20)
+    engine, tickets = tickets_table(db_url)
+    old = night1 - dt.timedelta(days=40)
+    blank = {"responded_at": None, "closed_at": None, "due_at": None, "rating": None}
+    with engine.begin() as conn:
+        # Open on the first night: tickets from weeks ago (one to be closed, one to be answered,
+        # one whose own deadline is after the night), and a complaint created just before the
+        # days an incremental night reads again, which falls due inside them.
+        conn.execute(tickets.insert(), [{**blank, **row} for row in [
+            {"ticket_id": "OLD-CLOSED", "community_id": "K1", "created_at": at(old, 9), "category": "报修"},
+            {"ticket_id": "OLD-ANSWERED", "community_id": "K1", "created_at": at(old, 10), "category": "投诉"},
+            {"ticket_id": "OLD-DUE", "community_id": "K2", "created_at": at(old, 11), "due_at": at(night1 + dt.timedelta(days=5), 18), "category": "保洁"},
+            {"ticket_id": "EDGE", "community_id": "K2", "created_at": at(night1 - dt.timedelta(days=16), 20), "category": "投诉"},
+        ]])
+    first = run_once(config, night1)
+    assert first.status == "ok", first.error
+    with engine.begin() as conn:
+        conn.execute(tickets.update().where(tickets.c.ticket_id == "OLD-CLOSED").values(closed_at=at(night1 + dt.timedelta(days=3), 10)))
+        conn.execute(tickets.update().where(tickets.c.ticket_id == "OLD-ANSWERED").values(responded_at=at(night1 + dt.timedelta(days=2), 9)))
+        # an edit after the fact: a recent ticket's closing corrected, and its line
+        recent = conn.execute(sa.select(tickets.c.ticket_id).where(tickets.c.created_at >= at(night1 - dt.timedelta(days=5), 0)).limit(1)).scalar()
+        conn.execute(tickets.update().where(tickets.c.ticket_id == recent).values(closed_at=at(night1 + dt.timedelta(days=1), 8), category="停车"))
+    engine.dispose()
+
+    second = run_once(config, KPI_DAY)
+    assert second.status == "ok", second.error
+    assert second.read.startswith("incremental"), second.read
+    store = Store(db_url)
+    saved = store.load_day_sums(KPI_DAY - dt.timedelta(days=365))
+    store.close()
+    full = full_read(config, KPI_DAY)
+    columns = ["community_id", "ds", *DAY_SUM_COLUMNS, *line_columns(full)]
+    assert line_columns(saved) == line_columns(full) and len(line_columns(full)) >= 4
+    for frame in (saved, full):
+        frame["community_id"] = frame["community_id"].astype(str)
+    pd.testing.assert_frame_equal(
+        saved.sort_values(["community_id", "ds"]).reset_index(drop=True)[columns],
+        full.sort_values(["community_id", "ds"]).reset_index(drop=True)[columns],
+        check_exact=False,
+        rtol=1e-9,
+    )
+    series = series_from_day_sums(saved, KPI_DAY, config.metrics, min_history_days=56).frame
+    metrics = set(series["metric"])
+    assert {"response_hours", "responded_on_time", "closed_on_time", "open_backlog", "overdue_open", "nps", "ticket_count.parking"} <= metrics

@@ -107,6 +107,35 @@ def test_a_store_made_before_loses_the_day_sums_ds_index(db_url):
     Store(db_url).close()  # and opening it again is fine
 
 
+def test_a_store_whose_day_sums_have_an_older_shape_makes_them_afresh(db_url):
+    """Day sums of version 1 (no response or deadline columns): the cache tables are made again
+    with today's columns, the saved state is gone (the next night reads in full), the rest kept."""
+    engine = sa.create_engine(db_url)
+    meta = sa.MetaData()
+    old = sa.Table(
+        "day_parts", meta,
+        sa.Column("community_id", sa.String(128), primary_key=True), sa.Column("ds", sa.Date, primary_key=True),
+        *(sa.Column(c, sa.Integer) for c in ("created", "complaints", "closed", "surveyed")),
+        *(sa.Column(c, sa.Float) for c in ("hours", "sat_w", "sat_wy")),
+    )
+    state = sa.Table("day_parts_state", meta, sa.Column("name", sa.String(32), primary_key=True), sa.Column("fingerprint", sa.String(64)))
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.insert(), [{"community_id": "C1", "ds": dt.date(2026, 1, 1), "created": 3, "complaints": 0, "closed": 1, "surveyed": 0, "hours": 2.0, "sat_w": 0.0, "sat_wy": 0.0}])
+        conn.execute(state.insert(), [{"name": "source", "fingerprint": "v1"}])
+    store = Store(db_url)
+    store.start_run("r1", dt.date(2026, 1, 2), "manual", dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), "test")
+    assert store.day_sums_state() is None
+    assert store.load_day_sums(dt.date(2025, 1, 1)).empty
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("day_parts")}
+    assert {"responded", "resp_due", "close_met", "overdue_in", "rec_w", "promoters"} <= columns
+    assert sa.inspect(engine).has_table("day_line_parts")
+    store.close()
+    Store(db_url).close()  # opened again: nothing more is dropped
+    assert Store(db_url).get_run("r1") is not None
+    engine.dispose()
+
+
 def test_a_fresh_store_gets_every_table_even_when_nothing_imported_the_alerts(db_url):
     # A new interpreter that imports only the store (as `forecaster status` on a new database
     # might): the alert tables, declared beside their code, are created too, with their indexes.
