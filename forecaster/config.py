@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -295,6 +297,21 @@ class SlaConfig(_Model):
     close_hours: float = Field(gt=0)
 
 
+class SatisfactionConfig(_Model):
+    # The survey sources (surveys.source: APP, 回访, 第三方…; case and spaces ignored) whose scores
+    # make the daily satisfaction; null: every survey. A week-long door-to-door survey mixed into
+    # the daily ratings can make or hide a dip: leave it out here. A survey row without a source
+    # always counts.
+    sources: list[str] | None = None
+
+    def counts(self, source: pd.Series) -> np.ndarray:
+        """Which survey rows (by their source) make the daily satisfaction."""
+        if self.sources is None:
+            return np.ones(len(source), dtype=bool)
+        wanted = {s.strip().lower() for s in self.sources}
+        return (source.isna() | source.str.strip().str.lower().isin(wanted)).to_numpy(dtype=bool)
+
+
 COMPLAINT_LINE = "complaint"  # the complaint line: complaint_count, its categories complaint_categories
 DEFAULT_SLA = "default"  # metrics.sla for tickets of a line without its own, or of no line
 
@@ -323,6 +340,7 @@ class MetricsConfig(_Model):
     # give: a typo or a unit error that would outweigh every other rating).
     max_survey_responses: int = Field(100_000, ge=1)
     satisfaction_from: list[Literal["surveys", "ratings"]] = ["surveys", "ratings"]
+    satisfaction: SatisfactionConfig = SatisfactionConfig()
 
     @model_validator(mode="after")
     def _lines(self) -> "MetricsConfig":
@@ -389,16 +407,29 @@ class Threshold(_Model):
 
 
 class ThresholdOverride(_Model):
+    """Limits for the communities that match every scope named (a region's office buildings:
+    region and property_type). The more specific override wins: community over city over region
+    over property type, and two scopes over one of them."""
+
     community: str | None = None
     region: str | None = None
     city: str | None = None
+    property_type: str | None = None  # the communities' property_type (住宅, 公寓, 商业, 写字楼…)
     metrics: dict[Metric, Threshold]
 
     @model_validator(mode="after")
     def _has_scope(self) -> "ThresholdOverride":
-        if not (self.community or self.region or self.city):
-            raise ValueError("an override needs one of community, region or city")
+        if not (self.community or self.region or self.city or self.property_type):
+            raise ValueError("an override needs one of community, region, city or property_type")
         return self
+
+    @property
+    def specificity(self) -> int:
+        return 8 * bool(self.community) + 4 * bool(self.city) + 2 * bool(self.region) + bool(self.property_type)
+
+    def matches(self, community_id: str, city: str | None, region: str | None, property_type: str | None) -> bool:
+        wanted = ((self.community, community_id), (self.city, city), (self.region, region), (self.property_type, property_type))
+        return all(scope is None or scope == value for scope, value in wanted)
 
 
 class ThresholdsConfig(_Model):

@@ -32,6 +32,7 @@ from scipy.special import ndtr, ndtri
 from forecaster.calendar import FeatureBook, Location, day_positions, locations_of
 from forecaster.config import ALL_LINES, Config, DetectConfig, Threshold, ThresholdsConfig
 from forecaster.util.arrays import true_runs
+from forecaster.util.text import optional_text
 from forecaster.vocab import SEVERITY_NAMES, is_count, is_dip, is_share, line_of, severity_rank
 
 __all__ = [
@@ -70,26 +71,20 @@ class Finding:
         return f"{self.community_id}:{self.metric}:{self.kind}"
 
 
-def thresholds_for(config: ThresholdsConfig, metric: str, community_id: str, city: str | None, region: str | None) -> Threshold | None:
-    """The default for ``metric``, overridden by region, then city, then community (most specific wins)."""
+def thresholds_for(
+    config: ThresholdsConfig, metric: str, community_id: str, city: str | None, region: str | None, property_type: str | None = None
+) -> Threshold | None:
+    """The default for ``metric`` (a service line's: ``ticket_count.*`` unless it has its own),
+    overridden by the overrides that match the community, the most specific last (it wins)."""
     base = config.defaults.get(metric)
     if base is None and line_of(metric) is not None:
         base = config.defaults.get(ALL_LINES)
     merged = base.model_dump() if base else {}
-    ranked = sorted(
-        config.overrides,
-        key=lambda o: 3 if o.community else 2 if o.city else 1,
-    )
-    for override in ranked:
-        hit = (
-            (override.community and override.community == community_id)
-            or (override.city and override.city == city)
-            or (override.region and override.region == region)
-        )
+    for override in sorted(config.overrides, key=lambda o: o.specificity):
         spec = override.metrics.get(metric)
         if spec is None and line_of(metric) is not None:
             spec = override.metrics.get(ALL_LINES)
-        if hit and spec is not None:
+        if spec is not None and override.matches(community_id, city, region, property_type):
             merged.update({k: v for k, v in spec.model_dump().items() if v is not None})
     if not merged or all(v is None for v in merged.values()):
         return None
@@ -333,6 +328,9 @@ def detect_findings(
     if forecasts.empty:
         return []
     locations = locations_of(communities)
+    kinds = {}
+    if "property_type" in communities:
+        kinds = dict(zip(communities["community_id"], communities["property_type"].map(optional_text)))
     level = config.forecast.level
     lookahead = config.detect.lookahead_days
     end = pd.Timestamp(as_of) + pd.Timedelta(days=lookahead) if lookahead else None
@@ -365,7 +363,7 @@ def detect_findings(
         if hist is None or len(hist["y"]) < config.forecast.min_history_days:
             continue  # too little history to warn reliably (the series still gets its forecast)
         loc = locations.get(cid, Location(cid))
-        threshold = thresholds_for(config.thresholds, metric, cid, loc.city, loc.region)
+        threshold = thresholds_for(config.thresholds, metric, cid, loc.city, loc.region, kinds.get(cid))
         if threshold is None:
             continue
         if end is not None:

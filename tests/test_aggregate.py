@@ -2,6 +2,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from forecaster.config import MetricsConfig
 from forecaster.ingest.aggregate import day_sums, series_from_day_sums
@@ -181,3 +182,23 @@ def test_configured_service_lines_and_their_categories():
     assert series(f, "C1:ticket_count.gate").to_dict()["03-01"] == 1
     assert "C1:ticket_count.repair" not in set(f["series_id"])  # C1's only repair became 门禁
     assert series(f, "C2:ticket_count.repair").to_dict() == {"03-05": 1}
+
+
+def test_satisfaction_sources_keep_a_door_to_door_survey_out_of_the_daily_score():
+    tickets, _ = frames()
+    surveys = pd.DataFrame(
+        {
+            "community_id": ["C1", "C1", "C1"],
+            "date": pd.to_datetime(["2026-03-02", "2026-03-02", "2026-03-03"]),
+            "score": [90.0, 50.0, 80.0],
+            "responses": [1.0, 40.0, 2.0],
+            "source": ["APP", "第三方", pd.NA],
+            "recommend": [np.nan] * 3,
+        }
+    ).astype({"source": "string"})
+    mixed = make_daily_series(tickets, surveys, AS_OF, MetricsConfig(), min_history_days=1).frame
+    assert series(mixed, "C1:satisfaction")["03-02"] == pytest.approx((90 + 50 * 40) / 41)
+    daily = MetricsConfig(satisfaction={"sources": ["app", "回访"]})
+    kept = make_daily_series(tickets, surveys, AS_OF, daily, min_history_days=1).frame
+    sat = series(kept, "C1:satisfaction")
+    assert sat["03-02"] == 90.0 and sat["03-03"] == 80.0  # a row without a source still counts

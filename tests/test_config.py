@@ -88,7 +88,7 @@ def test_every_unset_environment_variable_is_named_at_once():
         ),
         ({"alerts": {"channels": {"dd": {"type": "dingtalk"}}}}, "alerts.channels.dd", "needs a url"),
         ({"source": {"type": "http", "http": {"base_url": "ftp://x"}}}, "source.http.base_url", "http://"),
-        ({"thresholds": {"overrides": [{"metrics": {}}]}}, "thresholds.overrides[0]", "community, region or city"),
+        ({"thresholds": {"overrides": [{"metrics": {}}]}}, "thresholds.overrides[0]", "community, region, city or property_type"),
         ({"metrics": {"service_lines": {"gate": {"categories": ["门禁"]}}}}, "metrics.service_lines.gate.label_zh", "needs its Chinese label"),
         ({"metrics": {"service_lines": {"Gate!": {"label_zh": "门禁", "categories": []}}}}, "metrics.service_lines.Gate!", "lower-case"),
         (

@@ -93,6 +93,29 @@ def test_thresholds_most_specific_override_wins():
     assert thresholds_for(config, "resolution_hours", "C1", None, None) is None
 
 
+def test_thresholds_by_property_type_and_by_line():
+    """Targets differ by type (85% on time for apartments, 93% for office buildings); a city's
+    office buildings can differ again; a service line takes ticket_count.* unless it has its own."""
+    config = ThresholdsConfig(
+        defaults={"closed_on_time": Threshold(below=0.9), "ticket_count.*": Threshold(rise_share=0.5), "ticket_count.repair": Threshold(rise_share=0.3)},
+        overrides=[
+            ThresholdOverride(property_type="公寓", metrics={"closed_on_time": Threshold(below=0.85)}),
+            ThresholdOverride(property_type="写字楼", metrics={"closed_on_time": Threshold(below=0.93), "ticket_count.*": Threshold(rise_share=0.2)}),
+            ThresholdOverride(city="上海", property_type="写字楼", metrics={"closed_on_time": Threshold(below=0.95)}),
+            ThresholdOverride(region="华东", metrics={"closed_on_time": Threshold(below=0.88)}),
+        ],
+    )
+    assert thresholds_for(config, "closed_on_time", "C1", "北京", "华北", "住宅").below == 0.9
+    assert thresholds_for(config, "closed_on_time", "C1", "北京", "华北", "公寓").below == 0.85
+    assert thresholds_for(config, "closed_on_time", "C1", "北京", "华北", "写字楼").below == 0.93
+    assert thresholds_for(config, "closed_on_time", "C1", "杭州", "华东", "写字楼").below == 0.88  # region over type
+    assert thresholds_for(config, "closed_on_time", "C1", "上海", "华东", "写字楼").below == 0.95  # both scopes
+    assert thresholds_for(config, "closed_on_time", "C1", "上海", "华东", "住宅").below == 0.88
+    assert thresholds_for(config, "ticket_count.cleaning", "C1", None, None).rise_share == 0.5
+    assert thresholds_for(config, "ticket_count.repair", "C1", None, None).rise_share == 0.3
+    assert thresholds_for(config, "ticket_count.cleaning", "C1", None, None, "写字楼").rise_share == 0.2
+
+
 def test_baseline_by_day_type():
     y = np.array([10, 10, 10, 10, 10, 4, 4] * 4, dtype=float)
     off = np.array([0, 0, 0, 0, 0, 1, 1] * 4, dtype=float)

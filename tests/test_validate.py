@@ -216,8 +216,11 @@ def test_kpi_fields_bad_values_are_cleared_and_reported_and_the_row_still_counts
         {"community_id": "C1", "households": "1200", "property_type": "住宅"},
         {"community_id": "C2", "households": "0"},
         {"community_id": "C3", "households": "很多"},
+        {"community_id": "C4", "households": None},  # not given: nothing to say
     ]
     out, report = validate_communities(raw("communities", communities))
-    assert out["households"].tolist()[0] == 1200.0 and out["households"].isna().tolist() == [False, True, True]
+    assert out["households"].tolist()[0] == 1200.0 and out["households"].isna().tolist() == [False, True, True, True]
     assert problem(report, "households is not a whole number").count == 2
     assert out["property_type"].tolist()[0] == "住宅"
+    out, report = validate_communities(raw("communities", [{"community_id": "C1"}]))  # no such column
+    assert report.problems == [] and out["households"].isna().all()

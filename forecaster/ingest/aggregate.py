@@ -147,11 +147,14 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
         add(~met, _deadline_day(close_by), {"overdue_in": 1})
         add(~met & closed, closed_at.dt.normalize(), {"overdue_out": 1})
 
-    if "surveys" in metrics.satisfaction_from and len(surveys):
+    if len(surveys):
+        # Every survey row starts a community's history; the chosen sources make satisfaction.
+        counted = np.full(len(surveys), "surveys" in metrics.satisfaction_from)
+        if "source" in surveys:
+            counted &= metrics.satisfaction.counts(surveys["source"])
+        w = surveys["responses"].where(counted, 0.0)
         pieces.append(
-            pd.DataFrame(
-                {"sat_w": surveys["responses"], "sat_wy": surveys["score"] * surveys["responses"], "surveyed": 1}
-            )
+            pd.DataFrame({"sat_w": w, "sat_wy": surveys["score"] * w, "surveyed": 1})
             .groupby([surveys["community_id"], surveys["date"]])
             .sum()
         )

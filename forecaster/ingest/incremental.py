@@ -133,6 +133,7 @@ def day_sums_fingerprint(config: Config) -> str:
             metrics.rating_scale,
             metrics.survey_scale,
             sorted(metrics.satisfaction_from),
+            metrics.satisfaction.sources,
         ],
     }
     text = json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str)

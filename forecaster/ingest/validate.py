@@ -333,7 +333,7 @@ def validate_communities(raw: RawTable) -> tuple[pd.DataFrame, TableReport]:
     households_raw = _column(raw, "households")
     households = pd.to_numeric(households_raw, errors="coerce")
     given = _text(households_raw).notna().to_numpy()
-    bad = (households.isna().to_numpy() & given) | ((households < 1) | (households % 1 != 0)).fillna(False).to_numpy()
+    bad = given & (households.isna() | (households < 1) | (households % 1 != 0)).to_numpy(dtype=bool)
     bad = check.flag(bad, "households is not a whole number ≥ 1", "households", "cleared")
     out["households"] = households.mask(bad).astype("float64")
     return check.kept(out)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,9 @@ def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
     assert "as of 2026-11-23 (Asia/Shanghai)" in out
     assert "problems   3 rows skipped, 1 field cleared" in out
     assert "tickets: 1 skipped, duplicate ticket_id (first kept) (e.g. ticket_id=WO" in out
-    assert "series     40 from 10 communities × 4 metrics" in out
+    # 10 metrics and 6 service lines; a community's series it has no data for are left out.
+    shown = re.search(r"series     (\d+) from 10 communities × 16 metrics", out)
+    assert shown, out
     assert "status     ok (exit 0)" in out
 
     csv = workdir / "out" / "2026-11-23" / "series.csv"
@@ -48,12 +51,15 @@ def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
     assert list(frame.columns) == ["community_id", "community_name", "metric", "ds", "y"]
     assert frame["ds"].max() == "2026-11-22"
     assert frame["ds"].min() == "2026-07-26"  # output.history_days = 120 before the as-of day
+    assert len(frame.groupby(["community_id", "metric"])) == int(shown.group(1))  # every series made is in it
     assert frame["community_name"].str.contains("·").all()
 
     store = Store(f"sqlite:///{workdir / 'data' / 'forecaster.db'}")
     [run] = store.last_runs()
-    assert run.status == "ok" and run.communities == 10 and run.series == 40 and run.rows_skipped == 3
-    assert len(stored(store, series_status, run.run_id)) == 40
+    assert run.status == "ok" and run.communities == 10 and run.series == int(shown.group(1)) and run.rows_skipped == 3
+    status = stored(store, series_status, run.run_id)
+    assert len(status) == 10 * 16  # every community × metric, those without data recorded as no_data
+    assert (status["status"] != "no_data").sum() == run.series
     assert set(stored(store, ingest_problems, run.run_id)["table_name"]) == {"tickets", "surveys"}
 
 

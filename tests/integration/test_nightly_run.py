@@ -139,6 +139,7 @@ def test_a_failing_series_makes_the_run_partial_with_exit_1_and_the_rest_is_done
     assert failed["reason"].str.contains("RuntimeError: solver crashed").all()
     assert (status["status"] == "ok").sum() >= 12  # the others were forecast
     forecast = pd.read_csv(tmp_path / "out" / AS_OF.isoformat() / "forecast.csv", encoding="utf-8-sig")
-    assert set(forecast["community_id"] + ":" + forecast["metric"]) == set(status.loc[status["status"] != "failed", "series_id"])
+    forecast_ids = set(status.loc[~status["status"].isin(["failed", "no_data"]), "series_id"])
+    assert set(forecast["community_id"] + ":" + forecast["metric"]) == forecast_ids
     header = (tmp_path / "out" / AS_OF.isoformat() / "findings.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     assert header.startswith("编号,级别,小区编号,小区,城市,区域,负责人")
