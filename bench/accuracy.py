@@ -3,6 +3,7 @@
     .venv/bin/python bench/accuracy.py                      # defaults below
     .venv/bin/python bench/accuracy.py --koubei 400 --koubei-partial 2000 --boston 200 --jobs 2   # every qualifying series
     .venv/bin/python bench/accuracy.py --fast       # only naive and linear: seconds
+    .venv/bin/python bench/accuracy.py --koubei 0 --koubei-partial 0 --boston 0 --boston-kpis 20   # the KPI series only
 
 For each data set, a rolling-origin backtest (``--folds`` folds of ``--horizon`` days at the end
 of the history; auto-selection chooses each fold's model from the folds before it (`forecast.backtest_folds`, 3), as the
@@ -13,7 +14,9 @@ Prophet (with the calendar features) and their means (``linear_naive``, ``ensemb
 ``forecast.candidates``) and "default Prophet": ``Prophet()`` with ``add_country_holidays`` on
 the raw series, as most people would start. It prints MASE, sMAPE and interval coverage overall
 and on holiday windows (days off for a public holiday and the configured days around them), and
-the autos' ratios to both baselines. ``--fast`` leaves out ARIMA, Prophet and default Prophet
+the autos' ratios to both baselines. The Boston KPI data sets are the service's own
+closed_on_time and open_backlog per neighbourhood, daily, computed by its ingest from the 2015
+tickets (`bench.datasets.boston311_kpis`). ``--fast`` leaves out ARIMA, Prophet and default Prophet
 (seconds instead of minutes; ``auto_all`` is then not scored). ``--reused-after 6`` also scores
 each auto as the nightly run does on the nights it reuses a choice, here the oldest one it
 reuses (made six days earlier; afresh where a major holiday entered the horizon since).
@@ -33,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.datasets import DEFAULT_DATA, boston311, koubei, koubei_partial  # noqa: E402
+from bench.datasets import DEFAULT_DATA, boston311, boston311_kpis, koubei, koubei_partial  # noqa: E402
 from forecaster.forecasting import backtest_long  # noqa: E402
 from forecaster.models.backtest import summarise_backtest  # noqa: E402
 from forecaster.models.base import Forecast, ModelError, SeriesSpec  # noqa: E402
@@ -159,6 +162,10 @@ def main() -> int:
         help="Koubei shops that opened late or closed for stretches, sampled (1,191 qualify; scored where open)",
     )
     p.add_argument("--boston", type=int, default=60, metavar="N", help="Boston 311 series sampled")
+    p.add_argument(
+        "--boston-kpis", type=int, default=20, metavar="N",
+        help="Boston 311 neighbourhoods whose closed_on_time and open_backlog are scored (as the service computes them; 18 qualify)",
+    )
     p.add_argument("--horizon", type=int, default=28)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2)
@@ -181,6 +188,15 @@ def main() -> int:
         tables.append(run("Koubei shops with partial histories (CN)", frame, "CN", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
     if args.boston:
         tables.append(run("Boston 311 (US)", boston311(args.data, args.boston, args.seed), "US", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
+    if args.boston_kpis:
+        kpis = boston311_kpis(args.data)
+        hoods = sorted(kpis["community_id"].unique())
+        rng = np.random.default_rng(args.seed)
+        chosen = set(rng.choice(hoods, size=min(args.boston_kpis, len(hoods)), replace=False))
+        for metric in ("closed_on_time", "open_backlog"):
+            frame = kpis[(kpis["metric"] == metric) & kpis["community_id"].isin(chosen)]
+            name = f"Boston 311 {metric}, per neighbourhood (US)"
+            tables.append(run(name, frame, "US", args.horizon, args.folds, args.jobs, args.fast, args.reused_after))
     if args.output:
         pd.concat(tables).to_csv(args.output, index=False)
     return 0
