@@ -44,7 +44,7 @@ def spec_for_metric(metric: str | None, y: np.ndarray) -> SeriesSpec:
     known = metric_of(metric) if metric else None
     if known is None:
         return SeriesSpec.for_values(y)
-    return SeriesSpec(known.transform, known.lower, known.upper)
+    return SeriesSpec(known.transform, known.lower, known.upper, baseline_competes=known.aggregate == "stock")
 
 
 @dataclass

@@ -194,7 +194,10 @@ day_parts = sa.Table(
     sa.Column("sat_wy", sa.Double, nullable=False),
     sa.Column("surveyed", sa.Integer, nullable=False),
     # Since day sums version 2 (response times, deadlines, overdue tickets, NPS).
-    *(sa.Column(c, sa.Integer, nullable=False) for c in ("responded", "resp_due", "resp_met", "close_due", "close_met", "overdue_in", "overdue_out")),
+    *(
+        sa.Column(c, sa.Integer, nullable=False)
+        for c in ("closed_untimed", "responded", "resp_due", "resp_met", "close_due", "close_met", "overdue_in", "overdue_out")
+    ),
     *(sa.Column(c, sa.Double, nullable=False) for c in ("resp_hours", "rec_w", "promoters", "detractors")),
 )
 

@@ -202,3 +202,27 @@ def test_satisfaction_sources_keep_a_door_to_door_survey_out_of_the_daily_score(
     kept = make_daily_series(tickets, surveys, AS_OF, daily, min_history_days=1).frame
     sat = series(kept, "C1:satisfaction")
     assert sat["03-02"] == 90.0 and sat["03-03"] == 80.0  # a row without a source still counts
+
+
+def test_a_closing_before_the_creation_is_a_clock_difference_or_a_closing_at_an_unknown_time():
+    """Boston 311 has cases closed seconds before they were opened; a cleared closing used to
+    leave the ticket open for ever (in the backlog, overdue, late)."""
+    from forecaster.ingest.validate import RawTable, validate_tickets
+
+    rows = pd.DataFrame(
+        [
+            {"ticket_id": "T1", "community_id": "C1", "created_at": "2026-03-01 10:00:05", "closed_at": "2026-03-01 10:00:00"},
+            {"ticket_id": "T2", "community_id": "C1", "created_at": "2026-03-01 11:00", "closed_at": "2026-03-01 12:00"},
+            {"ticket_id": "T3", "community_id": "C1", "created_at": "2026-03-01 11:00", "closed_at": "2026-02-01 12:00"},
+            {"ticket_id": "T4", "community_id": "C1", "created_at": "2026-03-01 11:00", "closed_at": "不详"},
+        ]
+    )
+    raw = RawTable("tickets", "tickets.csv", rows, pd.Series([f"line {i + 2}" for i in range(len(rows))], dtype=object))
+    tickets, report = validate_tickets(raw, {"C1"}, source_tz="Asia/Shanghai", timezone="Asia/Shanghai", rating_scale=5)
+    assert [p.action for p in report.problems if p.reason.startswith("closed_at up to 15 min")] == ["kept"]
+    assert tickets["closed_untimed"].tolist() == [False, False, True, True]
+    f = make_daily_series(tickets, empty_surveys(), dt.date(2026, 3, 10), MetricsConfig(), min_history_days=1).frame
+    assert series(f, "C1:open_backlog").max() == 0  # none of the four is open
+    assert series(f, "C1:overdue_open").max() == 0
+    assert series(f, "C1:closed_on_time").dropna().to_dict() == {"03-04": 1.0}  # T1 and T2; T3, T4 not judged
+    assert series(f, "C1:resolution_hours").dropna().to_dict() == {"03-01": 0.5}  # (0 + 1) / 2

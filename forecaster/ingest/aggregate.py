@@ -66,7 +66,7 @@ def _grid(first: pd.Series, end: pd.Timestamp) -> pd.MultiIndex:
 # so that the sums of one day read in different batches, or on different nights, add up.
 # Counts are whole numbers; the rest are sums of hours or of survey weights.
 COUNT_COLUMNS = (
-    "created", "complaints", "closed", "surveyed", "responded",
+    "created", "complaints", "closed", "closed_untimed", "surveyed", "responded",
     "resp_due", "resp_met", "close_due", "close_met", "overdue_in", "overdue_out",
 )
 SUM_COLUMNS = ("hours", "sat_w", "sat_wy", "resp_hours", "rec_w", "promoters", "detractors")
@@ -92,6 +92,8 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
 
     * ``created`` / ``complaints``: tickets created that day / of them complaints;
     * ``closed`` / ``hours``: tickets closed that day / their hours from creation to closing;
+    * ``closed_untimed``: tickets created that day whose closing is no usable time (validation
+      cleared it): closed, but neither timed nor judged against a deadline;
     * ``responded`` / ``resp_hours``: tickets first answered that day (``responded_at``) / their
       hours from creation to it;
     * ``resp_due`` / ``resp_met``: tickets whose response deadline (metrics.sla by line) falls
@@ -113,7 +115,11 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
     created_at = tickets["created_at"]
     t_day = created_at.dt.normalize()
     line = tickets["line"]
-    created = pd.DataFrame({"created": 1, "complaints": (line == COMPLAINT_LINE).fillna(False).astype(np.int64)}, index=tickets.index)
+    untimed = tickets["closed_untimed"].to_numpy(dtype=bool)
+    created = pd.DataFrame(
+        {"created": 1, "complaints": (line == COMPLAINT_LINE).fillna(False).astype(np.int64), "closed_untimed": untimed.astype(np.int64)},
+        index=tickets.index,
+    )
     for key in metrics.service_lines:
         hit = (line == key).fillna(False).to_numpy(bool)
         if hit.any():
@@ -140,11 +146,12 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
         respond_h, close_h = _sla_hours(line, metrics)
         respond_by = created_at + pd.to_timedelta(respond_h, unit="h")
         answered = responded_at.fillna(closed_at)
-        add(np.ones(len(tickets), bool), _deadline_day(respond_by), {"resp_due": 1, "resp_met": (answered <= respond_by).astype(np.int64)})
+        judged = ~(untimed & answered.isna().to_numpy())
+        add(judged, _deadline_day(respond_by), {"resp_due": 1, "resp_met": (answered <= respond_by).astype(np.int64)})
         close_by = tickets["due_at"].fillna(created_at + pd.to_timedelta(close_h, unit="h"))
         met = (closed_at <= close_by).to_numpy()
-        add(np.ones(len(tickets), bool), _deadline_day(close_by), {"close_due": 1, "close_met": met.astype(np.int64)})
-        add(~met, _deadline_day(close_by), {"overdue_in": 1})
+        add(~untimed, _deadline_day(close_by), {"close_due": 1, "close_met": met.astype(np.int64)})
+        add(~met & ~untimed, _deadline_day(close_by), {"overdue_in": 1})
         add(~met & closed, closed_at.dt.normalize(), {"overdue_out": 1})
 
     if len(surveys):
@@ -181,7 +188,11 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
 def _with_optional(tickets: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
     """Tickets with every column of validated ones (a frame made elsewhere may lack the optional
     times, or the line, which is then found from the category)."""
-    missing = {c: pd.Series(pd.NaT, index=tickets.index, dtype="datetime64[ns]") for c in ("responded_at", "due_at") if c not in tickets}
+    missing: dict[str, pd.Series] = {
+        c: pd.Series(pd.NaT, index=tickets.index, dtype="datetime64[ns]") for c in ("responded_at", "due_at") if c not in tickets
+    }
+    if "closed_untimed" not in tickets:
+        missing["closed_untimed"] = pd.Series(False, index=tickets.index)
     if "line" not in tickets:
         lines = metrics.category_lines
         missing["line"] = tickets["category"].str.strip().str.lower().map(lines).astype("string")
@@ -297,7 +308,7 @@ METRIC_VALUES = {
     "response_hours": lambda p: _share(p["resp_hours"], p["responded"]),
     "responded_on_time": lambda p: _share(p["resp_met"], p["resp_due"]).where(_ever(p, "responded")),
     "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_ever(p, "closed")),
-    "open_backlog": lambda p: _running(p["created"] - p["closed"]).where(_ever(p, "closed")),
+    "open_backlog": lambda p: _running(p["created"] - p["closed"] - p["closed_untimed"]).where(_ever(p, "closed")),
     "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_ever(p, "closed")),
     "nps": lambda p: (100.0 * _share(p["promoters"] - p["detractors"], p["rec_w"])),
 }

@@ -134,6 +134,7 @@ TICKET_DTYPES = {
     "created_at": "datetime64[ns]",
     "responded_at": "datetime64[ns]",
     "closed_at": "datetime64[ns]",
+    "closed_untimed": "bool",
     "due_at": "datetime64[ns]",
     "category": "string",
     "line": "string",

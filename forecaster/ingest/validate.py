@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 MAX_EXAMPLES = 5
+# Clocks of one ticket system differ a little: a closing or response this much before the
+# ticket's creation is taken as happening when it was created.
+CLOCK_SKEW = pd.Timedelta(minutes=15)
 
 
 @dataclass
@@ -350,11 +353,12 @@ def validate_tickets(
     latest: pd.Timestamp | None = None,
     lines: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """→ ``ticket_id, community_id, created_at, responded_at, closed_at, due_at, category,
-    line, rating`` with times in naive local time of ``timezone`` and ``rating`` rescaled to
+    """→ ``ticket_id, community_id, created_at, responded_at, closed_at, closed_untimed, due_at,
+    category, line, rating`` with times in naive local time of ``timezone`` and ``rating`` rescaled to
     0–100. ``lines`` maps a category (trimmed, lower case) to its service line
     (`MetricsConfig.category_lines`); a category in none is kept and reported, its ticket
-    counted in ``ticket_count`` only.
+    counted in ``ticket_count`` only. ``closed_untimed``: a closing was given but is no usable
+    time (cleared): the ticket is closed, when is not known.
 
     ``seen`` holds the ticket ids of earlier batches of the same read: a ticket id seen there
     is a duplicate too (and the ids of this batch are remembered in it). ``latest``: the
@@ -378,12 +382,19 @@ def validate_tickets(
     closed_raw = _column(raw, "closed_at")
     closed = parse_timestamps(closed_raw, source_tz, timezone)
     given = _text(closed_raw).notna().to_numpy()
+    # A closing a few minutes before the creation is two clocks that differ: closed when created.
+    skew = ((closed < created) & (closed >= created - CLOCK_SKEW)).fillna(False).to_numpy()
+    check.flag(skew, f"closed_at up to {CLOCK_SKEW.seconds // 60} min before created_at (clocks differ): taken as closed when created", "closed_at", "kept")
+    closed = closed.mask(skew, created)
+    # Otherwise a closing that is no time is cleared, and the ticket counts as closed at a time
+    # unknown (``closed_untimed``): not open for ever, not timed, on time or late.
     bad_closed = check.flag(closed.isna().to_numpy() & given, "closed_at is not a date/time", "closed_at", "cleared")
     before = check.flag((closed < created).fillna(False).to_numpy(), "closed_at before created_at", "closed_at", "cleared")
     later = np.zeros(len(closed), dtype=bool)
     if latest is not None:
         later = check.flag((closed > latest).fillna(False).to_numpy(), f"closed_at in the future (after {latest:%Y-%m-%d %H:%M})", "closed_at", "cleared")
-    closed = closed.mask(bad_closed | before | later)
+    untimed = bad_closed | before | later
+    closed = closed.mask(untimed)
     responded = _optional_time(check, raw, "responded_at", created, source_tz, timezone, latest)
     due = _optional_time(check, raw, "due_at", created, source_tz, timezone, None)
 
@@ -412,6 +423,7 @@ def validate_tickets(
             "created_at": created,
             "responded_at": responded,
             "closed_at": closed,
+            "closed_untimed": untimed,
             "due_at": due,
             "category": category,
             "line": line,
@@ -430,6 +442,9 @@ def _optional_time(
     value = parse_timestamps(given_raw, source_tz, timezone)
     given = _text(given_raw).notna().to_numpy()
     bad = check.flag(value.isna().to_numpy() & given, f"{name} is not a date/time", name, "cleared")
+    skew = ((value < created) & (value >= created - CLOCK_SKEW)).fillna(False).to_numpy()
+    check.flag(skew, f"{name} up to {CLOCK_SKEW.seconds // 60} min before created_at (clocks differ): taken as created_at", name, "kept")
+    value = value.mask(skew, created)
     bad |= check.flag((value < created).fillna(False).to_numpy(), f"{name} before created_at", name, "cleared")
     if latest is not None:
         bad |= check.flag((value > latest).fillna(False).to_numpy(), f"{name} in the future (after {latest:%Y-%m-%d %H:%M})", name, "cleared")

@@ -47,6 +47,10 @@ class SeriesSpec:
     transform: str = "none"  # none | log1p
     lower: float | None = None
     upper: float | None = None
+    # A level carried from day to day (open tickets): the seasonal-naive baseline competes in
+    # auto's choice as a candidate of its own, not only as the fallback (on Boston's backlogs
+    # every other model did worse than it: docs/benchmarks.md).
+    baseline_competes: bool = False
 
     @classmethod
     def for_values(cls, y: np.ndarray, *, lower: float | None = None, upper: float | None = None) -> "SeriesSpec":

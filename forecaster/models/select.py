@@ -339,7 +339,7 @@ def forecast_series(
         reason = f"history of {len(y)} days ({n_obs} observed) < min_history_days {settings.min_history_days}"
         return make_fallback(series, settings, reason)
 
-    candidates = [settings.model] if settings.model != AUTO else list(settings.candidates)
+    candidates = [settings.model] if settings.model != AUTO else auto_candidates(settings.candidates, spec)
     ahead = majors_ahead(window_masks(future), 0, settings.horizon) if future is not None else set()
     if can_reuse(choice, ds[-1], ahead, candidates, settings, reuse_days):
         reused = forecast_reused(choice, series, settings)
@@ -454,6 +454,15 @@ def make_points(
     )
 
 
+def auto_candidates(candidates, spec: SeriesSpec) -> list[str]:
+    """What auto chooses among for this series: the configured candidates, and the baseline too
+    for a level carried from day to day (`SeriesSpec.baseline_competes`)."""
+    out = list(candidates)
+    if spec.baseline_competes and BASELINE not in out:
+        out.append(BASELINE)
+    return out
+
+
 def backtest_series(
     y: np.ndarray,
     ds: pd.DatetimeIndex,
@@ -507,7 +516,7 @@ def backtest_series(
             calibration = calibrate_on(at[name], deciding[origin], level, ratio) if name in models else Calibration()
             rows.append(make_points(name, k, at[name][origin], calibration, series, hw, h))
         for auto, pool in (autos or {AUTO: models}).items():
-            candidates = [name for name in models if name in pool]
+            candidates = [name for name in models if name in auto_candidates(pool, spec)]
             choice, calibration = choose_replayed(at, candidates, deciding[origin], origin, level, ratio)
             rows.append(make_points(auto, k, at[choice][origin], calibration, series, hw, h))
             if reused_after > 0:
