@@ -12,8 +12,31 @@ Seeded and reproducible. What it contains, so that every later stage has somethi
   one at National Day: fewer tickets where migrants leave, slower resolution, lower satisfaction;
 * per-community sensitivity: some communities dip hard in those windows, others hardly at all;
 * a few communities with short history (recently taken over) and a few with missing weeks;
+* communities with their ``households`` and ``property_type`` (mostly 住宅; a few 公寓, 商业,
+  写字楼);
+* tickets with their first response (``responded_at``): repairs, cleaning, security and inquiries
+  dispatched within tens of minutes to a couple of hours, complaints answered in several hours
+  (median about 8, sometimes over 24); slower at night and on days off, about three times slower
+  in the Spring Festival staffing gap, and a few communities chronically slow to answer;
+* closings: complaints take longer than inquiries; in the Spring Festival staffing gap a share of
+  the tickets (repairs most) waits for the staff's return and is closed in the days after, so the
+  open backlog builds up across the gap and is worked off after it; a few communities (about one
+  in twelve, ``late_closer`` in the profiles) close most tickets after the 72-hour target; recent
+  tickets are still open (no ``closed_at``, the very last not yet answered) and about 0.5% are
+  never closed;
+* surveys with their ``source``: residents rating in the app (``APP``) on many days, and each
+  quarter a survey firm's door-to-door week (``第三方``) with many answers a day and scores a few
+  points lower; most rows carry ``recommend`` (0-10, for NPS), which goes with the score;
 * a handful of dirty rows, as real exports have: a duplicated ticket, a ticket of a community
-  not in the master table, a ``closed_at`` before ``created_at``, a survey score off the scale.
+  not in the master table, a ``closed_at`` before ``created_at``, a survey score off the scale;
+  and two bad values validation clears: a ``responded_at`` before ``created_at``, a
+  ``recommend`` of 11.
+
+The hidden truth per community (quality, sensitivity, kind, short history, missing weeks, late
+closer, slow responder) is in `DemoData.profiles`. The KPI fields draw from a random stream of
+their own, so the ticket counts, times and categories, the survey rows and the dirty rows are
+the same as before those fields were added; only the closings they require differ (and the
+rating of a ticket whose closing thereby moved past the data's end: still open, not rated yet).
 
 `make_demo_frames` is pure (returns frames); `write_demo_sql` / `write_demo_csv` store them.
 """
@@ -81,6 +104,17 @@ CATEGORIES = ("报修", "投诉", "保洁", "安保", "咨询")
 # Share of non-complaint tickets by category, and how long each takes relative to a repair.
 _OTHER_SHARE = np.array([0.62, 0.0, 0.13, 0.09, 0.16])
 _HOURS_FACTOR = np.array([1.0, 2.5, 0.6, 0.5, 0.3])
+# First response (dispatch) by category: median hours and spread. A complaint is answered by a
+# manager after looking into it, the rest are dispatched at once.
+_RESPOND_MEDIAN_H = np.array([0.6, 7.0, 0.8, 0.4, 0.35])
+_RESPOND_SIGMA = np.array([0.9, 0.75, 0.9, 0.9, 0.8])
+# How likely a ticket of the Spring Festival staffing gap waits for the staff's return (times
+# the community's sensitivity): repairs most, inquiries hardly.
+_DEFER_WEIGHT = np.array([1.0, 0.6, 0.6, 0.3, 0.2])
+_PROPERTY_TYPES = ("住宅", "公寓", "商业", "写字楼")
+_PROPERTY_SHARE = np.array([0.8, 0.08, 0.06, 0.06])
+SURVEY_APP = "APP"
+SURVEY_THIRD_PARTY = "第三方"
 
 
 @dataclass(frozen=True)
@@ -127,6 +161,18 @@ def make_demo_profiles(n: int, seed: int) -> pd.DataFrame:
         for j, days in zip(normal[:4], (35, 90, 150, 240)):
             history[j] = days
         gap[normal[4:6]] = True
+    # What the KPI fields need, from a stream of their own (the draws above stay as they were).
+    extra = np.random.default_rng([seed, 8])
+    property_type = extra.choice(np.array(_PROPERTY_TYPES, dtype=object), size=n, p=_PROPERTY_SHARE)
+    # Chronic laggards: about one in twelve closes most tickets after the 72-hour target, about
+    # one in ten answers slowly; never a "steady" community, and not both at once.
+    candidates = extra.permutation([i for i in range(n) if kinds[i] != "steady"])
+    n_late = max(1, round(n / 12))
+    n_slow = max(1, round(n / 10))
+    late_closer = np.zeros(n, dtype=bool)
+    slow_responder = np.zeros(n, dtype=bool)
+    late_closer[candidates[:n_late]] = True
+    slow_responder[candidates[n_late : n_late + n_slow]] = True
     return pd.DataFrame(
         {
             "community_id": [f"C{i + 1:03d}" for i in range(n)],
@@ -141,6 +187,9 @@ def make_demo_profiles(n: int, seed: int) -> pd.DataFrame:
             "kind": kinds,
             "history_days": history,
             "has_gap": gap,
+            "property_type": property_type,
+            "late_closer": late_closer,
+            "slow_responder": slow_responder,
         }
     )
 
@@ -321,9 +370,13 @@ _HOUR_PMF = np.array([1, 0.5, 0.3, 0.2, 0.2, 0.4, 1, 2.5, 4, 5, 5, 4.5, 3.5, 3.5
 
 
 def _make_tickets(
-    prof: pd.DataFrame, days: pd.DatetimeIndex, counts: np.ndarray, e: _Effects, as_of: dt.date, rng: np.random.Generator
+    prof: pd.DataFrame, d: _Days, counts: np.ndarray, e: _Effects, as_of: dt.date, rng: np.random.Generator, extra: np.random.Generator
 ) -> pd.DataFrame:
-    """One row per ticket: when, which category, how long to close (open if not yet), its rating."""
+    """One row per ticket: when, which category, how long to close (open if not yet), its rating;
+    and from ``extra`` (so the draws from ``rng`` stay as they were) when it was first answered,
+    and the closings that wait for the end of the Spring Festival staffing gap or, in a late
+    closer, past the closing target."""
+    days = d.index
     ci, di = np.nonzero(counts)
     reps = counts[ci, di]
     t_comm = np.repeat(ci, reps)
@@ -340,10 +393,9 @@ def _make_tickets(
 
     median_h = 7.0 * e.staff[t_comm, t_day] * _HOURS_FACTOR[cat]
     hours = rng.lognormal(np.log(median_h), 0.8)
-    closed = created + (hours * 3600).astype("timedelta64[s]")
     data_end = np.datetime64(as_of)
     abandoned = rng.random(n) < 0.005
-    open_ = (closed >= data_end) | abandoned
+    open_ = (created + (hours * 3600).astype("timedelta64[s]") >= data_end) | abandoned
     rated = ~open_ & (rng.random(n) < 0.4)
     q = prof["quality"].to_numpy()[t_comm]
     rating = np.clip(
@@ -351,33 +403,165 @@ def _make_tickets(
         1,
         5,
     )
+
+    close_h = _later_closings(prof, d, t_comm, t_day, cat, seconds, hours, extra)
+    closed = created + (close_h * 3600).astype("timedelta64[s]")
+    now_open = (closed >= data_end) | abandoned
+    # A closing moved past the data's end leaves the ticket open, and so without a rating yet.
+    rated &= ~now_open
+    respond_h = _respond_hours(prof, d, t_comm, t_day, cat, hour, extra)
+    respond_h = np.where(now_open, respond_h, np.minimum(respond_h, close_h))  # a closing answers too
+    responded = created + (respond_h * 3600).astype("timedelta64[s]")
+    unanswered = responded >= data_end
+
     order = np.argsort(created, kind="stable")
+    nat = np.datetime64("NaT")
     return pd.DataFrame(
         {
             "ticket_id": [f"WO{k + 1:09d}" for k in range(n)],
             "community_id": prof["community_id"].to_numpy()[t_comm][order],
             "created_at": pd.to_datetime(created[order]).floor("s"),
-            "closed_at": pd.to_datetime(np.where(open_, np.datetime64("NaT"), closed)[order]).floor("s"),
+            "responded_at": pd.to_datetime(np.where(unanswered, nat, responded)[order]).floor("s"),
+            "closed_at": pd.to_datetime(np.where(now_open, nat, closed)[order]).floor("s"),
             "category": np.array(CATEGORIES, dtype=object)[cat][order],
             "rating": np.where(rated, rating, np.nan)[order],
         }
     )
 
 
-def _make_surveys(prof: pd.DataFrame, days: pd.DatetimeIndex, e: _Effects, rng: np.random.Generator) -> pd.DataFrame:
-    """Some days a few residents answer; the score is their mean (0-100)."""
+def _gap_return(gap: np.ndarray) -> np.ndarray:
+    """Per day, the index of the first day after the staffing gap it lies in (itself outside a
+    gap; ``len(gap)`` where the gap runs to the end)."""
+    idx = np.arange(len(gap))
+    nxt = np.where(gap, len(gap), idx)
+    return np.minimum.accumulate(nxt[::-1])[::-1]
+
+
+def _later_closings(
+    prof: pd.DataFrame,
+    d: _Days,
+    t_comm: np.ndarray,
+    t_day: np.ndarray,
+    cat: np.ndarray,
+    seconds: np.ndarray,
+    hours: np.ndarray,
+    extra: np.random.Generator,
+) -> np.ndarray:
+    """Hours from creation to closing: ``hours`` as drawn, except
+
+    * in the Spring Festival staffing gap, a share of the tickets (repairs most, by the
+      community's sensitivity) waits for the staff's return and is closed in the days after it,
+      so the open backlog builds up across the gap and is worked off after;
+    * in a late closer, most tickets wait another three to four days before they are closed.
+    """
+    n = len(t_comm)
+    s = prof["sensitivity"].to_numpy()[t_comm]
+    back = _gap_return(d.sf_gap)[t_day]
+    p_defer = np.clip(0.4 * s * _DEFER_WEIGHT[cat], 0.0, 0.9)
+    u_defer = extra.random(n)
+    catch_up_days = extra.lognormal(np.log(2.5), 0.6, n)
+    work_hour = extra.uniform(9.0, 18.0, n)
+    deferred = d.sf_gap[t_day] & (back < len(d.index)) & (u_defer < p_defer)
+    # Hours from the ticket's creation to the first morning after the gap, then the catch-up.
+    to_return = (back - t_day) * 24.0 - seconds / 3600.0
+    waits = to_return + np.floor(catch_up_days) * 24.0 + work_hour
+    out = np.where(deferred, np.maximum(hours, waits), hours)
+
+    late = prof["late_closer"].to_numpy()[t_comm]
+    u_late = extra.random(n)
+    delay = extra.lognormal(np.log(80.0), 0.45, n)
+    return out + np.where(late & (u_late < 0.8), delay, 0.0)
+
+
+def _respond_hours(
+    prof: pd.DataFrame,
+    d: _Days,
+    t_comm: np.ndarray,
+    t_day: np.ndarray,
+    cat: np.ndarray,
+    hour: np.ndarray,
+    extra: np.random.Generator,
+) -> np.ndarray:
+    """Hours from creation to the first response: by category, slower at night, on days off,
+    in the staffing gaps (about three times slower at Spring Festival) and in a slow responder."""
+    n = len(t_comm)
+    s = prof["sensitivity"].to_numpy()[t_comm]
+    q = prof["quality"].to_numpy()[t_comm]
+    slow = prof["slow_responder"].to_numpy()[t_comm]
+    m = (
+        np.exp(-0.15 * q)
+        * np.where(d.sf_gap[t_day], 1.0 + 2.0 * s, 1.0)
+        * np.where(d.nd_gap[t_day], 1.0 + 0.6 * s, 1.0)
+        * np.where(d.workday[t_day], 1.0, 1.25)
+        * np.where((hour >= 22) | (hour < 7), 2.0, 1.0)
+        * np.where(slow, 3.0, 1.0)
+    )
+    return extra.lognormal(np.log(_RESPOND_MEDIAN_H[cat] * m), _RESPOND_SIGMA[cat], n)
+
+
+def _make_surveys(
+    prof: pd.DataFrame, days: pd.DatetimeIndex, e: _Effects, rng: np.random.Generator, extra: np.random.Generator
+) -> pd.DataFrame:
+    """Some days a few residents answer in the app; the score is their mean (0-100), and most
+    rows say how likely they are to recommend the company (0-10, from ``extra``)."""
     n_comm, n_days = e.active.shape
     p_survey = rng.uniform(0.35, 0.8, n_comm)[:, None]
     has = e.active & (rng.random((n_comm, n_days)) < p_survey)
     si, sd = np.nonzero(has)
     responses = 1 + rng.poisson(2.5, size=len(si))
     score = np.clip(rng.normal(e.satisfaction[si, sd], 7.0 / np.sqrt(responses)), 0, 100).round(1)
+    recommend = _recommend(score, extra)
+    recommend[extra.random(len(si)) < 0.15] = np.nan  # the question is optional in the app
     return pd.DataFrame(
         {
             "community_id": prof["community_id"].to_numpy()[si],
             "date": days[sd].date,
             "score": score,
             "responses": responses,
+            "source": SURVEY_APP,
+            "recommend": recommend,
+        }
+    )
+
+
+def _recommend(score: np.ndarray, extra: np.random.Generator) -> np.ndarray:
+    """A 0-10 answer to "would you recommend us" that goes with a 0-100 satisfaction score:
+    about 8 at a score of 90, so the company's NPS is some +20 to +30 and drops with satisfaction."""
+    return np.clip(np.round((score - 57.0) / 4.0 + extra.normal(0, 1.5, len(score))), 0, 10).astype("float64")
+
+
+def _third_party_surveys(prof: pd.DataFrame, days: pd.DatetimeIndex, e: _Effects, extra: np.random.Generator) -> pd.DataFrame:
+    """Each quarter a survey firm goes door to door in every community for about a week: many
+    answers a day, and a few points below what residents give in the app."""
+    quarters = pd.period_range(days[0], days[-1], freq="Q")
+    n_comm = len(prof)
+    households = prof["households"].to_numpy()
+    offset = extra.uniform(3.0, 6.0, n_comm)  # the firm's interviews are stricter than the app
+    rows: list[tuple[int, int, int]] = []  # community, day, responses
+    for quarter in quarters:
+        q0 = (quarter.start_time - days[0]).days
+        first = q0 + extra.integers(15, 60, size=n_comm)
+        length = extra.integers(5, 9, size=n_comm)
+        sample = households * extra.uniform(0.06, 0.1, size=n_comm)
+        for c in range(n_comm):
+            span = np.arange(first[c], first[c] + length[c])
+            span = span[(span >= 0) & (span < len(days))]
+            span = span[e.active[c, span]]
+            for k in span:
+                rows.append((c, int(k), max(3, int(round(sample[c] / length[c] * extra.uniform(0.6, 1.4))))))
+    if not rows:
+        return pd.DataFrame(columns=["community_id", "date", "score", "responses", "source", "recommend"])
+    ci, di, responses = (np.array(col) for col in zip(*rows))
+    mean = e.satisfaction[ci, di] - offset[ci]
+    score = np.clip(extra.normal(mean, 8.0 / np.sqrt(responses)), 0, 100).round(1)
+    return pd.DataFrame(
+        {
+            "community_id": prof["community_id"].to_numpy()[ci],
+            "date": days[di].date,
+            "score": score,
+            "responses": responses,
+            "source": SURVEY_THIRD_PARTY,
+            "recommend": _recommend(score, extra),
         }
     )
 
@@ -391,6 +575,9 @@ def make_demo_frames(
 ) -> DemoData:
     """Generate the demo company's data up to the day before ``as_of`` (pure)."""
     rng = np.random.default_rng([seed, 2])
+    # The KPI fields (responses, later closings, survey sources, recommend) draw from a stream
+    # of their own, so that what rng draws stays the same as before they were added.
+    extra = np.random.default_rng([seed, 7])
     prof = make_demo_profiles(communities, seed)
     end = as_of - dt.timedelta(days=1)
     start = as_of - dt.timedelta(days=int(round(years * 365)))
@@ -398,10 +585,15 @@ def make_demo_frames(
     # The draws from rng come in this order: missing stretches, counts, tickets, surveys, dirty rows.
     effects = _make_effects(days, prof, rng)
     counts = _draw_counts(prof, effects, rng)
-    tickets = _make_tickets(prof, days.index, counts, effects, as_of, rng)
-    surveys = _make_surveys(prof, days.index, effects, rng)
+    tickets = _make_tickets(prof, days, counts, effects, as_of, rng, extra)
+    surveys = _make_surveys(prof, days.index, effects, rng, extra)
     tickets, surveys = _add_dirty_rows(tickets, surveys, rng)
-    communities_frame = prof[["community_id", "name", "city", "region", "manager", "manager_mobile"]].copy()
+    third_party = _third_party_surveys(prof, days.index, effects, extra)
+    surveys = pd.concat([surveys, third_party], ignore_index=True)  # the firm's results, appended
+    tickets, surveys = _add_dirty_kpi_fields(tickets, surveys, extra)
+    communities_frame = prof[
+        ["community_id", "name", "city", "region", "manager", "manager_mobile", "households", "property_type"]
+    ].copy()
     return DemoData(communities_frame, tickets, surveys, prof, start, end)
 
 
@@ -424,6 +616,23 @@ def _add_dirty_rows(tickets: pd.DataFrame, surveys: pd.DataFrame, rng: np.random
     return tickets, surveys
 
 
+def _add_dirty_kpi_fields(tickets: pd.DataFrame, surveys: pd.DataFrame, extra: np.random.Generator):
+    """Bad values in the KPI fields of rows that are otherwise fine (validation clears the field
+    and keeps the row): a ``responded_at`` before ``created_at``, a ``recommend`` of 11."""
+    if len(tickets) < 10 or len(surveys) < 10:
+        return tickets, surveys
+    tickets, surveys = tickets.copy(), surveys.copy()
+    # From the first third: the rows _add_dirty_rows copied lie in the second half.
+    answered = np.flatnonzero(tickets["responded_at"].notna().to_numpy()[: len(tickets) // 3])
+    if len(answered):
+        i = tickets.index[int(extra.choice(answered))]
+        tickets.loc[i, "responded_at"] = tickets.loc[i, "created_at"] - pd.Timedelta(minutes=20)  # clock skew
+    rated = np.flatnonzero(surveys["recommend"].notna().to_numpy() & surveys["score"].le(100).to_numpy())
+    if len(rated):
+        surveys.loc[surveys.index[int(extra.choice(rated))], "recommend"] = 11.0  # typed on a 1-11 scale
+    return tickets, surveys
+
+
 # ----------------------------------------------------------------------------- writing
 
 def _demo_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
@@ -437,6 +646,8 @@ def _demo_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("region", sa.String(32)),
             sa.Column("manager", sa.String(64)),
             sa.Column("manager_mobile", sa.String(32)),
+            sa.Column("households", sa.Integer),
+            sa.Column("property_type", sa.String(16)),
         ),
         "tickets": sa.Table(
             "tickets",
@@ -444,6 +655,7 @@ def _demo_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("ticket_id", sa.String(32), index=True),
             sa.Column("community_id", sa.String(32), index=True),
             sa.Column("created_at", sa.DateTime, index=True),
+            sa.Column("responded_at", sa.DateTime),
             sa.Column("closed_at", sa.DateTime),
             sa.Column("category", sa.String(32)),
             sa.Column("rating", sa.Integer),
@@ -455,6 +667,8 @@ def _demo_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("date", sa.Date, index=True),
             sa.Column("score", sa.Float),
             sa.Column("responses", sa.Integer),
+            sa.Column("source", sa.String(16)),
+            sa.Column("recommend", sa.Integer),
         ),
         DEMO_MARKER_TABLE: sa.Table(
             DEMO_MARKER_TABLE,
@@ -492,6 +706,11 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return out.to_dict("records")
 
 
+def _times(column: pd.Series) -> pd.Series:
+    """Timestamps as Python datetimes, None where missing (what the database drivers take)."""
+    return column.astype(object).where(column.notna(), None)
+
+
 def write_demo_sql(url: str, data: DemoData, *, seed: int, chunk: int = 20_000) -> None:
     """Replace the demo tables at ``url``. Refuses to touch a database that holds data other
     than our demo (no marker table)."""
@@ -511,13 +730,15 @@ def write_demo_sql(url: str, data: DemoData, *, seed: int, chunk: int = 20_000) 
             conn.execute(tables["communities"].insert(), _records(data.communities))
             tickets = data.tickets.assign(
                 created_at=data.tickets["created_at"].dt.to_pydatetime(),
-                closed_at=data.tickets["closed_at"].astype(object).where(data.tickets["closed_at"].notna(), None),
+                responded_at=_times(data.tickets["responded_at"]),
+                closed_at=_times(data.tickets["closed_at"]),
                 rating=data.tickets["rating"].astype("Int64"),
             )
             for lo in range(0, len(tickets), chunk):
                 conn.execute(tables["tickets"].insert(), _records(tickets.iloc[lo : lo + chunk]))
-            for lo in range(0, len(data.surveys), chunk):
-                conn.execute(tables["surveys"].insert(), _records(data.surveys.iloc[lo : lo + chunk]))
+            surveys = data.surveys.assign(recommend=data.surveys["recommend"].astype("Int64"))
+            for lo in range(0, len(surveys), chunk):
+                conn.execute(tables["surveys"].insert(), _records(surveys.iloc[lo : lo + chunk]))
             info = {
                 "generated_for": (data.end + dt.timedelta(days=1)).isoformat(),
                 "data_end": data.end.isoformat(),
@@ -542,6 +763,8 @@ def write_demo_csv(directory: Path, data: DemoData) -> list[Path]:
         out = frame.copy()
         if name == "tickets":
             out["rating"] = out["rating"].astype("Int64")
+        if name == "surveys":
+            out["recommend"] = out["recommend"].astype("Int64")
         write_csv(out, path, neutralise=False)
         paths.append(path)
     return paths
