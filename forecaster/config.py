@@ -444,7 +444,7 @@ class ThresholdsConfig(_Model):
         "closed_on_time": Threshold(below=0.9, drop_share=0.1, min_excess=0.05),
         "open_backlog": Threshold(rise_share=0.5, min_excess=5.0),
         "overdue_open": Threshold(rise_share=0.5, min_excess=3.0),
-        "nps": Threshold(below=10.0),
+        "nps": Threshold(below=0.0),  # more detractors than promoters
         # Every service line's ticket_count.<line>, unless it has its own entry.
         ALL_LINES: Threshold(rise_share=0.5, min_excess=3.0),
     }

@@ -21,7 +21,7 @@ import pandas as pd
 from forecaster.calendar import Location, locations_of
 from forecaster.detect import Finding
 from forecaster.util.arrays import true_runs
-from forecaster.vocab import KIND_ZH, SEVERITIES, SEVERITY_NAMES, is_share, metric_of, severity_of, severity_rank
+from forecaster.vocab import KIND_ZH, SEVERITIES, SEVERITY_NAMES, format_value, metric_of, severity_of, severity_rank
 
 __all__ = ["make_report_html", "make_chart_svg"]
 
@@ -35,9 +35,7 @@ def _change(f: Finding, labels: dict[str, str] | None = None) -> str:
     return f"{_metric_label(f.metric, labels)}{KIND_ZH.get(f.kind, f.kind)}"
 
 
-def _v(metric: str, value: float) -> str:
-    """A value in the report: a share as a percentage, else one decimal."""
-    return f"{value:.0%}" if is_share(metric) else f"{value:.1f}"
+_v = format_value  # a share as a percentage, else one decimal
 
 
 _CSS_SEVERITIES = "".join(f".sev-{s.name}{{color:{s.colour}}}" for s in reversed(SEVERITIES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from forecaster.pipeline import RunResult
-from forecaster.vocab import SEVERITY_NAMES, severity_rank
+from forecaster.vocab import SEVERITY_NAMES, format_value, severity_rank
 
 __all__ = ["format_run_summary", "format_delivery", "run_exit_code"]
 
@@ -114,7 +114,7 @@ def format_run_summary(result: RunResult, *, timezone: str, max_examples: int = 
             where = f"，{f.window}" if f.window else ""
             lines.append(
                 f"             {f.severity} {f.community_id} {f.metric} {f.kind} {f.first_day}…{f.last_day}{where} "
-                f"(预计 {f.expected:.1f}，{f.reference}，概率 {f.probability:.0%})"
+                f"(预计 {format_value(f.metric, f.expected)}，{f.reference}，概率 {f.probability:.0%})"
             )
     elif result.outputs:
         lines.append("  findings   none")

@@ -28,6 +28,7 @@ __all__ = [
     "is_dip",
     "is_count",
     "is_share",
+    "format_value",
     "metric_name_zh",
     "KIND_ZH",
     "Severity",
@@ -193,6 +194,12 @@ def is_share(key: str) -> bool:
     """Whether the metric is a share (0–1) that reads as a percentage."""
     metric = metric_of(key)
     return metric is not None and metric.percent
+
+
+def format_value(key: str, value: float) -> str:
+    """A metric's value in a table or a summary line: a share as a percentage (82%), else one
+    decimal (alerts add units: alerts/render.py)."""
+    return f"{value:.0%}" if is_share(key) else f"{value:.1f}"
 
 
 def is_count(key: str) -> bool:

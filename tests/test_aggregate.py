@@ -170,8 +170,16 @@ def test_nps_from_recommend_weighted_by_responses():
         }
     )
     f = make_daily_series(tickets, surveys, AS_OF, MetricsConfig(), min_history_days=1).frame
-    # 03-01: 5 answers, 3 promoters, 1 detractor, 1 passive; 03-02 no recommend: no value.
-    assert series(f, "C1:nps").dropna().to_dict() == {"03-01": 40.0}
+    # 03-01: 5 answers, 3 promoters, 1 detractor, 1 passive; each day's NPS is the week's to it.
+    assert series(f, "C1:nps").dropna().to_dict() == {"03-01": 40.0, "03-02": 40.0, "03-03": 40.0, "03-04": 40.0, "03-05": 40.0}
+    surveys.loc[3, "recommend"] = 0.0  # 03-02: two detractors more: 3 of 7 promoters, 3 detractors
+    f = make_daily_series(tickets, surveys, AS_OF, MetricsConfig(), min_history_days=1).frame
+    assert series(f, "C1:nps").dropna().to_dict() == {"03-01": 40.0, "03-02": 0.0, "03-03": 0.0, "03-04": 0.0, "03-05": 0.0}
+    later = pd.DataFrame({"community_id": ["C1"], "date": pd.to_datetime(["2026-03-09"]), "score": [80.0], "responses": [1.0], "source": ["APP"], "recommend": [10.0]})
+    f = make_daily_series(tickets, pd.concat([surveys, later], ignore_index=True), dt.date(2026, 3, 20), MetricsConfig(), min_history_days=1).frame
+    nps = series(f, "C1:nps")
+    assert nps["03-07"] == 0.0 and nps["03-08"] == -100.0 and nps["03-09"] == 100.0  # the week moves on
+    assert np.isnan(nps["03-16"])  # a week without an answer
 
 
 def test_configured_service_lines_and_their_categories():

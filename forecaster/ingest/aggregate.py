@@ -108,7 +108,7 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
       responses; a ticket's rating on its closing day, or creation day if still open);
     * ``surveyed``: survey rows that day (with ``created``, where a community's history starts);
     * ``rec_w`` / ``promoters`` / ``detractors``: survey responses with a ``recommend`` that day /
-      of them 9–10 / 0–6 (NPS).
+      of them 9–10 / 0–6 (NPS: over the week to each day, `NPS_DAYS`).
     """
     tickets = _with_optional(tickets, metrics)
     cid = tickets["community_id"]
@@ -269,17 +269,54 @@ def series_from_day_sums(
 
     enabled = metrics.series_metrics
     daily = daily_metrics(p.fillna(0), enabled)
-    long = daily[enabled].stack(future_stack=True).rename("y").reset_index()
-    long = long.rename(columns={"level_2": "metric"})
-    long["y"] = long["y"].astype("float64")
-    long["series_id"] = long["community_id"].astype(str) + ":" + long["metric"].astype(str)
-    long = long[["series_id", "community_id", "metric", "ds", "y"]]
-
-    stats = _series_stats(long, enabled, communities, min_history_days)
-    keep = stats.loc[stats["status"] != "no_data", "series_id"]
-    long = long[long["series_id"].isin(set(keep))]
-    long = long.sort_values(["community_id", "metric", "ds"], kind="stable").reset_index(drop=True)
+    long, stats = _long_series(daily, index, sorted(enabled), communities, min_history_days)
     return DailySeries(long, stats)
+
+
+def _long_series(
+    daily: pd.DataFrame, index: pd.MultiIndex, metrics: list[str], communities: pd.Series | None, min_history_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long frame (series with any observation; by community, metric, day) and the stats
+    of every community × metric, from one column per metric on the grid of every community's
+    days. With arrays: millions of rows, and each id a reference to one string per series (not
+    a string per row: at 2,000 communities that alone took gigabytes)."""
+    codes = index.codes[0]
+    names = np.asarray(index.levels[0], dtype=object)
+    ds = index.get_level_values(1).to_numpy()
+    # Each community's rows are one block of the grid (it is ordered by community, then day).
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, dtype=np.int64)
+    block = codes[starts] if len(codes) else np.zeros(0, dtype=np.int64)
+    lengths = np.diff(np.r_[starts, len(codes)])
+    pieces, rows = [], []
+    for metric in metrics:
+        y = daily[metric].to_numpy(dtype="float64")
+        observed = np.add.reduceat(np.isfinite(y), starts) if len(y) else np.zeros(0, dtype=np.int64)
+        for k, c in enumerate(block):
+            rows.append((names[c], metric, ds[starts[k]], ds[starts[k] + lengths[k] - 1], int(lengths[k]), int(observed[k])))
+        keep = np.repeat(observed > 0, lengths)
+        pieces.append((metric, np.flatnonzero(keep), y))
+    stats = _series_stats(rows, metrics, communities, min_history_days)
+    if not pieces or not sum(len(at) for _, at, _ in pieces):
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ("series_id", "community_id", "metric")})
+        empty["ds"], empty["y"] = pd.Series(dtype="datetime64[ns]"), pd.Series(dtype="float64")
+        return empty, stats
+    at = np.concatenate([a for _, a, _ in pieces])
+    which = np.concatenate([np.full(len(a), i, dtype=np.int64) for i, (_, a, _) in enumerate(pieces)])
+    y = np.concatenate([v[a] for _, a, v in pieces])
+    # By community (the grid's order), then metric (the pieces are in name order), then day.
+    order = np.lexsort((which, codes[at]))
+    at, which, y = at[order], which[order], y[order]
+    ids = np.array([[f"{n}:{m}" for m in metrics] for n in names], dtype=object).reshape(len(names), len(metrics))
+    long = pd.DataFrame(
+        {
+            "series_id": ids[codes[at], which],
+            "community_id": pd.array(names[codes[at]], dtype="string"),
+            "metric": np.asarray(metrics, dtype=object)[which],
+            "ds": ds[at],
+            "y": y,
+        }
+    )
+    return long, stats
 
 
 def _ever(sums: pd.DataFrame, column: str) -> pd.Series:
@@ -291,6 +328,16 @@ def _ever(sums: pd.DataFrame, column: str) -> pd.Series:
 def _running(change: pd.Series) -> pd.Series:
     """The running sum of a day's change within each community: a level at the day's end."""
     return change.groupby(level="community_id").cumsum()
+
+
+def _last_days(values: pd.Series, days: int) -> pd.Series:
+    """The sum over the ``days`` days to each day within each community (fewer at its start)."""
+    total = _running(values)
+    before = total.groupby(level="community_id").shift(days).fillna(0)
+    return total - before
+
+
+NPS_DAYS = 7  # a day's NPS counts the answers of the week to it: a day alone has a handful
 
 
 def _share(part: pd.Series, whole: pd.Series) -> pd.Series:
@@ -310,7 +357,7 @@ METRIC_VALUES = {
     "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_ever(p, "closed")),
     "open_backlog": lambda p: _running(p["created"] - p["closed"] - p["closed_untimed"]).where(_ever(p, "closed")),
     "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_ever(p, "closed")),
-    "nps": lambda p: (100.0 * _share(p["promoters"] - p["detractors"], p["rec_w"])),
+    "nps": lambda p: 100.0 * _share(_last_days(p["promoters"] - p["detractors"], NPS_DAYS), _last_days(p["rec_w"], NPS_DAYS)),
 }
 
 
@@ -329,20 +376,11 @@ def daily_metrics(p: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return daily
 
 
-def _series_stats(
-    long: pd.DataFrame, metrics: list[str], communities: pd.Series | None, min_history_days: int
-) -> pd.DataFrame:
-    g = long.groupby("series_id", sort=False)
-    stats = pd.DataFrame(
-        {
-            "community_id": g["community_id"].first(),
-            "metric": g["metric"].first(),
-            "first_ds": g["ds"].min(),
-            "last_ds": g["ds"].max(),
-            "n_days": g["ds"].size(),
-            "n_obs": g["y"].count(),
-        }
-    ).reset_index()
+def _series_stats(rows: list[tuple], metrics: list[str], communities: pd.Series | None, min_history_days: int) -> pd.DataFrame:
+    """One row per community × metric: (community_id, metric, first_ds, last_ds, n_days, n_obs)
+    ``rows``, and ``no_data`` rows for the known ``communities`` without any."""
+    stats = pd.DataFrame(rows, columns=["community_id", "metric", "first_ds", "last_ds", "n_days", "n_obs"])
+    stats.insert(0, "series_id", stats["community_id"].astype(str) + ":" + stats["metric"])
     if communities is not None:
         all_ids = pd.MultiIndex.from_product([pd.Index(communities.astype(str).unique()), metrics])
         present = set(zip(stats["community_id"], stats["metric"]))

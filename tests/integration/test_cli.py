@@ -38,7 +38,7 @@ def test_demo_then_run_writes_series_csv_and_records_the_run(workdir, capsys):
     assert run_cli(workdir, "run", "--as-of", "2026-11-23") == 0
     out = capsys.readouterr().out
     assert "as of 2026-11-23 (Asia/Shanghai)" in out
-    assert "problems   3 rows skipped, 1 field cleared" in out
+    assert "problems   3 rows skipped, 3 fields cleared" in out
     assert "tickets: 1 skipped, duplicate ticket_id (first kept) (e.g. ticket_id=WO" in out
     # 10 metrics and 6 service lines; a community's series it has no data for are left out.
     shown = re.search(r"series     (\d+) from 10 communities × 16 metrics", out)
