@@ -530,7 +530,7 @@ def _routes(config):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from forecaster.demo import demo_status, make_demo_frames, write_demo_csv, write_demo_sql
+    from forecaster.demo import DEMO_VERSION, demo_status, make_demo_frames, write_demo_csv, write_demo_sql
     from forecaster.util.clock import SystemClock, today_in
     from forecaster.util.secret import mask_url
 
@@ -555,7 +555,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if state == "foreign":
                 print(f"demo: {mask_url(url)} holds real data; leaving it alone")
                 return 0
-            if state == "demo" and info.get("data_end") == (as_of - dt.timedelta(days=1)).isoformat() and info.get("seed") == str(seed):
+            current = info.get("version") == DEMO_VERSION  # written by this version: it has every column
+            if state == "demo" and current and info.get("data_end") == (as_of - dt.timedelta(days=1)).isoformat() and info.get("seed") == str(seed):
                 print(f"demo: data in {mask_url(url)} is up to date (ends {info['data_end']})")
                 return 0
         data = make_demo_frames(as_of, communities=n, years=years, seed=seed)

@@ -65,9 +65,12 @@ __all__ = [
     "write_demo_csv",
     "demo_status",
     "DEMO_MARKER_TABLE",
+    "DEMO_VERSION",
 ]
 
 DEMO_MARKER_TABLE = "wuye_demo_info"
+# Bump when the demo's tables change shape: `demo --if-absent` then writes them afresh.
+DEMO_VERSION = "2"  # 2: responses, deadlines' fields, households, property types, survey sources, recommend
 
 
 @dataclass(frozen=True)
@@ -744,6 +747,7 @@ def write_demo_sql(url: str, data: DemoData, *, seed: int, chunk: int = 20_000) 
                 "data_end": data.end.isoformat(),
                 "seed": str(seed),
                 "communities": str(len(data.communities)),
+                "version": DEMO_VERSION,
             }
             conn.execute(tables[DEMO_MARKER_TABLE].insert(), [{"key": k, "value": v} for k, v in info.items()])
     except sa.exc.SQLAlchemyError as exc:

@@ -226,6 +226,15 @@ def test_demo_if_absent_skips_when_up_to_date_and_refreshes_when_stale(workdir, 
     assert "is up to date (ends 2026-11-22)" in capsys.readouterr().out
     assert run_cli(workdir, "demo", "--if-absent", "--as-of", "2026-11-30") == 0
     assert "written to" in capsys.readouterr().out
+    # Demo data an earlier version wrote (without the columns this one writes) is written again.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{workdir / 'data' / 'demo.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM wuye_demo_info WHERE key = 'version'")
+    engine.dispose()
+    assert run_cli(workdir, "demo", "--if-absent", "--as-of", "2026-11-30") == 0
+    assert "written to" in capsys.readouterr().out
 
 
 def test_check_config_prints_settings_with_secrets_masked(tmp_path, capsys):
