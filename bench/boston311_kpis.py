@@ -21,10 +21,16 @@ TARGET_DT) and read as a night reads them (`forecaster.ingest.load_daily` and
   close_met / close_due over the month) against the city's share ONTIME over the tickets with a
   TARGET_DT in that month. Twice: the service reading every ticket (those without TARGET_DT get
   the 72-hour default deadline) and reading only the tickets with a TARGET_DT (like for like).
-* open_backlog, per neighbourhood and day: the service's end-of-day open tickets against a
-  direct count from the raw file (OPEN_DT ≤ end of day < CLOSED_DT, or not closed). They must
-  agree exactly but for the rows the service reports as cleared (a closed_at before created_at:
-  the service then keeps the ticket open); those are listed.
+* open_backlog and overdue_open, per neighbourhood and day: the service's end-of-day open
+  (and overdue open) tickets against a direct count from the raw file (OPEN_DT ≤ end of day <
+  CLOSED_DT, or not closed). They must agree exactly on every day.
+
+The service's reading of a closing (`forecaster.ingest.validate.validate_tickets`, since session
+9): a CLOSED_DT up to 15 minutes (CLOCK_SKEW) before OPEN_DT is two clocks that differ, the case
+closed when it was opened (reported as "kept"; 196 cases in 2015, closed 1–58 s before they were
+opened, all ONTIME for the city); a worse one (earlier by more, not a date) is cleared and the
+case counts as closed at an unknown time: out of the backlog, judged against no deadline (none
+in 2015). The rule recomputed here reads closings the same way; those rows are listed.
 """
 
 from __future__ import annotations
@@ -47,11 +53,14 @@ from bench.datasets import (  # noqa: E402
     boston311_source,
     community_id_of,
 )
+from forecaster.ingest.validate import CLOCK_SKEW  # noqa: E402
 
 # When the city's file was exported: after the last CLOSED_DT (2016-01-12 22:22:40) and the
 # last TARGET_DT of an open OVERDUE case (22:53:53), before the first of an open ONTIME one.
 EXPORTED = pd.Timestamp("2016-01-12 23:00")
-CLEARED_CLOSED = "closed_at before created_at"
+# How the service reports a closing it takes as the creation (action "kept"), and one it clears.
+SKEWED_CLOSED = "closed_at up to 15 min before created_at (clocks differ)"
+CLEARED_CLOSED = ("closed_at before created_at", "closed_at is not a date/time", "closed_at in the future")
 
 
 def slice_cases(data: Path, neighbourhoods: list[str] | None = None, created: tuple[str, str] | None = None) -> pd.DataFrame:
@@ -67,6 +76,18 @@ def slice_cases(data: Path, neighbourhoods: list[str] | None = None, created: tu
     return cases.assign(community_id=community_id_of(cases["neighborhood"])).reset_index(drop=True)
 
 
+def closings(cases: pd.DataFrame) -> pd.DataFrame:
+    """Each case's closing as the service reads it: ``closed`` (CLOSED_DT; OPEN_DT for one up to
+    CLOCK_SKEW before it; missing if not closed or closed earlier still), ``skewed`` (closed up
+    to CLOCK_SKEW before it was opened: taken as closed when opened), ``untimed`` (closed earlier
+    still: closed at a time unknown)."""
+    raw, opened = cases["CLOSED_DT"], cases["OPEN_DT"]
+    skewed = ((raw < opened) & (raw >= opened - CLOCK_SKEW)).to_numpy()
+    untimed = (raw < opened - CLOCK_SKEW).to_numpy()
+    closed = raw.mask(skewed, opened).mask(untimed)
+    return pd.DataFrame({"closed": closed, "skewed": skewed, "untimed": untimed}, index=cases.index)
+
+
 # ------------------------------------------------------------------------------ closed_on_time
 def deadline_day(at: pd.Series) -> pd.Series:
     """The day a deadline falls on (a deadline at midnight ends the day before), as the service says."""
@@ -76,10 +97,11 @@ def deadline_day(at: pd.Series) -> pd.Series:
 def ticket_rule(cases: pd.DataFrame, as_of: str = BOSTON_AS_OF, close_hours: float = 72.0) -> pd.DataFrame:
     """Each ticket's on-time verdict by the service's rule, recomputed here with plain pandas:
     deadline = TARGET_DT, else OPEN_DT + ``close_hours`` (metrics.sla default); met = closed
-    before the as-of date and by the deadline. Also the city's rule at export time."""
+    (as `closings` reads it) before the as-of date and by the deadline; a case closed at an
+    unknown time (``untimed``) is not judged. Also the city's rule at export time."""
     as_of_t = pd.Timestamp(as_of)
-    closed = cases["CLOSED_DT"].where(cases["CLOSED_DT"] >= cases["OPEN_DT"])  # the service clears the rest
-    closed_then = closed.where(closed < as_of_t)
+    c = closings(cases)
+    closed_then = c["closed"].where(c["closed"] < as_of_t)
     deadline = cases["TARGET_DT"].fillna(cases["OPEN_DT"] + pd.Timedelta(hours=close_hours))
     out = pd.DataFrame(
         {
@@ -89,7 +111,8 @@ def ticket_rule(cases: pd.DataFrame, as_of: str = BOSTON_AS_OF, close_hours: flo
             "deadline_ds": deadline_day(deadline),
             "service_met": (closed_then <= deadline).to_numpy(),
             "city": cases["OnTime_Status"],
-            "cleared": (cases["CLOSED_DT"] < cases["OPEN_DT"]).to_numpy(),
+            "skewed": c["skewed"].to_numpy(),
+            "untimed": c["untimed"].to_numpy(),
         }
     )
     # The city's flag as we read it: closed by TARGET_DT, or still open and TARGET_DT not passed at export.
@@ -108,7 +131,7 @@ def ticket_agreement(rule: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFr
     r["kind"] = np.select(
         [r["has_target"] & r["closed"], r["has_target"]], ["TARGET_DT, closed", "TARGET_DT, open at export"], "no TARGET_DT"
     )
-    r["due_in_window"] = r["deadline_ds"] < pd.Timestamp(as_of)
+    r["due_in_window"] = (r["deadline_ds"] < pd.Timestamp(as_of)) & ~r["untimed"]
     r["agree_rule"] = r["city_rule"] == r["city"]
     r["agree_service"] = np.where(r["service_met"], "ONTIME", "OVERDUE") == r["city"]
     rows = []
@@ -129,7 +152,7 @@ def ticket_agreement(rule: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFr
 
 def rule_sums(rule: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFrame:
     """The ticket rule summed per community and deadline day (what close_due/close_met should be)."""
-    due = rule[rule["deadline_ds"] < pd.Timestamp(as_of)]
+    due = rule[(rule["deadline_ds"] < pd.Timestamp(as_of)) & ~rule["untimed"]]
     return (
         due.groupby(["community_id", "deadline_ds"])["service_met"]
         .agg(close_due="size", close_met="sum")
@@ -169,26 +192,34 @@ def city_monthly(cases: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFrame
 def explained(table: pd.DataFrame, rule: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFrame:
     """The like-for-like gaps (the service reading the tickets with a TARGET_DT) taken apart per
     cell: ``unflagged_due`` / ``unflagged_met``: tickets the service counts that the city gives no
-    OnTime_Status; ``cleared_ontime``: tickets ONTIME for the city that the service counts late
-    because it cleared their closed_at (closed before created); ``flagged_other``: any other
-    flagged ticket judged differently (none expected). ``residual_due`` / ``residual_met``: what
-    is left of the difference in tickets due / met once those are taken off (zero expected)."""
+    OnTime_Status; ``untimed_flagged``: flagged tickets the service does not judge (closed at an
+    unknown time; none in 2015); ``flagged_other``: flagged tickets the service judges otherwise
+    than the city (none expected; ``flagged_net``: service met − city met over them);
+    ``skewed``: flagged tickets closed up to CLOCK_SKEW before they were opened (closed at
+    creation, so met, as the city says: no part of a gap, counted to show where they are).
+    ``residual_due`` / ``residual_met``: what is left of the difference in tickets due / met once
+    those are taken off (zero expected)."""
     r = rule[rule["has_target"] & (rule["deadline_ds"] < pd.Timestamp(as_of))]
     r = r.assign(month=r["deadline_ds"].dt.to_period("M"), flagged=r["city"].notna())
     city_met = (r["city"] == "ONTIME").astype(int)
+    judged = r["flagged"] & ~r["untimed"]
+    net = judged.astype(int) * (r["service_met"].astype(int) - city_met)
     r = r.assign(
-        unflagged_due=(~r["flagged"]).astype(int),
+        unflagged_due=(~r["flagged"] & ~r["untimed"]).astype(int),
         unflagged_met=(~r["flagged"] & r["service_met"]).astype(int),
-        cleared_ontime=(r["flagged"] & r["cleared"]).astype(int) * (city_met - r["service_met"].astype(int)),
-        flagged_other=(r["flagged"] & ~r["cleared"]).astype(int) * (city_met - r["service_met"].astype(int)).abs(),
+        untimed_flagged=(r["flagged"] & r["untimed"]).astype(int),
+        untimed_flagged_met=(r["flagged"] & r["untimed"]).astype(int) * city_met,
+        flagged_net=net,
+        flagged_other=net.abs(),
+        skewed=(r["flagged"] & r["skewed"]).astype(int),
     )
-    cols = ["unflagged_due", "unflagged_met", "cleared_ontime", "flagged_other"]
+    cols = ["unflagged_due", "unflagged_met", "untimed_flagged", "untimed_flagged_met", "flagged_net", "flagged_other", "skewed"]
     parts = r.groupby(["community_id", "month"])[cols].sum().reset_index()
     t = table.merge(parts, on=["community_id", "month"], how="left")
     for c in ("close_due", "close_met", "city_n", "city_ontime", *cols):
         t[c] = t[c].fillna(0).astype(int)
-    t["residual_due"] = t["close_due"] - t["city_n"] - t["unflagged_due"]
-    t["residual_met"] = t["close_met"] - t["city_ontime"] - t["unflagged_met"] + t["cleared_ontime"]
+    t["residual_due"] = t["close_due"] - t["city_n"] - t["unflagged_due"] + t["untimed_flagged"]
+    t["residual_met"] = t["close_met"] - t["city_ontime"] - t["unflagged_met"] + t["untimed_flagged_met"] - t["flagged_net"]
     return t
 
 
@@ -228,7 +259,10 @@ def direct_counts(cases: pd.DataFrame, days: pd.DatetimeIndex, close_hours: floa
     the raw rows: open = OPEN_DT ≤ end of day < CLOSED_DT, or no CLOSED_DT (the end of a day is
     the last instant before midnight: a ticket opened or closed at midnight belongs to the new
     day, as the service counts it); overdue = open and its deadline (TARGET_DT, else OPEN_DT +
-    ``close_hours``) ≤ midnight. → community_id, ds, direct, direct_overdue."""
+    ``close_hours``) ≤ midnight. A case closed before it was opened counts as closed when opened
+    (what the city's data means: a few seconds between two clocks; `backlog_table` passes
+    `closings`' reading, where a case closed at an unknown time is closed at its opening too).
+    → community_id, ds, direct, direct_overdue."""
     parts = []
     ends = (days + pd.Timedelta(days=1)).to_numpy()
     for cid, g in cases.groupby("community_id", sort=True):
@@ -244,28 +278,39 @@ def direct_counts(cases: pd.DataFrame, days: pd.DatetimeIndex, close_hours: floa
 
 
 def backlog_table(series_frame: pd.DataFrame, cases: pd.DataFrame, as_of: str = BOSTON_AS_OF) -> pd.DataFrame:
-    """Service open_backlog and overdue_open against `direct_counts` on the service's days, and
-    the cumulative count of tickets whose closed_at the service cleared (closed before created):
-    the expected difference of open_backlog (``cleared``; of overdue_open: ``cleared_overdue``,
-    those of them past their deadline)."""
+    """Service open_backlog and overdue_open against `direct_counts` on the service's days
+    (``diff`` / ``diff_overdue``: service − direct, zero expected), and ``skewed``: the cases
+    closed before they were opened created by that day (what the service's backlog was too
+    high by before session 9, when it cleared their closing and kept them open for ever;
+    ``skewed_overdue``: those of them past their deadline)."""
     f = series_frame[series_frame["metric"].isin(["open_backlog", "overdue_open"])]
     svc = f.pivot_table(index=["community_id", "ds"], columns="metric", values="y").reset_index()
     svc = svc.rename(columns={"open_backlog": "service", "overdue_open": "service_overdue"})
     days = pd.date_range(cases["OPEN_DT"].min().normalize(), pd.Timestamp(as_of) - pd.Timedelta(days=1), freq="D")
-    t = svc.merge(direct_counts(cases, days), on=["community_id", "ds"], how="left")
-    cleared = cases[cases["CLOSED_DT"] < cases["OPEN_DT"]].assign(CLOSED_DT=pd.NaT)  # open for ever, as the service has them
-    extra = direct_counts(cleared, days).rename(columns={"direct": "cleared", "direct_overdue": "cleared_overdue"})
-    t = t.merge(extra, on=["community_id", "ds"], how="left").fillna({"cleared": 0, "cleared_overdue": 0})
-    t["cleared"] = t["cleared"].astype(int)
-    t["cleared_overdue"] = t["cleared_overdue"].astype(int)
+    c = closings(cases)
+    read = cases.assign(CLOSED_DT=c["closed"].where(~c["untimed"], cases["OPEN_DT"]))
+    t = svc.merge(direct_counts(read, days), on=["community_id", "ds"], how="left")
+    skewed = cases[c["skewed"]].assign(CLOSED_DT=pd.NaT)  # open for ever, as the service had them
+    extra = direct_counts(skewed, days).rename(columns={"direct": "skewed", "direct_overdue": "skewed_overdue"})
+    t = t.merge(extra, on=["community_id", "ds"], how="left").fillna({"skewed": 0, "skewed_overdue": 0})
+    t["skewed"] = t["skewed"].astype(int)
+    t["skewed_overdue"] = t["skewed_overdue"].astype(int)
     t["diff"] = t["service"] - t["direct"]
     t["diff_overdue"] = t["service_overdue"] - t["direct_overdue"]
     return t.sort_values(["community_id", "ds"]).reset_index(drop=True)
 
 
-def cleared_rows(cases: pd.DataFrame) -> pd.DataFrame:
-    c = cases[cases["CLOSED_DT"] < cases["OPEN_DT"]]
-    return c[["CASE_ENQUIRY_ID", "neighborhood", "OPEN_DT", "CLOSED_DT", "TARGET_DT", "OnTime_Status", "TYPE"]]
+ROW_COLUMNS = ["CASE_ENQUIRY_ID", "neighborhood", "OPEN_DT", "CLOSED_DT", "TARGET_DT", "OnTime_Status", "TYPE"]
+
+
+def skewed_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """The cases closed up to CLOCK_SKEW before they were opened (taken as closed when opened)."""
+    return cases.loc[closings(cases)["skewed"], ROW_COLUMNS]
+
+
+def untimed_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """The cases closed earlier still before they were opened (closed at a time unknown)."""
+    return cases.loc[closings(cases)["untimed"], ROW_COLUMNS]
 
 
 # -------------------------------------------------------------------------------------- report
@@ -281,18 +326,21 @@ def compare(data: Path, neighbourhoods: list[str] | None = None, created: tuple[
     rule = ticket_rule(cases)
     city = city_monthly(cases)
     tickets_report = next(r for r in daily.reports if r.table == "tickets")
+    problems = tickets_report.problems
     return {
         "cases": cases,
         "reports": daily.reports,
-        "cleared_reported": sum(p.count for p in tickets_report.problems if p.reason == CLEARED_CLOSED),
-        "rejected": [p for p in tickets_report.problems if p.action != "kept"],
+        "skewed_reported": sum(p.count for p in problems if p.reason.startswith(SKEWED_CLOSED) and p.action == "kept"),
+        "cleared_reported": sum(p.count for p in problems if p.reason.startswith(CLEARED_CLOSED)),
+        "rejected": [p for p in problems if p.action != "kept"],
         "tickets": ticket_agreement(rule),
         "day_sum_mismatches": check_day_sums(daily.day_sums, rule),
         "monthly_all": monthly_table(service_monthly(daily.day_sums), city),
         "monthly_targets": explained(monthly_table(service_monthly(daily_t.day_sums), city), rule),
         "rule": rule,
         "backlog": backlog_table(series.frame, cases),
-        "cleared_rows": cleared_rows(cases),
+        "skewed_rows": skewed_rows(cases),
+        "untimed_rows": untimed_rows(cases),
         "series": series,
     }
 
@@ -339,12 +387,20 @@ def main() -> int:
     print("city_flag_rule_agrees: CLOSED_DT ≤ TARGET_DT if closed, TARGET_DT after the export (2016-01-12 23:00) if open, ONTIME without a TARGET_DT.")
     print("service_agrees: over tickets whose deadline falls in 2015, the service's rule (closed before 2016-01-01 by due_at, else by created + 72 h).\n")
     print(_md(r["tickets"], pct=SHARES))
-    cases_t = cases[cases["TARGET_DT"].notna() & (cases["TARGET_DT"] < pd.Timestamp(BOSTON_AS_OF))]
+    rule = r["rule"]
+    judged = rule[rule["has_target"] & rule["city"].notna() & ~rule["untimed"] & (rule["deadline_ds"] < pd.Timestamp(BOSTON_AS_OF))]
+    differ = np.where(judged["service_met"], "ONTIME", "OVERDUE") != judged["city"]
+    unflagged = rule[rule["has_target"] & rule["city"].isna() & ~rule["untimed"] & (rule["deadline_ds"] < pd.Timestamp(BOSTON_AS_OF))]
+    u = cases.loc[unflagged.index]
+    as_of_t = pd.Timestamp(BOSTON_AS_OF)
     print(
-        f"\nOf the tickets with a TARGET_DT in 2015, the service's verdict differs from the city's for "
-        f"{int(((cases_t['CLOSED_DT'] < cases_t['OPEN_DT']) & cases_t['OnTime_Status'].notna()).sum())}: all of them closed before they were "
-        "opened (the service clears closed_at: never closed, late); the service also counts "
-        f"{int(cases_t['OnTime_Status'].isna().sum())} tickets the city gives no OnTime_Status. These two make the like-for-like gaps below."
+        f"\nOf the {len(judged):,} flagged tickets with a TARGET_DT in 2015 the service's verdict differs from the city's for "
+        f"{int(differ.sum())}; {int(judged['skewed'].sum())} of them were closed before they were opened (closed at creation for "
+        f"the service, ONTIME for both). The service also judges {len(unflagged)} tickets the city gives no OnTime_Status, "
+        f"{int(unflagged['service_met'].sum())} of them met ({int(((u['CLOSED_DT'] < as_of_t) & (u['CLOSED_DT'] > u['TARGET_DT'])).sum())} "
+        f"closed in 2015 after their TARGET_DT, {int((u['CLOSED_DT'] >= as_of_t).sum())} closed in 2016, "
+        f"{int(u['CLOSED_DT'].isna().sum())} open at the export): they make the like-for-like gaps below. "
+        f"Closed at an unknown time (not judged): {int(rule['untimed'].sum())}."
     )
     mism = r["day_sum_mismatches"]
     print(f"\nService day sums (close_due, close_met) against the same rule summed per neighbourhood and deadline day: {len(mism)} days differ")
@@ -362,9 +418,12 @@ def main() -> int:
         if "residual_due" in t:
             print(
                 f"\nThe gaps taken apart ({len(t)} cells): {int(t['unflagged_due'].sum())} tickets due without a city flag "
-                f"({int(t['unflagged_met'].sum())} of them met), {int(t['cleared_ontime'].sum())} ONTIME for the city but late for the "
-                f"service (closed_at cleared), {int(t['flagged_other'].sum())} other flagged tickets judged differently; "
-                f"cells with anything left unexplained: {int(((t['residual_due'] != 0) | (t['residual_met'] != 0)).sum())}"
+                f"({int(t['unflagged_met'].sum())} of them met) in {int((t['unflagged_due'] > 0).sum())} cells, "
+                f"{int(t['flagged_other'].sum())} flagged tickets judged differently, {int(t['untimed_flagged'].sum())} flagged "
+                f"but closed at an unknown time; cells with anything left unexplained: "
+                f"{int(((t['residual_due'] != 0) | (t['residual_met'] != 0)).sum())}; cells with a gap but no unflagged ticket: "
+                f"{int(((t['diff'].fillna(0) != 0) & (t['unflagged_due'] == 0)).sum())}. ({int(t['skewed'].sum())} flagged tickets "
+                "closed before they were opened are in these cells, on time for both.)"
             )
         print("\nBy month (all neighbourhoods pooled):\n")
         print(_md(pooled(t, "month")[["month", "close_due", "service", "city_n", "city", "diff"]], pct=SHARES))
@@ -376,32 +435,37 @@ def main() -> int:
 
     b = r["backlog"]
     print("\n## open_backlog and overdue_open per neighbourhood × day: service against a direct count of the raw rows\n")
-    print("cleared: of the tickets whose closed_at the service cleared (closed before created), those created by that day (the")
-    print("service keeps them open for ever); diff: service − direct count. Equal but cleared: diff == cleared.\n")
+    print("diff: service − direct count (a case closed before it was opened counted closed when opened); skewed: of those cases,")
+    print("the ones created by that day, what the service's backlog was too high by before session 9 (it kept them open for ever).\n")
     per = b.groupby("community_id").agg(
         days=("ds", "size"), mean_open=("direct", "mean"), days_equal=("diff", lambda d: int((d == 0).sum())),
-        max_diff=("diff", "max"), cleared=("cleared", "max"),
+        max_abs_diff=("diff", lambda d: d.abs().max()), mean_overdue=("direct_overdue", "mean"),
+        overdue_days_equal=("diff_overdue", lambda d: int((d == 0).sum())), skewed=("skewed", "max"),
     )
-    per["equal_but_cleared"] = (b["diff"] == b["cleared"]).groupby(b["community_id"]).sum().astype(int)
-    per["mean_overdue"] = b.groupby("community_id")["direct_overdue"].mean()
-    per["overdue_equal_but_cleared"] = (b["diff_overdue"] == b["cleared_overdue"]).groupby(b["community_id"]).sum().astype(int)
     print(_md(per.reset_index(), digits=1))
     n = len(b)
     print(
-        f"\n{n:,} neighbourhood-days. open_backlog: {(b['diff'] == 0).mean():.2%} equal, {(b['diff'] == b['cleared']).mean():.2%} "
-        f"once the {r['cleared_reported']} tickets reported as '{CLEARED_CLOSED}' (cleared) are counted open; overdue_open: "
-        f"{(b['diff_overdue'] == 0).mean():.2%} equal, {(b['diff_overdue'] == b['cleared_overdue']).mean():.2%} likewise. "
-        f"{int(b['direct'].isna().sum())} service days missing from the direct count."
+        f"\n{n:,} neighbourhood-days. open_backlog: {(b['diff'] == 0).mean():.2%} equal; overdue_open: "
+        f"{(b['diff_overdue'] == 0).mean():.2%} equal; {int(b['direct'].isna().sum())} service days missing from the direct count. "
+        f"The service reported {r['skewed_reported']} tickets as '{SKEWED_CLOSED}' (kept, closed when created) and cleared "
+        f"{r['cleared_reported']} closings. Before session 9 it cleared those {r['skewed_reported']} and kept them open: "
+        f"{(b['skewed'] == 0).mean():.2%} of days equal then."
     )
-    cl = r["cleared_rows"]
-    print(f"\nThe {len(cl)} rows (closed 1–{int((cl['OPEN_DT'] - cl['CLOSED_DT']).dt.total_seconds().max())} s before they were opened):\n")
-    summary = cl.assign(seconds=(cl["OPEN_DT"] - cl["CLOSED_DT"]).dt.total_seconds().astype(int))
-    print(_md(summary.groupby(["neighborhood", "TYPE"]).agg(n=("seconds", "size"), max_seconds=("seconds", "max")).reset_index()))
-    print("\nFirst ten:\n")
-    print(_md(summary.head(10).astype(str)))
+    cl = r["skewed_rows"]
+    if len(cl):
+        secs = (cl["OPEN_DT"] - cl["CLOSED_DT"]).dt.total_seconds().astype(int)
+        print(f"\nThe {len(cl)} rows closed before they were opened ({secs.min()}–{secs.max()} s before; all taken as closed when opened):\n")
+        summary = cl.assign(seconds=secs)
+        print(_md(summary.groupby(["neighborhood", "TYPE"]).agg(n=("seconds", "size"), max_seconds=("seconds", "max")).reset_index()))
+        print("\nFirst ten:\n")
+        print(_md(summary.head(10).astype(str)))
+    un = r["untimed_rows"]
+    print(f"\nRows closed more than {CLOCK_SKEW.seconds // 60} min before they were opened (closed at an unknown time): {len(un)}")
+    if len(un):
+        print(_md(un.head(10).astype(str)))
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-        for key in ("tickets", "day_sum_mismatches", "monthly_all", "monthly_targets", "backlog", "cleared_rows"):
+        for key in ("tickets", "day_sum_mismatches", "monthly_all", "monthly_targets", "backlog", "skewed_rows", "untimed_rows"):
             r[key].to_csv(args.output / f"{key}.csv", index=False)
     return 0
 
