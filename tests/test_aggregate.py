@@ -234,3 +234,7 @@ def test_a_closing_before_the_creation_is_a_clock_difference_or_a_closing_at_an_
     assert series(f, "C1:overdue_open").max() == 0
     assert series(f, "C1:closed_on_time").dropna().to_dict() == {"03-04": 1.0}  # T1 and T2; T3, T4 not judged
     assert series(f, "C1:resolution_hours").dropna().to_dict() == {"03-01": 0.5}  # (0 + 1) / 2
+    # A community whose every closing is unusable still has its backlog (nothing open).
+    only = tickets[tickets["closed_untimed"]].assign(community_id="C2")
+    f = make_daily_series(only, empty_surveys(), dt.date(2026, 3, 10), MetricsConfig(), min_history_days=1).frame
+    assert series(f, "C2:open_backlog").max() == 0

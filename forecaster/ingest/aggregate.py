@@ -325,6 +325,11 @@ def _ever(sums: pd.DataFrame, column: str) -> pd.Series:
     return sums[column].groupby(level="community_id").transform("sum") > 0
 
 
+def _closes(sums: pd.DataFrame) -> pd.Series:
+    """Per row, whether its community records closings (timed or not) in the window."""
+    return _ever(sums.assign(_closings=sums["closed"] + sums["closed_untimed"]), "_closings")
+
+
 def _running(change: pd.Series) -> pd.Series:
     """The running sum of a day's change within each community: a level at the day's end."""
     return change.groupby(level="community_id").cumsum()
@@ -354,9 +359,9 @@ METRIC_VALUES = {
     "resolution_hours": lambda p: _share(p["hours"], p["closed"]),
     "response_hours": lambda p: _share(p["resp_hours"], p["responded"]),
     "responded_on_time": lambda p: _share(p["resp_met"], p["resp_due"]).where(_ever(p, "responded")),
-    "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_ever(p, "closed")),
-    "open_backlog": lambda p: _running(p["created"] - p["closed"] - p["closed_untimed"]).where(_ever(p, "closed")),
-    "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_ever(p, "closed")),
+    "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_closes(p)),
+    "open_backlog": lambda p: _running(p["created"] - p["closed"] - p["closed_untimed"]).where(_closes(p)),
+    "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_closes(p)),
     "nps": lambda p: 100.0 * _share(_last_days(p["promoters"] - p["detractors"], NPS_DAYS), _last_days(p["rec_w"], NPS_DAYS)),
 }
 
