@@ -243,7 +243,10 @@ class _Rows:
     """The history and forecast rows of one community's metric, found through one grouping each."""
 
     def __init__(self, series: pd.DataFrame, forecasts: pd.DataFrame):
-        self.series, self.forecasts = series, forecasts
+        # Only the columns a chart draws, as arrays: taking a few rows of the whole frames (text
+        # columns of millions of rows) cost the report most of its time at thousands of series.
+        self.series = {c: series[c].to_numpy() for c in ("ds", "y")}
+        self.forecasts = {c: forecasts[c].to_numpy() for c in ("ds", "yhat", "yhat_lower", "yhat_upper")}
         self.hist = series.groupby(["community_id", "metric"], sort=False).indices
         self.fc = forecasts.groupby(["community_id", "metric"], sort=False).indices
 
@@ -251,7 +254,11 @@ class _Rows:
         key = (cid, metric)
         if key not in self.hist or key not in self.fc:
             return None
-        return self.series.iloc[self.hist[key]], self.forecasts.iloc[self.fc[key]]
+        h, f = self.hist[key], self.fc[key]
+        return (
+            pd.DataFrame({c: v[h] for c, v in self.series.items()}),
+            pd.DataFrame({c: v[f] for c, v in self.forecasts.items()}),
+        )
 
 
 def _community_article(
