@@ -21,7 +21,7 @@ import pandas as pd
 from forecaster.calendar import Location, locations_of
 from forecaster.detect import Finding
 from forecaster.util.arrays import true_runs
-from forecaster.vocab import KIND_ZH, SEVERITIES, SEVERITY_NAMES, format_value, metric_of, severity_of, severity_rank
+from forecaster.vocab import KIND_ZH, SEVERITIES, SEVERITY_NAMES, format_value, is_share, metric_of, severity_of, severity_rank
 
 __all__ = ["make_report_html", "make_chart_svg"]
 
@@ -75,8 +75,11 @@ def make_chart_svg(
     spans: Sequence[tuple[dt.date, dt.date, str]] = (),
     limit: float | None = None,
     title: str = "",
+    tick=None,
 ) -> str:
-    """One chart over ``days``: the first ``n_history`` are history, the rest forecast."""
+    """One chart over ``days``: the first ``n_history`` are history, the rest forecast.
+    ``tick`` writes an axis value (default: a whole number; a share's: a percentage)."""
+    tick = tick or (lambda v: f"{v:.0f}")
     n = len(days)
     values = np.concatenate([history[np.isfinite(history)], lower, upper, [limit] if limit is not None else []])
     lo_v, hi_v = (float(np.min(values)), float(np.max(values))) if len(values) else (0.0, 1.0)
@@ -107,7 +110,7 @@ def make_chart_svg(
     for k in range(4):
         v = lo_v + (hi_v - lo_v) * (k + 0.5) / 4
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{v:.0f}</text>')
+        out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{tick(v)}</text>')
     for i, d in enumerate(days):
         if d.day == 1:
             out.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{H - BOTTOM}" y2="{H - BOTTOM + 4}" stroke="#888"/>')
@@ -133,7 +136,7 @@ def make_chart_svg(
 
 
 _CSS = """
-body{font-family:-apple-system,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif;margin:0;color:#222;background:#f7f7f7}
+body{font-family:-apple-system,"PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","WenQuanYi Micro Hei",sans-serif;margin:0;color:#222;background:#f7f7f7}
 header{background:#1f3b5c;color:#fff;padding:16px 24px}header h1{margin:0 0 4px;font-size:22px}
 main{padding:16px 24px;max-width:1100px;margin:auto}section{margin-bottom:28px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
@@ -300,6 +303,7 @@ def _community_article(
             spans,
             limit,
             f"{name} {_metric_label(metric, labels)}",
+            tick=(lambda v: f"{v:.0%}") if is_share(metric) else None,
         )
         parts.append(f"<figure><figcaption>{_e(_metric_label(metric, labels))}</figcaption>{svg}</figure>")
     parts.append("</article>")

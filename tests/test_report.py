@@ -22,12 +22,12 @@ def page(findings, name="阳光花园"):
     fut = pd.date_range(AS_OF, periods=30)
     series = pd.concat(
         pd.DataFrame({"series_id": f"C001:{m}", "community_id": "C001", "metric": m, "ds": hist, "y": np.linspace(10, 12, len(hist))})
-        for m in ("ticket_count", "satisfaction")
+        for m in ("ticket_count", "satisfaction", "closed_on_time")
     )
     forecasts = pd.concat(
         pd.DataFrame({"series_id": f"C001:{m}", "community_id": "C001", "metric": m, "ds": fut, "yhat": 12.0,
                       "yhat_lower": 10.0, "yhat_upper": 14.0, "model": "linear"})
-        for m in ("ticket_count", "satisfaction")
+        for m in ("ticket_count", "satisfaction", "closed_on_time")
     )
     book = FeatureBook(hist[0], fut[-1])
     return make_report_html(AS_OF, findings, communities, series, forecasts, book.get, run_id="r1")
@@ -55,3 +55,11 @@ def test_shares_show_as_percentages_and_lines_by_their_labels():
     html = page([late, repairs])
     assert "按时办结率下降" in html and "<td>82%</td>" in html and "（90%）" in html and "近期 97%" in html
     assert "维修工单量上升" in html
+    chart = html[html.index("<figcaption>按时办结率</figcaption>"):]
+    assert "%</text>" in chart.split("</svg>")[0]  # its axis reads in percent
+
+
+def test_the_page_names_chinese_fonts_for_machines_without_a_default_one():
+    html = page([])
+    for font in ("PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Micro Hei"):
+        assert font in html
