@@ -18,7 +18,8 @@ store, alerts queued) on three consecutive nights:
 
 It prints series per second, per-stage timings and peak memory for each, and the series per
 second of a plain loop over default Prophet (``Prophet()`` + Chinese holidays, fit and predict
-the same horizon) on a sample of the same series, one process, measured after each night (the
+the same horizon) on a sample of the same series, on as many processes as the night has cores
+(``--loop-processes``; session 8 and before: one process), measured after each night (the
 machine's speed drifts during a run: each night is compared with the loop measured next to it).
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -101,11 +103,11 @@ def run_night(root: Path, as_of: dt.date, workers: int | None, full_read: bool) 
     }
 
 
-def default_prophet_loop(series: pd.DataFrame, horizon: int) -> tuple[int, float]:
+def _prophet_fits(series: pd.DataFrame, horizon: int) -> int:
+    """Default Prophet fit and predict on each series (one process's share of the loop)."""
     quiet_prophet()
     from prophet import Prophet
 
-    t0 = time.perf_counter()
     n = 0
     for _, g in series.groupby("series_id", sort=False):
         g = g.dropna(subset=["y"])
@@ -116,6 +118,21 @@ def default_prophet_loop(series: pd.DataFrame, horizon: int) -> tuple[int, float
             m.fit(g[["ds", "y"]])
             m.predict(pd.DataFrame({"ds": pd.date_range(g["ds"].max() + pd.Timedelta(days=1), periods=horizon)}))
         n += 1
+    return n
+
+
+def default_prophet_loop(series: pd.DataFrame, horizon: int, processes: int = 1) -> tuple[int, float]:
+    """The plain loop a user who picked Prophet would run: on ``processes`` processes (the same
+    cores the night gets), each fitting its share of the series; the pool's start counts."""
+    t0 = time.perf_counter()
+    if processes <= 1:
+        return _prophet_fits(series, horizon), time.perf_counter() - t0
+    from concurrent.futures import ProcessPoolExecutor
+
+    ids = series["series_id"].drop_duplicates().tolist()
+    shares = [series[series["series_id"].isin(set(ids[k::processes]))] for k in range(processes)]
+    with ProcessPoolExecutor(processes) as pool:
+        n = sum(pool.map(_prophet_fits, shares, [horizon] * processes))
     return n, time.perf_counter() - t0
 
 
@@ -124,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--communities", type=int, default=100)
     p.add_argument("--years", type=float, default=3.0)
     p.add_argument("--workers", type=int, default=None, help="default: all cores")
-    p.add_argument("--prophet-sample", type=int, default=20, help="series in the plain Prophet loop (run after each night)")
+    p.add_argument("--prophet-sample", type=int, default=40, help="series in the plain Prophet loop (run after each night)")
+    p.add_argument(
+        "--loop-processes", type=int, default=None,
+        help="processes of the plain Prophet loop (default: the night's workers: the same cores; 1: one process, as before session 9)",
+    )
     p.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
     p.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--reuse-data", action="store_true", help="keep the source.db already in --dir (same size)")
@@ -155,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         del demo
     config = bench_config(root, args.workers)
+    processes = args.loop_processes or config.engine.workers or os.cpu_count() or 1
     rows = []
     loops = []  # (series, seconds) of the plain loop, measured after each night
     sample = None
@@ -181,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             sample = loop_sample(config, args.as_of, args.prophet_sample)
         # The plain loop right after each night: the machine's speed drifts over a run (by a
         # quarter and more), so each night is compared with the loop measured next to it.
-        n, took = default_prophet_loop(sample, config.forecast.horizon)
+        n, took = default_prophet_loop(sample, config.forecast.horizon, processes)
         loops.append((n, took))
-        print(f"  plain default-Prophet loop after it: {n} series in {took:.1f} s = {n / took:.2f} series/s (one process)")
+        print(f"  plain default-Prophet loop after it: {n} series in {took:.1f} s = {n / took:.2f} series/s ({processes} processes)")
     store = Store(config.store.url.get())
     run = store.last_runs(1)[0]
     store.close()
