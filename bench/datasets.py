@@ -5,12 +5,15 @@ Nothing here is copied into the project: the files are read where they lie.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared real-data folder: FORECASTER_SHARED_DATA (.ci/run sets it), else ../shared/data
+# beside the repository.
+DEFAULT_DATA = Path(os.environ.get("FORECASTER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def koubei(data: Path, n: int, seed: int = 0) -> pd.DataFrame:
