@@ -218,3 +218,22 @@ def test_shares_read_as_percentages_and_service_lines_by_their_labels():
                   "积压工单上升", "预计：41.0单", "门禁工单量上升：提前增派门禁人手", "按时办结率下降：逐单催办", "积压工单上升：假期前清理积压工单"):
         assert words in text, words
     assert "0.82" not in text and "0.9" not in text
+
+
+def test_many_periods_are_one_pattern_not_a_list():
+    """The demo's 按时办结率下降（8段） listed eight Tuesday–Wednesday periods on one 300-character line."""
+    from forecaster.alerts.render import format_periods
+
+    weekly = [make_finding(first_day=dt.date(2026, 12, 8) + dt.timedelta(weeks=k), days=2) for k in range(8)]
+    assert format_periods(weekly) == "12月8日至1月27日每周二至周三，共8次"
+    mixed = [make_finding(first_day=dt.date(2026, 12, 1), days=3), make_finding(first_day=dt.date(2026, 12, 9), days=2),
+             make_finding(first_day=dt.date(2026, 12, 20), days=4), make_finding(first_day=dt.date(2027, 1, 5), days=2)]
+    assert format_periods(mixed) == "12月1日至1月6日间4段，共11天"
+    assert format_periods(mixed[:2]) == "12月1日（周二）至12月3日（周四），共3天；12月9日（周三）至12月10日（周四），共2天"
+    c = Community("C001", "阳光花园", manager="张三")
+    notices = [Notice("new", c, make_finding(community_id="C001", first_day=f.first_day, days=2, severity="警告", finding_id=f"w{k}"))
+               for k, f in enumerate(weekly)]
+    [part] = render_group(ch("dingtalk"), notices, manager="张三", as_of=AS_OF, templates=TemplatesConfig())
+    text = texts([part])[0]
+    assert "满意度下降（8段）" in text and "- 时间：12月8日至1月27日每周二至周三，共8次" in text
+    assert max(len(line) for line in text.splitlines()) < 80

@@ -28,6 +28,7 @@ __all__ = [
     "render_ops",
     "format_day",
     "format_span",
+    "format_periods",
 ]
 
 REASONS_ZH = {"new": "", "unsent": "", "worse": "（升级）", "moved": "（时间有变）", "repeat": "（仍未缓解）"}
@@ -105,6 +106,28 @@ def format_span(first: dt.date, last: dt.date, peak: dt.date | None = None) -> s
     return text
 
 
+# More separate periods than this are said as one pattern: a phone shows a few lines, not a list.
+MAX_PERIODS_LISTED = 3
+
+
+def format_periods(findings: list) -> str:
+    """Several periods of one metric's dips or surges (in order), each listed when they are
+    few; else said once: a weekly pattern (每周三至周五) when every period falls on the same
+    weekdays, or the span and how many periods."""
+    if len(findings) <= MAX_PERIODS_LISTED:
+        return "；".join(format_span(f.first_day, f.last_day) for f in findings)
+    first, last = findings[0].first_day, findings[-1].last_day
+    span = f"{first.month}月{first.day}日至{last.month}月{last.day}日"
+    days = {(f.first_day.weekday(), f.last_day.weekday()) for f in findings}
+    short = all((f.last_day - f.first_day).days < 7 for f in findings)
+    if len(days) == 1 and short:
+        a, b = next(iter(days))
+        week = f"每周{WEEKDAYS_ZH[a]}" + (f"至周{WEEKDAYS_ZH[b]}" if b != a else "")
+        return f"{span}{week}，共{len(findings)}次"
+    total = sum((f.last_day - f.first_day).days + 1 for f in findings)
+    return f"{span}间{len(findings)}段，共{total}天"
+
+
 def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
@@ -178,7 +201,7 @@ def _block(unit: list[Notice], channel: Notifier, templates: TemplatesConfig, la
         worst = min(findings, key=lambda f: f.expected) if dip else max(findings, key=lambda f: f.expected)
         fields = _finding_fields(Notice(n.reason, n.community, worst, n.previous), templates, channel.text, labels)
         fields["change"] += f"（{len(unit)}段）"
-        fields["when"] = "；".join(format_span(f.first_day, f.last_day) for f in sorted(findings, key=lambda f: f.first_day))
+        fields["when"] = format_periods(sorted(findings, key=lambda f: f.first_day))
         windows = dict.fromkeys(w for f in findings for w in f.window.split("、") if w)
         if any(f.estimated for f in findings):
             windows["假期安排为推算"] = None
