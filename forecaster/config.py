@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
-import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -303,13 +301,6 @@ class SatisfactionConfig(_Model):
     # the daily ratings can make or hide a dip: leave it out here. A survey row without a source
     # always counts.
     sources: list[str] | None = None
-
-    def counts(self, source: pd.Series) -> np.ndarray:
-        """Which survey rows (by their source) make the daily satisfaction."""
-        if self.sources is None:
-            return np.ones(len(source), dtype=bool)
-        wanted = {s.strip().lower() for s in self.sources}
-        return (source.isna() | source.str.strip().str.lower().isin(wanted)).to_numpy(dtype=bool)
 
 
 COMPLAINT_LINE = "complaint"  # the complaint line: complaint_count, its categories complaint_categories

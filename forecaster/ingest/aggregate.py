@@ -150,15 +150,18 @@ def day_sums(tickets: pd.DataFrame, surveys: pd.DataFrame, metrics: MetricsConfi
         add(judged, _deadline_day(respond_by), {"resp_due": 1, "resp_met": (answered <= respond_by).astype(np.int64)})
         close_by = tickets["due_at"].fillna(created_at + pd.to_timedelta(close_h, unit="h"))
         met = (closed_at <= close_by).to_numpy()
-        add(~untimed, _deadline_day(close_by), {"close_due": 1, "close_met": met.astype(np.int64)})
-        add(~met & ~untimed, _deadline_day(close_by), {"overdue_in": 1})
+        late = {"close_due": 1, "close_met": met.astype(np.int64), "overdue_in": (~met).astype(np.int64)}
+        add(~untimed, _deadline_day(close_by), late)
         add(~met & closed, closed_at.dt.normalize(), {"overdue_out": 1})
 
     if len(surveys):
         # Every survey row starts a community's history; the chosen sources make satisfaction.
         counted = np.full(len(surveys), "surveys" in metrics.satisfaction_from)
-        if "source" in surveys:
-            counted &= metrics.satisfaction.counts(surveys["source"])
+        chosen = metrics.satisfaction.sources
+        if chosen is not None and "source" in surveys:
+            wanted = {c.strip().lower() for c in chosen}
+            source = surveys["source"]
+            counted &= (source.isna() | source.str.strip().str.lower().isin(wanted)).to_numpy(dtype=bool)
         w = surveys["responses"].where(counted, 0.0)
         pieces.append(
             pd.DataFrame({"sat_w": w, "sat_wy": surveys["score"] * w, "surveyed": 1})
@@ -319,15 +322,15 @@ def _long_series(
     return long, stats
 
 
-def _ever(sums: pd.DataFrame, column: str) -> pd.Series:
-    """Per row, whether its community has any of ``column`` in the window (else its series of
+def _ever(values: pd.Series) -> pd.Series:
+    """Per row, whether its community has any of ``values`` in the window (else its series of
     that kind are absent, not zero: a source without response times, a line it doesn't have)."""
-    return sums[column].groupby(level="community_id").transform("sum") > 0
+    return values.groupby(level="community_id").transform("sum") > 0
 
 
 def _closes(sums: pd.DataFrame) -> pd.Series:
     """Per row, whether its community records closings (timed or not) in the window."""
-    return _ever(sums.assign(_closings=sums["closed"] + sums["closed_untimed"]), "_closings")
+    return _ever(sums["closed"] + sums["closed_untimed"])
 
 
 def _running(change: pd.Series) -> pd.Series:
@@ -358,7 +361,7 @@ METRIC_VALUES = {
     "satisfaction": lambda p: _share(p["sat_wy"], p["sat_w"]),
     "resolution_hours": lambda p: _share(p["hours"], p["closed"]),
     "response_hours": lambda p: _share(p["resp_hours"], p["responded"]),
-    "responded_on_time": lambda p: _share(p["resp_met"], p["resp_due"]).where(_ever(p, "responded")),
+    "responded_on_time": lambda p: _share(p["resp_met"], p["resp_due"]).where(_ever(p["responded"])),
     "closed_on_time": lambda p: _share(p["close_met"], p["close_due"]).where(_closes(p)),
     "open_backlog": lambda p: _running(p["created"] - p["closed"] - p["closed_untimed"]).where(_closes(p)),
     "overdue_open": lambda p: _running(p["overdue_in"] - p["overdue_out"]).where(_closes(p)),
@@ -375,7 +378,7 @@ def daily_metrics(p: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         if line is not None:
             column = LINE_PREFIX + line
             values = p[column] if column in p else pd.Series(0, index=p.index)
-            daily[key] = values.astype("float64").where(_ever(p.assign(_l=values), "_l"))
+            daily[key] = values.astype("float64").where(_ever(values))
         else:
             daily[key] = METRIC_VALUES[key](p).astype("float64")
     return daily
